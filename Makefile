@@ -1,0 +1,53 @@
+# Two commands for a fresh machine (see README):
+#   make lab    install everything, start the stack, open JupyterLab on notebooks/
+#               (make lab HEADLESS=1 prints the URL instead of opening a browser)
+#   make test   install everything, then run every test against real services
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HEADLESS ?=
+PYTEST_ARGS ?=
+
+.PHONY: lab test servers tools down clean labs-sync help
+
+help:
+	@echo "make lab [HEADLESS=1]   start the stack and JupyterLab on the course"
+	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
+	@echo "make down               stop everything this checkout started"
+
+# The venv, rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+	  { echo "seckill: Python 3.11 or newer is needed ($(PYTHON) is $$($(PYTHON) -V 2>&1)); install it or run make PYTHON=python3.12"; exit 1; }
+	@echo "• creating $(VENV) and installing the course's Python packages …"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -q --upgrade pip
+	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e . \
+	  | grep -E '^(Collecting|Successfully)' | sed 's/^/  /' ; test $${PIPESTATUS[0]} -eq 0
+	@touch $(STAMP)
+
+# Server binaries: installed with apt as root, otherwise one line says what to install.
+servers: $(STAMP)
+	@$(BIN)/seckill install-servers
+
+# Servers plus the tools the tests use (docker-compose, wrk, redis-benchmark).
+tools: $(STAMP)
+	@$(BIN)/seckill install-servers --with-tools
+
+lab: servers
+	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,)
+
+test: tools
+	@$(BIN)/python tools/make_labs.py --check
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+labs-sync: $(STAMP)
+	@$(BIN)/python tools/make_labs.py
+
+down:
+	@test -x $(BIN)/seckill && $(BIN)/seckill down || true
+
+clean: down
+	rm -rf $(VENV) .run

@@ -1,0 +1,224 @@
+"""The `seckill` command: the stack, sales, tiers and the order service from a shell.
+
+Every user mistake ends in one line saying what to do and a non-zero exit code
+(2 for a wrong command line, 1 for a state we cannot reach); never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from . import stack
+from .errors import SeckillError
+
+
+class UserError(click.ClickException):
+    """Printed as one line `seckill: <message>`, exit code 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"seckill: {self.format_message()}", err=True)
+
+
+def friendly(func):
+    """Turn the errors a user can cause or fix into one clear line."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SeckillError as exc:
+            raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UserError("interrupted") from None
+    return wrapper
+
+
+def emit(data, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """seckill: a flash-sale system on real Redis, RabbitMQ and PostgreSQL."""
+
+
+# -- the stack -----------------------------------------------------------------------
+
+@main.command()
+@friendly
+def up() -> None:
+    """Start Redis, PostgreSQL and RabbitMQ (reuses what runs) and print their URLs."""
+    urls = stack.up()
+    for name, url in urls.items():
+        click.echo(f"{name}={url}")
+
+
+@main.command()
+@friendly
+def down() -> None:
+    """Stop everything this checkout started (services and tiers), and nothing else."""
+    stack.down()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def status(as_json: bool) -> None:
+    """Show each service's URL, pid, port and health."""
+    data = stack.status()
+    lines = [f"{name:<9} {info['health']:<9} pid={info['pid'] or '-':<8} port={info['port']:<6} {info['url']}"
+             for name, info in data.items()]
+    emit(data, as_json, "\n".join(lines))
+
+
+@main.command()
+@click.argument("service")
+@click.option("-n", "--lines", default=60, show_default=True, type=click.IntRange(1, 100_000))
+@friendly
+def logs(service: str, lines: int) -> None:
+    """Print the last lines of a service's log (redis, postgres, rabbitmq, gateway, ...)."""
+    click.echo(stack.logs(service, lines))
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@friendly
+def reset(yes: bool) -> None:
+    """Stop everything and wipe all data under .run/."""
+    if not yes and sys.stdin.isatty():
+        click.confirm("Wipe all Redis, RabbitMQ and PostgreSQL data of this checkout?", abort=True)
+    stack.reset()
+
+
+@main.command("install-servers")
+@click.option("--with-tools", is_flag=True, help="Also the test tools (docker-compose, wrk, redis-benchmark).")
+@friendly
+def install_servers(with_tools: bool) -> None:
+    """Install missing server binaries with apt (as root), or say what to install."""
+    from . import installer
+
+    tools = list(installer.TOOLS) if with_tools else []
+    installer.ensure_servers(tools=tools)
+    click.echo("servers: " + ", ".join(f"{n}={installer.find(n)}" for n in installer.SERVERS))
+
+
+# -- sales ----------------------------------------------------------------------------
+
+@main.group()
+def sale() -> None:
+    """Create flash sales."""
+
+
+@sale.command("create")
+@click.option("--product", "product_id", required=True, type=click.IntRange(1, 2**62 - 1),
+              help="Product id (a positive whole number).")
+@click.option("--stock", required=True, type=click.IntRange(0, 10**9), help="Items on sale.")
+@click.option("--starts-at", default=None, help="ISO-8601 start, e.g. 2026-11-25T20:00:00+08:00 (default: now).")
+@click.option("--ends-at", default=None, help="ISO-8601 end (default: open-ended).")
+@click.option("--name", default="", help="A product name for charts.")
+@click.option("--force", is_flag=True, help="Drop orders still waiting in the queue.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def sale_create(product_id, stock, starts_at, ends_at, name, force, as_json) -> None:
+    """Write the product to PostgreSQL and load its stock into Redis."""
+    from .config import settings
+    from .sale import create_sale, parse_time
+
+    stack.up(out=None)
+    created = create_sale(settings(), product_id, stock, starts_at=parse_time(starts_at, "--starts-at"),
+                          ends_at=parse_time(ends_at, "--ends-at"), name=name, force=force)
+    emit(created, as_json, f"sale created: product {product_id}, stock {stock}")
+
+
+# -- tiers and the order service ----------------------------------------------------------
+
+@main.group()
+def tier() -> None:
+    """Start or stop a tier of the system (gateway processes + order service)."""
+
+
+@tier.command("up")
+@click.argument("name")
+@click.option("--impl", "impl_name", default=None, help="solutions (default), labs, or a folder.")
+@click.option("--bucket-rate", type=click.FloatRange(min=0.001), default=None, help="Global tokens per second.")
+@click.option("--bucket-capacity", type=click.FloatRange(min=1), default=None, help="Global burst size.")
+@click.option("--user-limit", type=click.IntRange(min=1), default=None, help="Requests per user per window.")
+@click.option("--ip-limit", type=click.IntRange(min=1), default=None, help="Requests per IP per window.")
+@click.option("--window", "window_s", type=click.FloatRange(min=0.1), default=None, help="Limit window, seconds.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, as_json) -> None:
+    """Start tier NAME (flask, ...) on the running stack; prints its base URL."""
+    from . import tiers
+
+    limits = {k: v for k, v in dict(bucket_rate=bucket_rate, bucket_capacity=bucket_capacity,
+                                    user_limit=user_limit, ip_limit=ip_limit, window_s=window_s).items()
+              if v is not None}
+    state = tiers.up(name, limits=limits, impl_name=impl_name)
+    emit(state, as_json, state["base_url"])
+
+
+@tier.command("down")
+@friendly
+def tier_down() -> None:
+    """Stop the running tier (the stack keeps running)."""
+    from . import tiers
+
+    tiers.down()
+
+
+@tier.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def tier_status(as_json) -> None:
+    """Which tier runs, and where."""
+    from . import tiers
+
+    state = tiers.current()
+    emit(state, as_json, f"{state['tier']}: {state['base_url']}" if state else "no tier is running")
+
+
+@main.command()
+@friendly
+def consumer() -> None:
+    """Run the order service in the foreground (Ctrl-C stops it)."""
+    from . import order_service
+
+    order_service.main()
+
+
+# -- JupyterLab -------------------------------------------------------------------------
+
+@main.command()
+@click.option("--headless", is_flag=True, help="Print the URL instead of opening a browser.")
+@click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535))
+@friendly
+def lab(headless: bool, port: int) -> None:
+    """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C)."""
+    import os
+    import secrets
+
+    from .config import REPO_ROOT
+    from . import processes
+
+    stack.up()
+    if processes.port_open(port):
+        raise UserError(f"port {port} is taken by {processes.who_listens(port)}; pass --port with a free one")
+    token = os.environ.get("SECKILL_LAB_TOKEN") or secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}/lab?token={token}"
+    click.echo(f"JupyterLab: {url}", err=True)
+    args = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={REPO_ROOT / 'notebooks'}",
+            "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+            "--ServerApp.port_retries=0"]
+    if headless:
+        args.append("--no-browser")
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    os.execv(sys.executable, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,132 @@
+"""Where everything lives and listens: one place for ports, paths and limits.
+
+Every value can be overridden with an environment variable (``SECKILL_*``), so a
+learner whose machine already uses a port moves the course elsewhere without
+editing code. The defaults are *not* the services' usual ports (6379, 5432,
+5672): the course's servers coexist with any system Redis, PostgreSQL or
+RabbitMQ already running.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SeckillError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"  # everything binds to loopback only
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; unset it or give a port like {default}") from None
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; unset it or give a value like {default}") from None
+
+
+class ConfigError(SeckillError):
+    """A setting the user gave cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    redis: int = 16379
+    postgres: int = 15432
+    amqp: int = 16672
+    rabbitmq_dist: int = 16673
+    epmd: int = 16369
+    gateway: int = 18000
+    nginx: int = 18080
+
+    @classmethod
+    def from_env(cls) -> "Ports":
+        defaults = cls()
+        return cls(**{name: _int_env(f"SECKILL_{name.upper()}_PORT", getattr(defaults, name))
+                      for name in defaults.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The gateway's protections. All of them are per tier configurable."""
+
+    bucket_capacity: float = 5000.0  # global token bucket: burst size
+    bucket_rate: float = 5000.0      # global token bucket: tokens per second
+    user_limit: int = 5              # per user, per window (the seed's Q2: 10 s / 5)
+    ip_limit: int = 100              # per client IP, per window (10 s / 100)
+    window_s: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        d = cls()
+        return cls(
+            bucket_capacity=_float_env("SECKILL_BUCKET_CAPACITY", d.bucket_capacity),
+            bucket_rate=_float_env("SECKILL_BUCKET_RATE", d.bucket_rate),
+            user_limit=_int_env("SECKILL_USER_LIMIT", d.user_limit),
+            ip_limit=_int_env("SECKILL_IP_LIMIT", d.ip_limit),
+            window_s=_float_env("SECKILL_LIMIT_WINDOW_S", d.window_s),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    run_dir: Path
+    ports: Ports
+    limits: Limits = field(default_factory=Limits)
+    pg_user: str = "seckill"
+    pg_password: str = "seckill"
+    pg_database: str = "seckill"
+    queue: str = "orders"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    admin_token: str = "seckill-admin"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        run_dir = Path(os.environ.get("SECKILL_RUN_DIR") or REPO_ROOT / ".run").resolve()
+        proxies = os.environ.get("SECKILL_TRUSTED_PROXIES")
+        return cls(
+            run_dir=run_dir,
+            ports=Ports.from_env(),
+            limits=Limits.from_env(),
+            queue=os.environ.get("SECKILL_QUEUE", "orders"),
+            trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()) if proxies is not None
+            else cls.trusted_proxies,
+            admin_token=os.environ.get("SECKILL_ADMIN_TOKEN", cls.admin_token),
+        )
+
+    # -- connection URLs -------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{HOST}:{self.ports.redis}/0"
+
+    @property
+    def postgres_url(self) -> str:
+        return (f"postgresql://{self.pg_user}:{self.pg_password}@{HOST}:{self.ports.postgres}"
+                f"/{self.pg_database}")
+
+    @property
+    def amqp_url(self) -> str:
+        # %2F is the default virtual host "/"; the timeouts make a dead broker fail fast.
+        return f"amqp://guest:guest@{HOST}:{self.ports.amqp}/%2F?connection_attempts=1&socket_timeout=3"
+
+    def urls(self) -> dict[str, str]:
+        return {"redis": self.redis_url, "postgres": self.postgres_url, "amqp": self.amqp_url}
+
+
+def settings() -> Settings:
+    """Read the settings afresh (cheap), so a changed environment takes effect."""
+    return Settings.from_env()

@@ -1,0 +1,271 @@
+"""The gateway's fast path, independent of any web framework.
+
+    validate → global token bucket → per-user, per-IP limits (Redis)
+             → reserve in Redis (one Lua script) → publish to RabbitMQ (confirmed)
+             → 200 {"success": true, "order_id": ...}
+
+This is the seed's "Flask × 4 (user limits + Redis pre-decrement)" box. Each
+web tier (Flask now, FastAPI later) is a thin adapter that turns a request into
+``buy(...)`` and the returned :class:`Reply` into a response, so every tier
+answers exactly alike.
+
+Rules that keep the books right:
+  * nothing is reserved before the request is known to be valid and allowed;
+  * a reservation is released when the publish fails (503), so a broker outage
+    never leaks stock;
+  * a dependency that is down answers 503 at once (short socket timeouts), never
+    a 500 and never a hang.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import redis as redis_lib
+
+from . import impl
+from .config import Limits, Settings
+from .sale import SaleCatalog, order_key
+
+log = logging.getLogger("seckill.gateway")
+
+PRODUCT_ID = re.compile(r"^[0-9]{1,18}$")
+ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MAX_USER_ID = 64
+MAX_BODY = 4096
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error(status: int, code: str, message: str, **extra) -> Reply:
+    return Reply(status, {"error": code, "message": message, **extra})
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
+    """The address limits count against.
+
+    The peer, unless the peer is a trusted proxy (nginx, or a load generator on
+    loopback simulating many clients): then the right-most address in
+    X-Forwarded-For that is not itself a trusted proxy. Right-most, because a
+    client can write anything into the left part of that header.
+    """
+    peer = peer or "unknown"
+    if peer not in trusted or not forwarded_for:
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed header from a trusted hop: trust nothing in it
+        if hop not in trusted:
+            return hop
+    return peer
+
+
+class ThreadLocalProducer:
+    """One OrderProducer per thread: a pika connection must not be shared by threads."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self._local = threading.local()
+
+    def send_order(self, order: dict) -> None:
+        producer = getattr(self._local, "producer", None)
+        if producer is None:
+            producer = self._local.producer = self._factory()
+        producer.send_order(order)
+
+
+class Gateway:
+    """Everything the buy endpoint needs, passed in so tests and tiers can swap pieces."""
+
+    def __init__(self, *, redis, stock, limiter, bucket, producer, publish_error: type[Exception],
+                 sales: SaleCatalog, orders_db: Callable[[str], str | None] | None = None,
+                 trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1"), bucket_rate: float = 1.0,
+                 clock: Callable[[], float] = time.time):
+        self.redis = redis
+        self.stock = stock
+        self.limiter = limiter
+        self.bucket = bucket
+        self.producer = producer
+        self.publish_error = publish_error
+        self.sales = sales
+        self.orders_db = orders_db
+        self.trusted_proxies = trusted_proxies
+        self.bucket_retry_after = max(1, math.ceil(1.0 / bucket_rate)) if bucket_rate > 0 else 60
+        self.clock = clock
+
+    # -- POST /api/seckill/{product_id} ------------------------------------------------
+    def buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
+        try:
+            return self._buy(product_id_raw, body, client)
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+            log.warning("redis unavailable: %s", exc)
+            return Reply(503, {"error": "unavailable", "message": "stock service unavailable, try again"},
+                         {"Retry-After": "1"})
+
+    def _buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
+        if not PRODUCT_ID.match(product_id_raw or ""):
+            return error(404, "unknown_product", "product id must be a positive whole number")
+        product_id = int(product_id_raw)
+        user_id, problem = parse_user(body)
+        if problem:
+            return problem
+        window = self.sales.get(product_id)
+        if window is None:
+            return error(404, "unknown_product", f"no sale for product {product_id}")
+        state = window.state(self.clock())
+        if state == "not_started":
+            return error(422, "sale_not_started", "the sale has not started yet")
+        if state == "ended":
+            return error(422, "sale_ended", "the sale is over")
+
+        if not self.bucket.allow_request():
+            return Reply(429, {"error": "rate_limited", "layer": "global",
+                               "message": "too many requests, try again"},
+                         {"Retry-After": str(self.bucket_retry_after)})
+        verdict = self.limiter.check(user_id, client)
+        if not verdict.allowed:
+            return Reply(429, {"error": "rate_limited", "layer": verdict.layer,
+                               "message": f"too many requests from this {verdict.layer}, try again later"},
+                         {"Retry-After": str(max(1, math.ceil(verdict.retry_after)))})
+
+        reserved = self.stock.reserve_once(product_id, user_id)
+        outcome = getattr(reserved, "value", reserved)  # a Reservation enum, or its string
+        if outcome == "sold_out":
+            return error(409, "sold_out", "sold out")
+        if outcome == "already_bought":
+            return error(409, "already_bought", "you have already bought this product")
+
+        order = {
+            "order_id": str(uuid.uuid4()),
+            "user_id": user_id,
+            "product_id": product_id,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        try:
+            self.producer.send_order(order)
+        except self.publish_error as exc:
+            self._release(product_id, user_id)
+            log.warning("publish failed, reservation released: %s", exc)
+            return Reply(503, {"error": "unavailable", "message": "order queue unavailable, try again"},
+                         {"Retry-After": "1"})
+        except Exception:
+            self._release(product_id, user_id)
+            raise
+        try:
+            self.redis.set(order_key(order["order_id"]), "pending", ex=24 * 3600)
+        except redis_lib.RedisError:
+            pass  # only the "pending" answer of the status endpoint depends on it
+        return Reply(200, {"success": True, "order_id": order["order_id"]})
+
+    def _release(self, product_id: int, user_id: str) -> None:
+        try:
+            self.stock.release(product_id, user_id)
+        except redis_lib.RedisError:
+            # Reservation stays in Redis with no order behind it: a leak that
+            # `seckill reconcile` finds by comparing Redis with PostgreSQL.
+            log.error("could not release the reservation of %s for product %s", user_id, product_id)
+
+    # -- GET /api/orders/{order_id} --------------------------------------------------------
+    def order_status(self, order_id: str) -> Reply:
+        if not ORDER_ID.match(order_id or ""):
+            return error(404, "unknown_order", "no such order")
+        try:
+            written = self.orders_db(order_id) if self.orders_db else None
+        except Exception as exc:  # PostgreSQL down: say so, do not guess
+            log.warning("order lookup failed: %s", exc)
+            return Reply(503, {"error": "unavailable", "message": "order store unavailable, try again"},
+                         {"Retry-After": "1"})
+        if written:
+            return Reply(200, {"order_id": order_id, "status": written})
+        try:
+            pending = self.redis.exists(order_key(order_id))
+        except redis_lib.RedisError:
+            pending = False
+        if pending:
+            return Reply(200, {"order_id": order_id, "status": "pending"})
+        return error(404, "unknown_order", "no such order")
+
+
+def parse_user(body: bytes) -> tuple[str | None, Reply | None]:
+    """The user id from a JSON body, or the 4xx that explains what is wrong with it."""
+    if len(body) > MAX_BODY:
+        return None, error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, error(400, "invalid_json", 'the body must be JSON like {"user_id": "u123"}')
+    if not isinstance(data, dict):
+        return None, error(422, "invalid_body", 'the body must be a JSON object like {"user_id": "u123"}')
+    user_id = data.get("user_id")
+    if user_id is None:
+        return None, error(422, "missing_user_id", "user_id is required")
+    if not isinstance(user_id, str):
+        return None, error(422, "invalid_user_id", "user_id must be a string")
+    if not user_id.strip():
+        return None, error(422, "invalid_user_id", "user_id must not be empty")
+    if len(user_id) > MAX_USER_ID:
+        return None, error(422, "invalid_user_id", f"user_id must be at most {MAX_USER_ID} characters")
+    if not user_id.isprintable():
+        return None, error(422, "invalid_user_id", "user_id must not contain control characters")
+    return user_id, None
+
+
+def redis_client(url: str) -> redis_lib.Redis:
+    """Short timeouts: with Redis down the gateway must answer 503 at once, not hang."""
+    return redis_lib.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1,
+                                    socket_timeout=2, health_check_interval=30,
+                                    max_connections=512)
+
+
+def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None) -> Gateway:
+    """A gateway wired to the real services, using the chosen implementation."""
+    from . import db
+
+    limits = limits or s.limits
+    r = redis_client(s.redis_url)
+    token_bucket = impl.load("token_bucket", impl_name)
+    rate_limit = impl.load("rate_limit", impl_name)
+    stock = impl.load("stock", impl_name)
+    producer = impl.load("producer", impl_name)
+    local = threading.local()
+
+    def orders_db(order_id: str) -> str | None:
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.closed:
+            conn = local.conn = db.connect(s.postgres_url, autocommit=True)
+        try:
+            return db.order_status(conn, order_id)
+        except Exception:
+            conn.close()
+            raise
+
+    return Gateway(
+        redis=r,
+        stock=stock.StockCache(r),
+        limiter=rate_limit.LayeredLimiter(r, user_limit=limits.user_limit, ip_limit=limits.ip_limit,
+                                          window_s=limits.window_s),
+        bucket=token_bucket.TokenBucket(limits.bucket_capacity, limits.bucket_rate),
+        producer=ThreadLocalProducer(lambda: producer.OrderProducer(s.amqp_url, queue=s.queue)),
+        publish_error=producer.PublishError,
+        sales=SaleCatalog(r),
+        orders_db=orders_db,
+        trusted_proxies=s.trusted_proxies,
+        bucket_rate=limits.bucket_rate,
+    )

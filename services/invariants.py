@@ -1,0 +1,109 @@
+"""The promises a flash sale must keep, checked against the real stores.
+
+After the queue drains:
+  * oversold = 0: PostgreSQL never holds more orders than the sale had stock;
+  * lost = 0: every order the gateway confirmed to a user is in PostgreSQL;
+  * no user bought twice;
+  * Redis and PostgreSQL agree on the stock left.
+Tests, load tests, benchmarks and failure labs all ask these same questions,
+so they are answered in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import redis as redis_lib
+
+from . import broker, db
+from .config import Settings
+
+
+@dataclass
+class SaleCheck:
+    product_id: int
+    initial_stock: int
+    pg_stock: int
+    redis_stock: int | None
+    orders: int
+    distinct_users: int
+    rejections: int
+    confirmed_to_users: int
+    lost: int
+    unexpected: int
+    queue_depth: int
+
+    @property
+    def oversold(self) -> int:
+        return max(0, self.orders - self.initial_stock)
+
+    @property
+    def duplicate_users(self) -> int:
+        return self.orders - self.distinct_users
+
+    @property
+    def ok(self) -> bool:
+        return (self.oversold == 0 and self.lost == 0 and self.duplicate_users == 0
+                and self.pg_stock == self.initial_stock - self.orders
+                and (self.redis_stock is None or self.redis_stock == self.pg_stock))
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "oversold": self.oversold, "duplicate_users": self.duplicate_users,
+                "ok": self.ok}
+
+
+def written_order_ids(s: Settings, product_id: int) -> set[str]:
+    with db.connect(s.postgres_url) as conn:
+        return {r[0] for r in conn.execute("SELECT order_id FROM orders WHERE product_id = %s",
+                                           (product_id,))}
+
+
+def order_count(s: Settings, product_id: int) -> int:
+    with db.connect(s.postgres_url) as conn:
+        return conn.execute("SELECT count(*) FROM orders WHERE product_id = %s", (product_id,)).fetchone()[0]
+
+
+def wait_for_drain(s: Settings, product_id: int, expected_orders: int | None = None,
+                   timeout_s: float = 60.0) -> bool:
+    """Wait (bounded) until the queue is empty and, if given, ``expected_orders`` are written."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        depth = broker.queue_depth(s.amqp_url, s.queue)
+        if depth == 0:
+            if expected_orders is None or order_count(s, product_id) >= expected_orders:
+                # one more look: the last batch may still be committing
+                time.sleep(0.2)
+                if broker.queue_depth(s.amqp_url, s.queue) == 0:
+                    return True
+        time.sleep(0.1)
+    return False
+
+
+def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | set[str]) -> SaleCheck:
+    """Compare what users were told (confirmed ids) with what the stores hold."""
+    with db.connect(s.postgres_url) as conn:
+        numbers = db.sale_numbers(conn, product_id)
+    if numbers is None:
+        raise LookupError(f"no product {product_id} in PostgreSQL")
+    written = written_order_ids(s, product_id)
+    confirmed = set(confirmed_order_ids)
+    r = redis_lib.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=2)
+    try:
+        raw = r.get(f"stock:{product_id}")
+        redis_stock = int(raw) if raw is not None else None
+    except redis_lib.RedisError:
+        redis_stock = None
+    return SaleCheck(
+        product_id=product_id,
+        initial_stock=numbers["initial_stock"],
+        pg_stock=numbers["stock"],
+        redis_stock=redis_stock,
+        orders=numbers["orders"],
+        distinct_users=numbers["distinct_users"],
+        rejections=numbers["rejections"],
+        confirmed_to_users=len(confirmed),
+        lost=len(confirmed - written),
+        unexpected=len(written - confirmed),
+        queue_depth=broker.queue_depth(s.amqp_url, s.queue),
+    )

@@ -1,0 +1,213 @@
+"""The stack manager: real Redis, RabbitMQ and PostgreSQL for the course, one call away.
+
+    from seckill import stack
+    urls = stack.up()        # starts what is not running, waits, creates the schema
+    stack.status()           # per service: url, pid, port, health
+    stack.down()             # stops what this checkout started, and nothing else
+
+Two backends give the same services on the same ports:
+  * native (the default here): the installed binaries run as processes of this
+    checkout, data and logs under ``.run/`` (see servers.py, processes.py);
+  * docker: ``docker compose`` with docker-compose.yml, chosen automatically
+    when a Docker engine answers, or with ``SECKILL_BACKEND=docker``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TextIO
+
+from . import db, installer, processes, servers
+from .errors import SeckillError
+from .config import REPO_ROOT, Settings, settings
+
+SERVICES = ("redis", "postgres", "rabbitmq")
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+COMPOSE_PROJECT = "seckill"
+
+
+class StackError(SeckillError):
+    """The stack could not be brought to the asked state; the message says what to do."""
+
+
+def _say(out: TextIO | None, text: str) -> None:
+    if out is not None:
+        print(text, file=out, flush=True)
+
+
+# -- backend choice ------------------------------------------------------------
+
+def backend() -> str:
+    chosen = os.environ.get("SECKILL_BACKEND", "auto")
+    if chosen in ("native", "docker"):
+        return chosen
+    if chosen != "auto":
+        raise StackError(f"SECKILL_BACKEND={chosen!r}: use native, docker or auto")
+    return "docker" if _docker_engine_answers() else "native"
+
+
+def _docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                              capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _compose(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    s = settings()
+    env = dict(os.environ,
+               SECKILL_REDIS_PORT=str(s.ports.redis),
+               SECKILL_POSTGRES_PORT=str(s.ports.postgres),
+               SECKILL_AMQP_PORT=str(s.ports.amqp))
+    cmd = ["docker", "compose", "-p", COMPOSE_PROJECT, "-f", str(COMPOSE_FILE), *args]
+    return subprocess.run(cmd, env=env, text=True, capture_output=capture)
+
+
+# -- up ------------------------------------------------------------------------
+
+def up(out: TextIO | None = sys.stderr) -> dict[str, str]:
+    """Start Redis, PostgreSQL and RabbitMQ unless they run; return their URLs.
+
+    Idempotent: a second call finds them running and only checks them.
+    """
+    s = settings()
+    if backend() == "docker":
+        _say(out, "• starting the stack with docker compose …")
+        if _compose("up", "-d", "--wait").returncode != 0:
+            raise StackError("docker compose up failed; see `docker compose -p seckill logs`")
+    else:
+        _up_native(s, out)
+    db.apply_schema(s.postgres_url)
+    urls = s.urls()
+    for name, url in urls.items():
+        _say(out, f"  {name:<9}{url}")
+    return urls
+
+
+def _up_native(s: Settings, out: TextIO | None) -> None:
+    try:
+        installer.ensure_servers(list(SERVICES))
+    except installer.MissingServers as exc:
+        raise StackError(str(exc)) from None
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    to_start = []
+    for server in servers.all_servers(s):
+        record = processes.load(s.run_dir, server.name)
+        if processes.alive(s.run_dir, record) and server.ready():
+            _say(out, f"• {server.name:<9}already running (pid {record.pid}, port {server.port})")
+            continue
+        # Something of ours may be half-alive after a crash: clear it first.
+        processes.stop(s.run_dir, server.name, timeout=10)
+        if processes.port_open(server.port):
+            env_var = f"SECKILL_{'AMQP' if server.name == 'rabbitmq' else server.name.upper()}_PORT"
+            raise StackError(f"port {server.port} for {server.name} is taken by "
+                             f"{processes.who_listens(server.port)}; stop it or set {env_var} to a free port")
+        to_start.append(server)
+
+    def launch(server: servers.NativeServer) -> processes.Record:
+        t0 = time.monotonic()
+        _say(out, f"• {server.name:<9}starting on 127.0.0.1:{server.port} …")
+        record = servers.start(s, server)
+        _say(out, f"• {server.name:<9}ready in {time.monotonic() - t0:.1f} s (pid {record.pid})")
+        return record
+
+    errors = []
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {pool.submit(launch, srv): srv for srv in to_start}
+        for future, srv in futures.items():
+            try:
+                future.result()
+            except (processes.StartError, installer.MissingServers) as exc:
+                errors.append(str(exc))
+    if errors:
+        raise StackError("; ".join(errors))
+
+
+# -- status ----------------------------------------------------------------------
+
+def status() -> dict[str, dict]:
+    """Per service: url, pid, port and health ("ok", "down" or what failed)."""
+    s = settings()
+    urls = {"redis": s.redis_url, "postgres": s.postgres_url, "rabbitmq": s.amqp_url}
+    ports = {"redis": s.ports.redis, "postgres": s.ports.postgres, "rabbitmq": s.ports.amqp}
+    result: dict[str, dict] = {}
+    docker = backend() == "docker"
+    for server in servers.all_servers(s):
+        if docker:
+            pid = None
+        else:
+            proc = processes.alive(s.run_dir, processes.load(s.run_dir, server.name))
+            pid = proc.pid if proc else None
+        healthy = server.ready() if (pid or docker) else False
+        result[server.name] = {
+            "url": urls[server.name],
+            "pid": pid,
+            "port": ports[server.name],
+            "health": "ok" if healthy else ("unhealthy" if pid else "down"),
+            "backend": "docker" if docker else "native",
+        }
+    return result
+
+
+def healthy() -> bool:
+    return all(v["health"] == "ok" for v in status().values())
+
+
+# -- down, logs, reset -------------------------------------------------------------
+
+def down(out: TextIO | None = sys.stderr) -> list[str]:
+    """Stop every process this checkout started (tiers included). Returns their names."""
+    s = settings()
+    if backend() == "docker":
+        _compose("down")
+    stopped = processes.stop_all(s.run_dir)
+    for name in stopped:
+        _say(out, f"• stopped {name}")
+    if not stopped:
+        _say(out, "• nothing of this checkout was running")
+    return stopped
+
+
+def log_path(service: str) -> Path:
+    s = settings()
+    known = set(SERVICES) | {p.stem for p in (s.run_dir / "logs").glob("*.log")}
+    if service not in known:
+        raise StackError(f"no service called {service!r}; choose one of: {', '.join(sorted(known))}")
+    return s.run_dir / "logs" / f"{service}.log"
+
+
+def logs(service: str, lines: int = 60) -> str:
+    if backend() == "docker" and service in SERVICES:
+        return _compose("logs", "--tail", str(lines), service, capture=True).stdout
+    path = log_path(service)
+    if not path.exists():
+        return f"(no log yet: {service} has not been started in this checkout)"
+    return processes.tail(path, lines)
+
+
+def reset(out: TextIO | None = sys.stderr) -> None:
+    """Stop everything and wipe all data: the next `up` starts from empty servers."""
+    s = settings()
+    down(out)
+    if backend() == "docker":
+        _compose("down", "-v")
+    for path in servers.data_paths(s):
+        if path.is_symlink():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    _say(out, f"• wiped the data under {s.run_dir}")
+
+
+def as_json(data) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)

@@ -1,0 +1,183 @@
+"""The tier ladder: which processes make up each version of the system.
+
+``seckill tier up flask`` starts the gateway processes of a tier plus the order
+service, on top of the running stack, and prints the base URL to load-test.
+Only one tier runs at a time (they share the gateway port), so bringing one up
+stops the other first. Later tiers (Flask × 4 behind nginx, FastAPI, local
+stock) are added to TIERS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, TextIO
+
+from . import broker, impl, processes, stack
+from .errors import SeckillError
+from .config import HOST, Limits, Settings, settings
+
+
+class TierError(SeckillError):
+    """A tier cannot be started or found; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Proc:
+    name: str
+    command: Callable[[Settings], list[str]]
+    port: Callable[[Settings], int | None] = lambda s: None
+    ready: Callable[[Settings], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    title: str
+    procs: tuple[Proc, ...]
+    limits: Limits = field(default_factory=Limits)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _consumer_attached(s: Settings) -> bool:
+    try:
+        return broker.queue_stats(s.amqp_url, s.queue)["consumers"] > 0
+    except Exception:
+        return False
+
+
+PY = sys.executable
+
+ORDER_SERVICE = Proc("order-service", lambda s: [PY, "-m", "seckill.order_service"],
+                     ready=_consumer_attached)
+
+
+def _gunicorn(workers: int, threads: int) -> Callable[[Settings], list[str]]:
+    def command(s: Settings) -> list[str]:
+        return [PY, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
+                "--threads", str(threads), "--bind", f"{HOST}:{s.ports.gateway}",
+                "--backlog", "2048", "--graceful-timeout", "5", "--keep-alive", "5",
+                "seckill.gateway_flask:create_app()"]
+    return command
+
+
+TIERS: dict[str, Tier] = {
+    "flask": Tier(
+        "flask", "T1 · one Flask process (gunicorn, 1 worker, threads)",
+        (
+            Proc("gateway", _gunicorn(workers=1, threads=32), port=lambda s: s.ports.gateway,
+                 ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
+            ORDER_SERVICE,
+        ),
+    ),
+}
+
+
+def base_url(s: Settings) -> str:
+    return f"http://{HOST}:{s.ports.gateway}"
+
+
+def _state_path(s: Settings) -> Path:
+    return s.run_dir / "tier.json"
+
+
+def current(s: Settings | None = None) -> dict | None:
+    """The running tier's record, or None."""
+    s = s or settings()
+    try:
+        state = json.loads(_state_path(s).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    alive = all(processes.alive(s.run_dir, processes.load(s.run_dir, p)) for p in state.get("procs", []))
+    return state if alive else None
+
+
+def limits_env(limits: Limits) -> dict[str, str]:
+    return {
+        "SECKILL_BUCKET_CAPACITY": str(limits.bucket_capacity),
+        "SECKILL_BUCKET_RATE": str(limits.bucket_rate),
+        "SECKILL_USER_LIMIT": str(limits.user_limit),
+        "SECKILL_IP_LIMIT": str(limits.ip_limit),
+        "SECKILL_LIMIT_WINDOW_S": str(limits.window_s),
+    }
+
+
+def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
+       out: TextIO | None = sys.stderr) -> dict:
+    """Start tier ``name`` (and the stack if needed); return its record with base_url."""
+    if name not in TIERS:
+        raise TierError(f"no tier called {name!r}; choose one of: {', '.join(TIERS)}")
+    tier = TIERS[name]
+    impl_name = impl_name or impl.current()
+    impl.load("stock", impl_name)  # fail early, with a clear message, on a bad SECKILL_IMPL
+    s = settings()
+    stack.up(out=out)
+    down(out=None)
+    chosen = replace(s.limits, **(limits or {}))
+    env = {"SECKILL_IMPL": impl_name, "PYTHONUNBUFFERED": "1", **limits_env(chosen)}
+    # Every process of the tier must find the same run dir and ports as we do.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
+    started = []
+    try:
+        for proc in tier.procs:
+            t0 = time.monotonic()
+            port = proc.port(s)
+            if port and processes.port_open(port):
+                raise TierError(f"port {port} for {proc.name} is taken by {processes.who_listens(port)}; "
+                                f"stop it or set SECKILL_GATEWAY_PORT to a free port")
+            if out:
+                print(f"• {proc.name:<14}starting …", file=out, flush=True)
+            ready = (lambda p=proc: p.ready(s)) if proc.ready else None
+            processes.start(s.run_dir, proc.name, proc.command(s), port=port, ready=ready, env=env,
+                            cwd=s.run_dir, timeout=30)
+            started.append(proc.name)
+            if out:
+                print(f"• {proc.name:<14}ready in {time.monotonic() - t0:.1f} s", file=out, flush=True)
+    except Exception:
+        for pname in started:
+            processes.stop(s.run_dir, pname, timeout=10)
+        raise
+    state = {"tier": name, "title": tier.title, "base_url": base_url(s), "impl": impl_name,
+             "limits": asdict(chosen), "procs": started}
+    _state_path(s).write_text(json.dumps(state, indent=2))
+    return state
+
+
+def down(out: TextIO | None = sys.stderr) -> list[str]:
+    """Stop the running tier's processes (gateways and order service), not the stack."""
+    s = settings()
+    names = set()
+    try:
+        names.update(json.loads(_state_path(s).read_text()).get("procs", []))
+    except (FileNotFoundError, json.JSONDecodeError):
+        pass
+    for tier in TIERS.values():
+        names.update(p.name for p in tier.procs)
+    stopped = [n for n in sorted(names) if processes.stop(s.run_dir, n, timeout=15)]
+    _state_path(s).unlink(missing_ok=True)
+    if out:
+        print("• stopped " + (", ".join(stopped) if stopped else "nothing (no tier was running)"),
+              file=out, flush=True)
+    return stopped
+
+
+def start_order_service(s: Settings | None = None, extra_env: dict[str, str] | None = None) -> processes.Record:
+    """(Re)start only the order service, e.g. after a failure lab killed it."""
+    s = s or settings()
+    state = current(s) or {}
+    env = {"SECKILL_IMPL": state.get("impl") or impl.current(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
+    return processes.start(s.run_dir, ORDER_SERVICE.name, ORDER_SERVICE.command(s), port=None,
+                           ready=lambda: ORDER_SERVICE.ready(s), env=env, cwd=s.run_dir, timeout=30)

@@ -1,0 +1,117 @@
+"""`seckill up` / `status` / `down` / `reset` from the command line, on a stack of their own.
+
+This test runs its own stack (own run dir, own ports) so it can stop it
+without disturbing the one the other tests share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from seckill import processes
+
+REPO = Path(__file__).resolve().parent.parent
+SECKILL = str(Path(sys.executable).parent / "seckill")
+PORTS = {"SECKILL_REDIS_PORT": 18379, "SECKILL_POSTGRES_PORT": 18432, "SECKILL_AMQP_PORT": 18672,
+         "SECKILL_RABBITMQ_DIST_PORT": 18673, "SECKILL_EPMD_PORT": 18369}
+
+
+@pytest.fixture(scope="module")
+def run_dir():
+    path = REPO / ".run" / "test-lifecycle"
+    env = {**os.environ, "SECKILL_RUN_DIR": str(path), **{k: str(v) for k, v in PORTS.items()}}
+    yield path, env
+    subprocess.run([SECKILL, "down"], env=env, capture_output=True, timeout=120)
+
+
+def seckill(env, *args, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run([SECKILL, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def status(env) -> dict:
+    result = seckill(env, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_up_twice_is_harmless_and_down_leaves_nothing(run_dir):
+    path, env = run_dir
+    first = seckill(env, "up")
+    assert first.returncode == 0, first.stderr
+    assert "redis=redis://127.0.0.1:18379/0" in first.stdout
+    before = status(env)
+    assert {name: info["health"] for name, info in before.items()} == {
+        "redis": "ok", "postgres": "ok", "rabbitmq": "ok"}
+    assert all(info["pid"] and info["port"] and info["url"] for info in before.values())
+
+    second = seckill(env, "up")
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.count("already running") == 3
+    assert {n: i["pid"] for n, i in status(env).items()} == {n: i["pid"] for n, i in before.items()}
+
+    logs = seckill(env, "logs", "redis")
+    assert logs.returncode == 0 and "Ready to accept connections" in logs.stdout
+
+    # A crash: Redis dies hard. status says so; the next `up` brings back only Redis.
+    os.kill(before["redis"]["pid"], signal.SIGKILL)
+    processes.wait_until(lambda: not psutil.pid_exists(before["redis"]["pid"]), timeout=5)
+    assert status(env)["redis"]["health"] == "down"
+    third = seckill(env, "up")
+    assert third.returncode == 0, third.stderr
+    after = status(env)
+    assert after["redis"]["health"] == "ok" and after["redis"]["pid"] != before["redis"]["pid"]
+    assert after["postgres"]["pid"] == before["postgres"]["pid"]
+
+    # A stale pid file from a crash long ago, whose pid now belongs to someone else.
+    bystander = subprocess.Popen(["sleep", "120"])
+    try:
+        (path / "pids" / "ghost.json").write_text(json.dumps({
+            "name": "ghost", "pid": bystander.pid, "port": None, "create_time": time.time() - 86_400,
+            "log": "", "command": ["ghost"]}))
+        down = seckill(env, "down")
+        assert down.returncode == 0, down.stderr
+        assert bystander.poll() is None, "down killed a process it did not start"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+    assert processes.ours(path) == [], "down left processes of this checkout running"
+    for port in PORTS.values():
+        assert not processes.port_open(port), f"port {port} still listens after down"
+    assert not list((path / "pids").glob("*.json")), "down left pid files behind"
+
+
+def test_down_when_nothing_runs_and_reset_wipes_the_data(run_dir):
+    path, env = run_dir
+    result = seckill(env, "down")
+    assert result.returncode == 0 and "nothing" in result.stderr
+    assert (path / "redis").exists() and (path / "postgres").exists()
+    result = seckill(env, "reset", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert not (path / "redis").exists() and not (path / "postgres").exists()
+
+
+def test_a_taken_port_is_one_clear_line(run_dir, tmp_path):
+    _, env = run_dir
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        env = {**env, "SECKILL_RUN_DIR": str(tmp_path / "run"), "SECKILL_REDIS_PORT": str(taken)}
+        result = seckill(env, "up")
+    assert result.returncode == 1
+    assert f"port {taken} for redis is taken" in result.stderr and "SECKILL_REDIS_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+    seckill(env, "down")
