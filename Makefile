@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 	@echo "• creating $(VENV) and installing the course's Python packages …"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -q --upgrade pip
-	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e . \
-	  | grep -E '^(Collecting|Successfully)' | sed 's/^/  /' ; test $${PIPESTATUS[0]} -eq 0
+	@set -o pipefail; $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e . 2>&1 \
+	  | tee $(VENV)/pip.log | { grep --line-buffered -E '^(Collecting|Successfully installed)' | cut -c1-110 | sed 's/^/  /' || true; } \
+	  || { tail -20 $(VENV)/pip.log; echo "seckill: installing the Python packages failed; the whole log is in $(VENV)/pip.log"; exit 1; }
 	@touch $(STAMP)
 
 # Server binaries: installed with apt as root, otherwise one line says what to install.

@@ -13,15 +13,19 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# SECKILL_TEST_SLOT=N moves the whole test stack by N*10 ports and into .run/testN,
+# so two test runs on one machine (two checkouts, two developers) do not collide.
+SLOT = int(os.environ.get("SECKILL_TEST_SLOT", "0") or 0)
+PORT_SHIFT = 10 * SLOT
 TEST_ENV = {
-    "SECKILL_RUN_DIR": str(REPO / ".run" / "test"),
-    "SECKILL_REDIS_PORT": "17379",
-    "SECKILL_POSTGRES_PORT": "17432",
-    "SECKILL_AMQP_PORT": "17672",
-    "SECKILL_RABBITMQ_DIST_PORT": "17673",
-    "SECKILL_EPMD_PORT": "17369",
-    "SECKILL_GATEWAY_PORT": "19000",
-    "SECKILL_NGINX_PORT": "19080",
+    "SECKILL_RUN_DIR": str(REPO / ".run" / (f"test{SLOT}" if SLOT else "test")),
+    "SECKILL_REDIS_PORT": str(17379 + PORT_SHIFT),
+    "SECKILL_POSTGRES_PORT": str(17432 + PORT_SHIFT),
+    "SECKILL_AMQP_PORT": str(17672 + PORT_SHIFT),
+    "SECKILL_RABBITMQ_DIST_PORT": str(17673 + PORT_SHIFT),
+    "SECKILL_EPMD_PORT": str(17369 + PORT_SHIFT),
+    "SECKILL_GATEWAY_PORT": str(19000 + PORT_SHIFT),
+    "SECKILL_NGINX_PORT": str(19080 + PORT_SHIFT),
     "SECKILL_BACKEND": "native",
     "SECKILL_IMPL": "solutions",
 }

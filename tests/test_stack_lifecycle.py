@@ -21,13 +21,16 @@ from seckill import processes
 
 REPO = Path(__file__).resolve().parent.parent
 SECKILL = str(Path(sys.executable).parent / "seckill")
+from conftest import PORT_SHIFT, SLOT  # noqa: E402
+
 PORTS = {"SECKILL_REDIS_PORT": 18379, "SECKILL_POSTGRES_PORT": 18432, "SECKILL_AMQP_PORT": 18672,
          "SECKILL_RABBITMQ_DIST_PORT": 18673, "SECKILL_EPMD_PORT": 18369}
+PORTS = {name: port + PORT_SHIFT for name, port in PORTS.items()}
 
 
 @pytest.fixture(scope="module")
 def run_dir():
-    path = REPO / ".run" / "test-lifecycle"
+    path = REPO / ".run" / f"test-lifecycle{SLOT or ''}"
     env = {**os.environ, "SECKILL_RUN_DIR": str(path), **{k: str(v) for k, v in PORTS.items()}}
     yield path, env
     subprocess.run([SECKILL, "down"], env=env, capture_output=True, timeout=120)
@@ -48,7 +51,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(run_dir):
     path, env = run_dir
     first = seckill(env, "up")
     assert first.returncode == 0, first.stderr
-    assert "redis=redis://127.0.0.1:18379/0" in first.stdout
+    assert f"redis=redis://127.0.0.1:{PORTS['SECKILL_REDIS_PORT']}/0" in first.stdout
     before = status(env)
     assert {name: info["health"] for name, info in before.items()} == {
         "redis": "ok", "postgres": "ok", "rabbitmq": "ok"}
