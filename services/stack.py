@@ -14,6 +14,8 @@ Two backends give the same services on the same ports:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -88,13 +90,27 @@ def up(out: TextIO | None = sys.stderr) -> dict[str, str]:
     else:
         _up_native(s, out)
     db.apply_schema(s.postgres_url)
-    urls = s.urls()
-    for name, url in urls.items():
-        _say(out, f"  {name:<9}{url}")
-    return urls
+    return s.urls()
+
+
+@contextlib.contextmanager
+def _exclusive(s: Settings):
+    """One `up`/`down` at a time per checkout (a notebook and a terminal may race)."""
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(s.run_dir / "stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _up_native(s: Settings, out: TextIO | None) -> None:
+    with _exclusive(s):
+        _start_missing(s, out)
+
+
+def _start_missing(s: Settings, out: TextIO | None) -> None:
     try:
         installer.ensure_servers(list(SERVICES))
     except installer.MissingServers as exc:
@@ -170,7 +186,8 @@ def down(out: TextIO | None = sys.stderr) -> list[str]:
     s = settings()
     if backend() == "docker":
         _compose("down")
-    stopped = processes.stop_all(s.run_dir)
+    with _exclusive(s):
+        stopped = processes.stop_all(s.run_dir)
     for name in stopped:
         _say(out, f"• stopped {name}")
     if not stopped:

@@ -123,7 +123,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     impl_name = impl_name or impl.current()
     impl.load("stock", impl_name)  # fail early, with a clear message, on a bad SECKILL_IMPL
     s = settings()
-    stack.up(out=out)
+    stack.up(out=None if stack.healthy() else out)  # progress only when something starts
     down(out=None)
     chosen = replace(s.limits, **(limits or {}))
     env = {"SECKILL_IMPL": impl_name, "PYTHONUNBUFFERED": "1", **limits_env(chosen)}

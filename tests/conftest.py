@@ -61,6 +61,19 @@ def redis_client(stack_urls):
     client.close()
 
 
+@pytest.fixture(params=[True, False], ids=["decoded", "bytes"])
+def any_redis(request, redis_client):
+    """redis_client, and a twin on the same db that returns bytes: code must handle both."""
+    if request.param:
+        yield redis_client
+        return
+    pool = redis_client.connection_pool
+    kwargs = dict(pool.connection_kwargs, decode_responses=False)
+    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def amqp_url(stack_urls):
     return stack_urls["amqp"]

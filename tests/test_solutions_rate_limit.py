@@ -5,22 +5,8 @@ import threading
 import time
 
 import pytest
-import redis
 
 from solutions.rate_limit import LayeredLimiter, LimitVerdict, RedisRateLimiter, SlidingWindowLimiter
-
-
-@pytest.fixture(params=[True, False], ids=["decoded", "bytes"])
-def any_redis(request, redis_client):
-    """The fixture's client, and a twin on the same db that returns bytes."""
-    if request.param:
-        yield redis_client
-        return
-    pool = redis_client.connection_pool
-    kwargs = dict(pool.connection_kwargs, decode_responses=False)
-    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
-    yield client
-    client.close()
 
 
 LIMITERS = [RedisRateLimiter, SlidingWindowLimiter]

@@ -118,3 +118,30 @@ def test_a_taken_port_is_one_clear_line(run_dir, tmp_path):
     assert f"port {taken} for redis is taken" in result.stderr and "SECKILL_REDIS_PORT" in result.stderr
     assert "Traceback" not in result.stderr
     seckill(env, "down")
+
+
+def test_backend_choice(monkeypatch):
+    from seckill import stack
+
+    monkeypatch.setenv("SECKILL_BACKEND", "native")
+    assert stack.backend() == "native"
+    monkeypatch.setenv("SECKILL_BACKEND", "docker")
+    assert stack.backend() == "docker"
+    monkeypatch.setenv("SECKILL_BACKEND", "kubernetes")
+    with pytest.raises(stack.StackError, match="native, docker or auto"):
+        stack.backend()
+    monkeypatch.setenv("SECKILL_BACKEND", "auto")
+    # No Docker engine answers on this machine's kind; where one does, auto picks it.
+    assert stack.backend() == ("docker" if stack._docker_engine_answers() else "native")
+
+
+def test_two_ups_at_once_start_each_server_once(run_dir):
+    path, env = run_dir
+    both = [subprocess.Popen([SECKILL, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(p.wait(timeout=180), p.stderr.read()) for p in both]
+    assert [code for code, _ in results] == [0, 0], results
+    assert sum(err.count("starting on") for _, err in results) == 3, "a server was started twice"
+    assert sum(err.count("already running") for _, err in results) == 3
+    assert {i["health"] for i in status(env).values()} == {"ok"}
+    assert seckill(env, "down").returncode == 0
