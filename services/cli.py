@@ -220,5 +220,55 @@ def lab(headless: bool, port: int) -> None:
     os.execv(sys.executable, args)
 
 
+# -- graded labs -------------------------------------------------------------------------
+
+class UnknownLabError(UserError):
+    """A lab name that does not exist: one line listing the real ones, exit code 2."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.argument("lab")
+@click.option("--impl", "impl_name", default=None,
+              help="labs (default, or $SECKILL_IMPL), solutions, or a folder holding the module.")
+@friendly
+def grade(lab: str, impl_name: str | None) -> None:
+    """Grade lab LAB (token_bucket, rate_limit, stock, producer, consumer); exit 0 only if all checks pass."""
+    from . import grader
+
+    if lab not in grader.LABS:
+        raise UnknownLabError(f"unknown lab {lab!r}; the labs are: {', '.join(grader.LABS)}")
+    report = grader.grade(lab, impl_name)
+    grader.save_progress(report)
+    click.echo(str(report))
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def progress(as_json: bool) -> None:
+    """Which labs you have passed, and when."""
+    from . import grader
+
+    data = grader.progress()
+    lines = []
+    for lab, (_module, notebook, title) in grader.LABS.items():
+        entry = data.get(lab)
+        if entry is None:
+            lines.append(f"{lab:<13} not graded yet   {notebook}")
+            continue
+        state = "passed" if entry.get("passed") else "not passed"
+        if entry.get("impl") == "solutions":  # grading the reference says nothing about your labs/
+            state = "reference " + state
+        line = f"{lab:<13} {state:<18} {entry.get('score', '?'):>5}  {entry.get('date', '')}  ({entry.get('impl')})"
+        last = entry.get("last") or {}
+        if last and last.get("date") != entry.get("date"):
+            line += f"  last attempt: {last.get('score')} on {last.get('date')}"
+        lines.append(line)
+    emit(data, as_json, "\n".join(lines))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

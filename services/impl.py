@@ -28,6 +28,11 @@ def current() -> str:
     return os.environ.get("SECKILL_IMPL", "solutions") or "solutions"
 
 
+def learner() -> str:
+    """The implementation a learner's notebook and the graders use by default: their own."""
+    return os.environ.get("SECKILL_IMPL") or "labs"
+
+
 def load(piece: str, impl: str | None = None) -> ModuleType:
     """Import ``piece`` (e.g. "stock") from the chosen implementation."""
     if piece not in PIECES:

@@ -1,0 +1,381 @@
+# A deliberately WRONG consumer for tests/test_graders.py: handle inserts without tolerating a redelivered order.
+# Copied from solutions/consumer.py with that one thing broken.
+"""The order service: from the queue into PostgreSQL, exactly once in effect.
+
+RabbitMQ delivers each message AT LEAST once: if the consumer dies after
+writing an order but before acknowledging it, the broker delivers it again.
+We cannot prevent the redelivery, so we make it harmless:
+
+* orders.order_id is the primary key, and INSERT ... ON CONFLICT DO NOTHING
+  turns a second copy into a no-op. Writing twice has the effect of once.
+* We acknowledge only AFTER the transaction committed. Ack first and crash,
+  and the order is gone; commit first and crash, and it merely comes back.
+
+PostgreSQL is also the last guard against overselling: the stock decrement is
+guarded (`stock > 0`, plus CHECK (stock >= 0) in the schema) and a user can
+hold one order per product (UNIQUE (user_id, product_id)). An order the
+database refuses is recorded in order_rejections, never silently dropped.
+
+Two ways to write orders, compared in the notebook:
+
+* handle(order): one order, one transaction. Easy to follow, but every order
+  pays for a commit (a flush to disk) and several round trips.
+* handle_batch(orders): a whole batch in one transaction with a handful of
+  set-based statements. One commit per batch: many times faster, same result.
+"""
+
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import pika
+import psycopg
+
+NOTEBOOK = "notebooks/14_order_consumer.ipynb"
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("order_id", "user_id", "product_id", "created_at")
+BIGINT_MAX = 2**63 - 1
+POLL_S = 0.2  # how long run() waits for a message before checking its timers
+
+
+class BadOrder(ValueError):
+    """A message that can never become an order (not JSON, missing or malformed fields)."""
+
+
+def parse_order(body: bytes | str) -> dict:
+    """Decode a message body into an order dict, or raise BadOrder."""
+    try:
+        order = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadOrder(f"not JSON: {exc}") from exc
+    return validate_order(order)
+
+
+def validate_order(order: dict) -> dict:
+    """Check an order's fields and return it normalised (product_id int, created_at datetime).
+
+    Anything PostgreSQL would choke on is caught here, because one bad order
+    that makes the transaction fail would make the whole batch fail, again on
+    every redelivery: a "poison message" that blocks the queue.
+    """
+    if not isinstance(order, dict):
+        raise BadOrder(f"expected a JSON object, got {type(order).__name__}")
+    missing = [field for field in REQUIRED_FIELDS if order.get(field) in (None, "")]
+    if missing:
+        raise BadOrder(f"missing fields: {', '.join(missing)}")
+    for field in ("order_id", "user_id"):
+        if not isinstance(order[field], str) or "\x00" in order[field]:
+            raise BadOrder(f"{field} must be a string without NUL bytes")
+    product_id = order["product_id"]
+    if isinstance(product_id, str) and product_id.isdigit():
+        product_id = int(product_id)
+    if isinstance(product_id, bool) or not isinstance(product_id, int) or not 0 <= product_id <= BIGINT_MAX:
+        raise BadOrder(f"product_id must be a non-negative integer, got {order['product_id']!r}")
+    created_at = order["created_at"]
+    if not isinstance(created_at, datetime):
+        try:
+            created_at = datetime.fromisoformat(str(created_at))
+        except ValueError as exc:
+            raise BadOrder(f"created_at is not ISO-8601: {created_at!r}") from exc
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=timezone.utc)  # the gateway stamps UTC
+    return {**order, "product_id": product_id, "created_at": created_at}
+
+
+class OrderConsumer:
+    """Reads orders from a RabbitMQ queue and writes them to PostgreSQL."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        pg_dsn: str,
+        queue: str = "orders",
+        prefetch: int = 200,
+        batch_size: int = 200,
+    ) -> None:
+        if prefetch < 1 or batch_size < 1:
+            raise ValueError("prefetch and batch_size must be >= 1")
+        self.amqp_url = amqp_url
+        self.pg_dsn = pg_dsn
+        self.queue = queue
+        self.prefetch = prefetch
+        self.batch_size = batch_size
+        self._pg: psycopg.Connection | None = None
+
+    def _db(self) -> psycopg.Connection:
+        """The one PostgreSQL connection, (re)opened when there is none or it broke."""
+        if self._pg is None or self._pg.closed:
+            self._pg = psycopg.connect(self.pg_dsn, autocommit=False)
+        return self._pg
+
+    def close(self) -> None:
+        """Close the PostgreSQL connection (run() closes its own RabbitMQ connection)."""
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+
+    # -- one order at a time ---------------------------------------------------
+
+    def handle(self, order: dict) -> bool:
+        """Write one order in its own transaction. True if it was written.
+
+        False when the order_id was already handled (a redelivery: nothing
+        changes), or the database refused it; refusals are recorded in
+        order_rejections with their reason.
+        """
+        order = validate_order(order)
+        # BEGIN SOLUTION
+        conn = self._db()
+        with conn.transaction(), conn.cursor() as cur:
+            # Lock the product row first (handle_batch locks in the same
+            # order), so two writers of the same product queue up instead of
+            # deadlocking.
+            cur.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (order["product_id"],))
+            if cur.fetchone() is None:
+                _record_rejections(cur, [(order, "unknown_product")])
+                return False
+            cur.execute(
+                """
+                INSERT INTO orders (order_id, user_id, product_id, created_at)
+                SELECT %(order_id)s, %(user_id)s, %(product_id)s, %(created_at)s
+                WHERE NOT EXISTS (SELECT 1 FROM order_rejections WHERE order_id = %(order_id)s)
+                RETURNING order_id
+                """,
+                order,
+            )
+            if cur.fetchone() is None:
+                # Nothing inserted: this order_id was decided before (a
+                # redelivery), or the user already has another order here.
+                if not _already_decided(cur, order["order_id"]):
+                    _record_rejections(cur, [(order, "already_bought")])
+                return False
+            cur.execute(
+                "UPDATE products SET stock = stock - 1 WHERE id = %s AND stock > 0",
+                (order["product_id"],),
+            )
+            if cur.rowcount == 0:
+                # No stock left in the database: take the order back out.
+                cur.execute("DELETE FROM orders WHERE order_id = %s", (order["order_id"],))
+                _record_rejections(cur, [(order, "sold_out")])
+                return False
+            return True  # leaving the `with` block commits
+        # END SOLUTION
+
+    # -- a batch at a time -----------------------------------------------------
+
+    def handle_batch(self, orders: list[dict]) -> list[bool]:
+        """Write a batch of orders in ONE transaction; same results as handle() on each in turn.
+
+        Set-based: the cost is a handful of statements per batch, not per
+        order. When a product has less stock than new orders, the earliest
+        created_at keep their items (the batch order, when the queue delivers
+        orders in the order the gateway accepted them, as it normally does).
+        """
+        orders = [validate_order(order) for order in orders]
+        # BEGIN SOLUTION
+        # LAB: return [self.handle(order) for order in orders]
+        if not orders:
+            return []
+        conn = self._db()
+        with conn.transaction(), conn.cursor() as cur:
+            # 1. Lock the batch's products, always in id order: two batches
+            #    that share products then wait for each other, never deadlock.
+            product_ids = sorted({order["product_id"] for order in orders})
+            cur.execute(
+                "SELECT id, stock FROM products WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (product_ids,),
+            )
+            stock = dict(cur.fetchall())
+            known = [position for position, order in enumerate(orders) if order["product_id"] in stock]
+
+            # 2. Insert every order of a known product, in batch order. The
+            #    constraints drop redelivered order_ids and second purchases.
+            cur.execute(
+                """
+                INSERT INTO orders (order_id, user_id, product_id, created_at)
+                SELECT o.order_id, o.user_id, o.product_id, o.created_at
+                FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])
+                     WITH ORDINALITY AS o(order_id, user_id, product_id, created_at, position)
+                WHERE NOT EXISTS (SELECT 1 FROM order_rejections r WHERE r.order_id = o.order_id)
+                ORDER BY o.position
+                ON CONFLICT DO NOTHING
+                RETURNING order_id
+                """,
+                _columns([orders[position] for position in known], "order_id", "user_id", "product_id", "created_at"),
+            )
+            inserted_ids = {order_id for (order_id,) in cur.fetchall()}
+            # The batch positions now written: each inserted order_id's first
+            # occurrence (a later copy in the same batch was a conflict).
+            written: set[int] = set()
+            for position in known:
+                if orders[position]["order_id"] in inserted_ids:
+                    inserted_ids.discard(orders[position]["order_id"])
+                    written.add(position)
+
+            # 3. Per product, keep as many as there is stock (earliest first)
+            #    and take the rest back out as sold out.
+            new_by_product: dict[int, list[int]] = defaultdict(list)
+            for position in sorted(written, key=lambda p: (orders[p]["created_at"], p)):
+                new_by_product[orders[position]["product_id"]].append(position)
+            taken: dict[int, int] = {}
+            sold_out: set[int] = set()
+            for product_id, positions in new_by_product.items():
+                taken[product_id] = min(len(positions), stock[product_id])
+                sold_out.update(positions[taken[product_id]:])
+            if sold_out:
+                cur.execute(
+                    "DELETE FROM orders WHERE order_id = ANY(%s)",
+                    ([orders[position]["order_id"] for position in sold_out],),
+                )
+            written -= sold_out
+
+            # 4. Take the kept items from stock. The guard makes the database
+            #    refuse rather than go negative if our arithmetic were wrong.
+            if taken:
+                cur.execute(
+                    """
+                    UPDATE products p SET stock = p.stock - t.n
+                    FROM unnest(%s::bigint[], %s::int[]) AS t(id, n)
+                    WHERE p.id = t.id AND p.stock >= t.n
+                    """,
+                    (list(taken), list(taken.values())),
+                )
+                if cur.rowcount != len(taken):
+                    raise RuntimeError("stock guard refused the batch; rolling it back")
+
+            # 5. Why was each other order not written? Decide in batch order.
+            cur.execute(
+                """
+                SELECT EXISTS (SELECT 1 FROM orders x WHERE x.order_id = o.order_id)
+                       OR EXISTS (SELECT 1 FROM order_rejections r WHERE r.order_id = o.order_id),
+                       EXISTS (SELECT 1 FROM orders x
+                               WHERE x.user_id = o.user_id AND x.product_id = o.product_id)
+                FROM unnest(%s::text[], %s::text[], %s::bigint[])
+                     WITH ORDINALITY AS o(order_id, user_id, product_id, position)
+                ORDER BY o.position
+                """,
+                _columns(orders, "order_id", "user_id", "product_id"),
+            )
+            facts = cur.fetchall()  # (order_id decided already?, user holds this product?)
+            rejections: list[tuple[dict, str]] = []
+            for position, (order, (decided, pair_taken)) in enumerate(zip(orders, facts)):
+                if position in written:
+                    continue
+                if order["product_id"] not in stock:
+                    reason = "unknown_product"
+                elif position in sold_out:
+                    reason = "sold_out"
+                elif decided:
+                    continue  # a copy of an order already handled: nothing to record
+                elif pair_taken:
+                    reason = "already_bought"
+                else:
+                    # The user's earlier order in this batch was sold out and
+                    # taken back out, so this one would have been sold out too.
+                    reason = "sold_out"
+                rejections.append((order, reason))  # a repeated order_id keeps its first reason
+
+            # 6. Record the refusals.
+            _record_rejections(cur, rejections)
+        # Leaving the `with` block committed the transaction.
+        return [position in written for position in range(len(orders))]
+        # END SOLUTION
+
+    # -- the service loop ------------------------------------------------------
+
+    def run(self, max_messages: int | None = None, idle_timeout: float | None = None) -> int:
+        """Consume orders until `max_messages` were handled or the queue was idle for `idle_timeout` s.
+
+        Returns how many messages were handled (written, refused or dropped as
+        malformed). With both None it runs until interrupted. Connection errors
+        propagate; unacknowledged messages then go back to the queue.
+        """
+        connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+        handled = 0
+        try:
+            channel = connection.channel()
+            channel.queue_declare(queue=self.queue, durable=True)
+            # prefetch: how many unacknowledged messages the broker may push
+            # to us. It bounds our memory and the size of a batch.
+            channel.basic_qos(prefetch_count=self.prefetch)
+            batch: list[tuple[int, dict]] = []  # (delivery_tag, order)
+            last_message_at = time.monotonic()
+            for method, _properties, body in channel.consume(self.queue, inactivity_timeout=POLL_S):
+                if method is None:  # nothing arrived within POLL_S
+                    if idle_timeout is not None and time.monotonic() - last_message_at >= idle_timeout:
+                        break
+                    continue
+                last_message_at = time.monotonic()
+                try:
+                    batch.append((method.delivery_tag, parse_order(body)))
+                except BadOrder as exc:
+                    # Requeueing would hand us the same broken message forever.
+                    log.warning("dropping malformed message %r: %s", body[:200], exc)
+                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)
+                    handled += 1
+                limit_reached = max_messages is not None and handled + len(batch) >= max_messages
+                # Flush when the batch is full, when nothing more is waiting
+                # (do not hold orders back hoping for more), or at the limit.
+                if batch and (
+                    len(batch) >= self.batch_size or channel.get_waiting_message_count() == 0 or limit_reached
+                ):
+                    self._write_then_ack(channel, batch)
+                    handled += len(batch)
+                    batch = []
+                if limit_reached:
+                    break
+            return handled
+        except (KeyboardInterrupt, SystemExit):
+            log.info("order consumer stopped after %d messages", handled)
+            raise
+        finally:
+            # Closing hands every unacknowledged message back to the queue.
+            if connection.is_open:
+                try:
+                    connection.close()
+                except pika.exceptions.AMQPError:
+                    pass
+
+    def _write_then_ack(self, channel, batch: list[tuple[int, dict]]) -> None:
+        """Commit the batch, THEN acknowledge it: a crash in between only causes a redelivery."""
+        # BEGIN SOLUTION
+        results = self.handle_batch([order for _tag, order in batch])
+        channel.basic_ack(delivery_tag=batch[-1][0], multiple=True)  # everything up to this tag
+        log.info("wrote %d of %d orders", sum(results), len(batch))
+        # END SOLUTION
+
+
+def _columns(orders: list[dict], *fields: str) -> list[list]:
+    """Turn a list of order dicts into one list per field, for unnest(...)."""
+    return [[order[field] for order in orders] for field in fields]
+
+
+def _already_decided(cur: psycopg.Cursor, order_id: str) -> bool:
+    """Was this order_id written or refused before? Then a new copy is just a redelivery."""
+    cur.execute(
+        """
+        SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = %(id)s)
+            OR EXISTS (SELECT 1 FROM order_rejections WHERE order_id = %(id)s)
+        """,
+        {"id": order_id},
+    )
+    return cur.fetchone()[0]
+
+
+def _record_rejections(cur: psycopg.Cursor, rejections: list[tuple[dict, str]]) -> None:
+    """Store refused orders with their reason. A reason recorded before is kept."""
+    if not rejections:
+        return
+    cur.execute(
+        """
+        INSERT INTO order_rejections (order_id, user_id, product_id, reason)
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[])
+        ON CONFLICT (order_id) DO NOTHING
+        """,
+        _columns([order for order, _ in rejections], "order_id", "user_id", "product_id")
+        + [[reason for _, reason in rejections]],
+    )
