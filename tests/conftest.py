@@ -13,10 +13,10 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# SECKILL_TEST_SLOT=N moves the whole test stack by N*10 ports and into .run/testN,
+# SECKILL_TEST_SLOT=N moves the whole test stack by N*100 ports and into .run/testN,
 # so two test runs on one machine (two checkouts, two developers) do not collide.
 SLOT = int(os.environ.get("SECKILL_TEST_SLOT", "0") or 0)
-PORT_SHIFT = 10 * SLOT
+PORT_SHIFT = 100 * SLOT  # no two ports below differ by a multiple of 100
 TEST_ENV = {
     "SECKILL_RUN_DIR": str(REPO / ".run" / (f"test{SLOT}" if SLOT else "test")),
     "SECKILL_REDIS_PORT": str(17379 + PORT_SHIFT),

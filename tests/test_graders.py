@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from seckill import grader, impl
+from wrong_impls import MISTAKES, materialize, wrong_source
 
 HERE = Path(__file__).resolve().parent
-WRONG = HERE / "wrong_impls"
 SECKILL = str(Path(sys.executable).parent / "seckill")
 
 # Solution code a hint must never contain: the graders explain ideas, not answers.
@@ -55,7 +55,7 @@ HANGS = {"token_bucket/lock_never_released"}
 
 
 def wrong_variants() -> list[str]:
-    return sorted(f"{p.parent.name}/{p.name}" for p in WRONG.glob("*/*") if p.is_dir())
+    return sorted(MISTAKES)
 
 
 def assert_hints_give_no_answer(report: grader.Report) -> None:
@@ -83,7 +83,7 @@ def test_labs_are_the_five_pieces_in_course_order():
 
 def test_every_lab_has_at_least_three_wrong_implementations():
     variants = wrong_variants()
-    assert set(variants) == set(CAUGHT_BY), "keep CAUGHT_BY in step with tests/wrong_impls/"
+    assert set(variants) == set(CAUGHT_BY), "keep CAUGHT_BY in step with MISTAKES in tests/wrong_impls.py"
     for lab in grader.LABS:
         assert sum(1 for v in variants if v.startswith(lab + "/")) >= 3, lab
 
@@ -108,10 +108,10 @@ def test_grader_fails_the_untouched_skeleton_and_names_the_notebook(lab, stack_u
 
 
 @pytest.mark.parametrize("variant", sorted(CAUGHT_BY))
-def test_grader_fails_a_wrong_implementation_with_a_hint(variant, stack_urls):
+def test_grader_fails_a_wrong_implementation_with_a_hint(variant, stack_urls, tmp_path):
     lab = variant.split("/")[0]
     t0 = time.monotonic()
-    report = grader.grade(lab, str(WRONG / variant), timeout=0.5 if variant in HANGS else None)
+    report = grader.grade(lab, str(materialize(variant, tmp_path)), timeout=0.5 if variant in HANGS else None)
     if variant in HANGS:  # every check is cut off at its limit and says so
         assert time.monotonic() - t0 < 0.5 * report.total + 5
         assert all(r.hint == grader.TIMEOUT_HINT and "0.5 s" in r.detail for r in report.results), str(report)
@@ -235,7 +235,7 @@ def test_cli_grade_exit_codes_and_progress(tmp_path):
     assert "Not implemented yet — open notebooks/10_token_bucket.ipynb" in skeleton.stdout
     assert "0 of 8 checks passed" in skeleton.stdout and "Traceback" not in skeleton.stderr
 
-    wrong = run_cli("grade", "token_bucket", "--impl", str(WRONG / "token_bucket/overfills"), run_dir=tmp_path)
+    wrong = run_cli("grade", "token_bucket", "--impl", str(materialize("token_bucket/overfills", tmp_path / "overfills")), run_dir=tmp_path)
     assert wrong.returncode == 1 and "7 of 8 checks passed" in wrong.stdout
 
     unknown = run_cli("grade", "tokenbucket", run_dir=tmp_path)
@@ -267,7 +267,15 @@ def test_cli_grade_exit_codes_and_progress(tmp_path):
 def test_cli_grade_on_a_server_lab(stack_urls, tmp_path):
     # The stack runs in the test run dir, so this one keeps it (progress lands there).
     env = {**os.environ}
-    done = subprocess.run([SECKILL, "grade", "stock", "--impl", str(WRONG / "stock/no_rollback")],
+    done = subprocess.run([SECKILL, "grade", "stock", "--impl", str(materialize("stock/no_rollback", tmp_path))],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "5 of 7 checks passed" in done.stdout and "hint:" in done.stdout
+
+
+@pytest.mark.parametrize("variant", sorted(MISTAKES))
+def test_every_mistake_still_applies_to_the_current_solution(variant):
+    wrong = wrong_source(variant)  # raises when solutions/ no longer holds the text to break
+    module = MISTAKES[variant][1]
+    assert wrong.split("\n", 1)[1] != (HERE.parent / "solutions" / module).read_text(), "the mistake changes nothing"
+    compile(wrong, module, "exec")
