@@ -148,14 +148,18 @@ def tier() -> None:
 @click.option("--user-limit", type=click.IntRange(min=1), default=None, help="Requests per user per window.")
 @click.option("--ip-limit", type=click.IntRange(min=1), default=None, help="Requests per IP per window.")
 @click.option("--window", "window_s", type=click.FloatRange(min=0.1), default=None, help="Limit window, seconds.")
+@click.option("--nginx-rate", type=click.FloatRange(min=1), default=None, help="nginx limit_req, requests/s.")
+@click.option("--nginx-burst", type=click.IntRange(min=0), default=None, help="nginx limit_req burst.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, as_json) -> None:
-    """Start tier NAME (flask, ...) on the running stack; prints its base URL."""
+def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
+            nginx_burst, as_json) -> None:
+    """Start tier NAME (flask, flask-x4) on the running stack; prints its base URL."""
     from . import tiers
 
     limits = {k: v for k, v in dict(bucket_rate=bucket_rate, bucket_capacity=bucket_capacity,
-                                    user_limit=user_limit, ip_limit=ip_limit, window_s=window_s).items()
+                                    user_limit=user_limit, ip_limit=ip_limit, window_s=window_s,
+                                    nginx_rate=nginx_rate, nginx_burst=nginx_burst).items()
               if v is not None}
     state = tiers.up(name, limits=limits, impl_name=impl_name)
     emit(state, as_json, state["base_url"])

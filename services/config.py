@@ -69,6 +69,8 @@ class Limits:
     user_limit: int = 5              # per user, per window (the seed's Q2: 10 s / 5)
     ip_limit: int = 100              # per client IP, per window (10 s / 100)
     window_s: float = 10.0
+    nginx_rate: float = 3000.0       # nginx limit_req, requests per second (tiers behind nginx)
+    nginx_burst: int = 1000          # requests above the rate let through at once; beyond: 429
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -79,6 +81,8 @@ class Limits:
             user_limit=_int_env("SECKILL_USER_LIMIT", d.user_limit),
             ip_limit=_int_env("SECKILL_IP_LIMIT", d.ip_limit),
             window_s=_float_env("SECKILL_LIMIT_WINDOW_S", d.window_s),
+            nginx_rate=_float_env("SECKILL_NGINX_RATE", d.nginx_rate),
+            nginx_burst=_int_env("SECKILL_NGINX_BURST", d.nginx_burst),
         )
 
 

@@ -14,6 +14,8 @@ Routes:
 
 from __future__ import annotations
 
+import os
+
 from flask import Flask, Response, jsonify, request
 
 from . import impl
@@ -74,7 +76,8 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
 
     @app.get("/healthz")
     def healthz():
-        return respond(Reply(200, {"ok": True, "tier": "flask", "impl": impl.current()}))
+        return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "flask"),
+                                   "pid": os.getpid(), "impl": impl.current()}))
 
     @app.errorhandler(404)
     def not_found(_):

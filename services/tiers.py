@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, TextIO
 
-from . import broker, impl, processes, stack
+from . import broker, impl, nginx, processes, stack
 from .errors import SeckillError
 from .config import HOST, Limits, Settings, settings
 
@@ -30,7 +30,7 @@ class TierError(SeckillError):
 @dataclass(frozen=True)
 class Proc:
     name: str
-    command: Callable[[Settings], list[str]]
+    command: Callable[[Settings, Limits], list[str]]
     port: Callable[[Settings], int | None] = lambda s: None
     ready: Callable[[Settings], bool] | None = None
 
@@ -40,7 +40,7 @@ class Tier:
     name: str
     title: str
     procs: tuple[Proc, ...]
-    limits: Limits = field(default_factory=Limits)
+    entry_port: Callable[[Settings], int]  # where clients (and load tests) connect
 
 
 def _http_ok(url: str) -> bool:
@@ -60,33 +60,53 @@ def _consumer_attached(s: Settings) -> bool:
 
 PY = sys.executable
 
-ORDER_SERVICE = Proc("order-service", lambda s: [PY, "-m", "seckill.order_service"],
+ORDER_SERVICE = Proc("order-service", lambda s, limits: [PY, "-m", "seckill.order_service"],
                      ready=_consumer_attached)
 
 
-def _gunicorn(workers: int, threads: int) -> Callable[[Settings], list[str]]:
-    def command(s: Settings) -> list[str]:
+def _gunicorn(port: Callable[[Settings], int], workers: int = 1, threads: int = 32) -> Callable:
+    def command(s: Settings, limits: Limits) -> list[str]:
         return [PY, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
-                "--threads", str(threads), "--bind", f"{HOST}:{s.ports.gateway}",
+                "--threads", str(threads), "--bind", f"{HOST}:{port(s)}",
                 "--backlog", "2048", "--graceful-timeout", "5", "--keep-alive", "5",
                 "seckill.gateway_flask:create_app()"]
     return command
 
 
+def _gateway(name: str, port: Callable[[Settings], int]) -> Proc:
+    return Proc(name, _gunicorn(port), port=port, ready=lambda s: _http_ok(f"http://{HOST}:{port(s)}/healthz"))
+
+
+def _x4_port(i: int) -> Callable[[Settings], int]:
+    """Behind nginx the four gateways listen on the four ports after the gateway port."""
+    return lambda s: s.ports.gateway + 1 + i
+
+
+def _nginx_command(s: Settings, limits: Limits) -> list[str]:
+    conf = nginx.render(s, [_x4_port(i)(s) for i in range(4)], rate=limits.nginx_rate,
+                        burst=limits.nginx_burst)
+    return nginx.command(conf)
+
+
 TIERS: dict[str, Tier] = {
     "flask": Tier(
-        "flask", "T1 · one Flask process (gunicorn, 1 worker, threads)",
-        (
-            Proc("gateway", _gunicorn(workers=1, threads=32), port=lambda s: s.ports.gateway,
-                 ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
-            ORDER_SERVICE,
-        ),
+        "flask", "T1 · one Flask process (gunicorn, 1 worker, 32 threads)",
+        (_gateway("gateway", lambda s: s.ports.gateway), ORDER_SERVICE),
+        entry_port=lambda s: s.ports.gateway,
+    ),
+    "flask-x4": Tier(
+        "flask-x4", "T2 · four Flask processes behind nginx (limit_req, keep-alive upstreams)",
+        (*(_gateway(f"gateway-{i + 1}", _x4_port(i)) for i in range(4)),
+         Proc("nginx", _nginx_command, port=lambda s: s.ports.nginx,
+              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.nginx}/healthz")),
+         ORDER_SERVICE),
+        entry_port=lambda s: s.ports.nginx,
     ),
 }
 
 
-def base_url(s: Settings) -> str:
-    return f"http://{HOST}:{s.ports.gateway}"
+def base_url(s: Settings, tier: str = "flask") -> str:
+    return f"http://{HOST}:{TIERS[tier].entry_port(s)}"
 
 
 def _state_path(s: Settings) -> Path:
@@ -111,6 +131,8 @@ def limits_env(limits: Limits) -> dict[str, str]:
         "SECKILL_USER_LIMIT": str(limits.user_limit),
         "SECKILL_IP_LIMIT": str(limits.ip_limit),
         "SECKILL_LIMIT_WINDOW_S": str(limits.window_s),
+        "SECKILL_NGINX_RATE": str(limits.nginx_rate),
+        "SECKILL_NGINX_BURST": str(limits.nginx_burst),
     }
 
 
@@ -126,7 +148,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     stack.up(out=None if stack.healthy() else out)  # progress only when something starts
     down(out=None)
     chosen = replace(s.limits, **(limits or {}))
-    env = {"SECKILL_IMPL": impl_name, "PYTHONUNBUFFERED": "1", **limits_env(chosen)}
+    env = {"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, "PYTHONUNBUFFERED": "1", **limits_env(chosen)}
     # Every process of the tier must find the same run dir and ports as we do.
     env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
     started = []
@@ -136,11 +158,11 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
             port = proc.port(s)
             if port and processes.port_open(port):
                 raise TierError(f"port {port} for {proc.name} is taken by {processes.who_listens(port)}; "
-                                f"stop it or set SECKILL_GATEWAY_PORT to a free port")
+                                f"stop it or move the tier with SECKILL_GATEWAY_PORT / SECKILL_NGINX_PORT")
             if out:
                 print(f"• {proc.name:<14}starting …", file=out, flush=True)
             ready = (lambda p=proc: p.ready(s)) if proc.ready else None
-            processes.start(s.run_dir, proc.name, proc.command(s), port=port, ready=ready, env=env,
+            processes.start(s.run_dir, proc.name, proc.command(s, chosen), port=port, ready=ready, env=env,
                             cwd=s.run_dir, timeout=30)
             started.append(proc.name)
             if out:
@@ -149,7 +171,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
         for pname in started:
             processes.stop(s.run_dir, pname, timeout=10)
         raise
-    state = {"tier": name, "title": tier.title, "base_url": base_url(s), "impl": impl_name,
+    state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name,
              "limits": asdict(chosen), "procs": started}
     _state_path(s).write_text(json.dumps(state, indent=2))
     return state
@@ -179,5 +201,5 @@ def start_order_service(s: Settings | None = None, extra_env: dict[str, str] | N
     state = current(s) or {}
     env = {"SECKILL_IMPL": state.get("impl") or impl.current(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
-    return processes.start(s.run_dir, ORDER_SERVICE.name, ORDER_SERVICE.command(s), port=None,
+    return processes.start(s.run_dir, ORDER_SERVICE.name, ORDER_SERVICE.command(s, s.limits), port=None,
                            ready=lambda: ORDER_SERVICE.ready(s), env=env, cwd=s.run_dir, timeout=30)

@@ -1,0 +1,50 @@
+"""nginx for the Flask × 4 tier: render its config under .run/nginx and start it in the foreground.
+
+The template is services/nginx/seckill.conf. nginx runs as a process of this
+checkout like the servers (see processes.py), so `seckill down` stops it.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from . import installer
+from .config import HOST, Settings
+
+TEMPLATE = resources.files("seckill").joinpath("nginx/seckill.conf").read_text()
+
+
+def render(s: Settings, upstream_ports: list[int], *, rate: float, burst: int, workers: int = 2) -> Path:
+    """Write .run/nginx/nginx.conf for these gateways and limits; return its path."""
+    prefix = s.run_dir / "nginx"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    # As root nginx would hand its workers to "nobody", who may not reach .run/;
+    # the workers only proxy to loopback, so they keep our user.
+    user_line = "user root;" if os.geteuid() == 0 else ""
+    conf = fill(TEMPLATE,
+        workers=workers, user_line=user_line, prefix=prefix, rate=max(1, int(rate)), burst=burst,
+        host=HOST, port=s.ports.nginx,
+        upstreams="\n".join(f"        server {HOST}:{p} max_fails=0;" for p in upstream_ports),
+    )
+    path = prefix / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+def fill(template: str, **values) -> str:
+    """Replace {{name}} placeholders (nginx's own $variables stay untouched)."""
+    for name, value in values.items():
+        template = template.replace("{{" + name + "}}", str(value))
+    if "{{" in template:
+        raise ValueError("unfilled placeholder in the nginx template: " + template.split("{{", 1)[1][:30])
+    return template
+
+
+def command(conf: Path) -> list[str]:
+    binary = installer.find("nginx")
+    if binary is None:
+        raise installer.MissingServers(installer.how_to_install(["nginx"]))
+    return [binary, "-p", str(conf.parent), "-c", str(conf), "-e", "stderr", "-g", "daemon off;"]

@@ -1,0 +1,81 @@
+"""The tier ladder: each tier sells exactly the stock; tier down leaves nothing behind.
+
+A short burst per tier asserting the invariants only, never a speed (speeds
+live in `make bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from seckill import burst, invariants, processes, tiers
+from seckill.sale import create_sale
+
+from conftest import BURST_LIMITS
+
+WIDE_OPEN_NGINX = {"nginx_rate": 100_000.0, "nginx_burst": 100_000}
+
+
+def sell(s, base_url: str, product_id: int, stock: int, users: int, requests: int) -> invariants.SaleCheck:
+    create_sale(s, product_id, stock, force=True)
+    result = burst.buy_burst(base_url, product_id, users=users, requests=requests, concurrency=128)
+    assert result.counts["server_error"] == 0 and result.counts["failed"] == 0, result.summary()
+    assert invariants.wait_for_drain(s, product_id, expected_orders=result.counts["success"], timeout_s=60)
+    check = invariants.check_sale(s, product_id, result.order_ids)
+    assert check.ok and check.oversold == 0 and check.lost == 0 and check.duplicate_users == 0, check.as_dict()
+    return check, result
+
+
+@pytest.mark.parametrize("name", ["flask", "flask-x4"])
+def test_each_tier_sells_exactly_the_stock_and_stops_cleanly(s, stack_urls, name):
+    state = tiers.up(name, limits={**BURST_LIMITS, **WIDE_OPEN_NGINX}, out=None)
+    try:
+        assert tiers.current(s)["tier"] == name
+        check, result = sell(s, state["base_url"], 501, 300, users=1000, requests=4000)
+        assert result.counts["success"] == 300 and check.orders == 300 and check.pg_stock == 0
+    finally:
+        stopped = tiers.down(out=None)
+    assert set(stopped) == {p.name for p in tiers.TIERS[name].procs}
+    for port in (s.ports.gateway, s.ports.nginx, *(s.ports.gateway + 1 + i for i in range(4))):
+        assert not processes.port_open(port), f"port {port} still open after tier down"
+    assert tiers.current(s) is None
+
+
+def test_nginx_spreads_requests_over_four_gateway_processes(s, stack_urls):
+    state = tiers.up("flask-x4", limits=WIDE_OPEN_NGINX, out=None)
+    try:
+        pids = {json.load(urllib.request.urlopen(f"{state['base_url']}/healthz"))["pid"] for _ in range(24)}
+        assert len(pids) == 4
+    finally:
+        tiers.down(out=None)
+
+
+def test_nginx_limit_req_answers_429_before_python_and_nothing_is_oversold(s, stack_urls):
+    state = tiers.up("flask-x4", limits={**BURST_LIMITS, "nginx_rate": 20, "nginx_burst": 5}, out=None)
+    try:
+        check, result = sell(s, state["base_url"], 502, 50, users=300, requests=300)
+        assert result.counts["limited"] > 0, result.summary()
+        assert result.counts["success"] + result.counts["limited"] + result.counts["sold_out"] == 300
+        limited = None
+        for i in range(50):  # in a row, far faster than 20/s: nginx must refuse before the burst of 5 is gone
+            try:
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{state['base_url']}/api/seckill/502", data=json.dumps({"user_id": f"x{i}"}).encode()))
+            except urllib.error.HTTPError as err:
+                if err.code == 429:
+                    limited = err
+                    break
+        assert limited is not None, "nginx let 50 requests in a row through at 20/s with burst 5"
+        assert json.loads(limited.read())["layer"] == "nginx"
+        assert limited.headers["Retry-After"] == "1"
+    finally:
+        tiers.down(out=None)
+
+
+def test_unknown_tier_is_one_clear_error(stack_urls):
+    with pytest.raises(tiers.TierError, match="choose one of: flask, flask-x4"):
+        tiers.up("flask-x9", out=None)
