@@ -154,7 +154,7 @@ def tier() -> None:
 @friendly
 def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
             nginx_burst, as_json) -> None:
-    """Start tier NAME (flask, flask-x4) on the running stack; prints its base URL."""
+    """Start tier NAME (flask, flask-x4, fastapi) on the running stack; prints its base URL."""
     from . import tiers
 
     limits = {k: v for k, v in dict(bucket_rate=bucket_rate, bucket_capacity=bucket_capacity,
@@ -272,6 +272,46 @@ def progress(as_json: bool) -> None:
             line += f"  last attempt: {last.get('score')} on {last.get('date')}"
         lines.append(line)
     emit(data, as_json, "\n".join(lines))
+
+
+# -- load tests ----------------------------------------------------------------------------
+
+@main.command()
+@click.argument("target", metavar="TIER")
+@click.option("--users", required=True, type=click.IntRange(1, 1_000_000), help="Simulated users (distinct buyers).")
+@click.option("--spawn-rate", required=True, type=click.FloatRange(min=0.001), help="Users started per second.")
+@click.option("--duration", required=True, type=click.FloatRange(1, 3600), help="Run time, seconds (hard limit).")
+@click.option("--product", "product_id", default=1, show_default=True, type=click.IntRange(1, 2**62 - 1))
+@click.option("--stock", type=click.IntRange(0, 10**9), default=None,
+              help="Create the sale afresh with this stock first (default: use the existing sale).")
+@click.option("--requests-per-user", default=4, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="Locust worker processes (default: cores, at most 2).")
+@click.option("--label", default=None, help="A name for this run in charts.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def load(target, users, spawn_rate, duration, product_id, stock, requests_per_user, processes, label,
+         as_json) -> None:
+    """Load-test TIER (flask, ... or http://127.0.0.1:PORT) with locust; exit 1 if a sale invariant broke."""
+    from . import loadtest
+
+    result = loadtest.run(target, product_id=product_id, users=users, spawn_rate=spawn_rate,
+                          duration_s=duration, requests_per_user=requests_per_user, processes=processes,
+                          stock=stock, label=label, progress=not as_json and sys.stderr.isatty())
+    s, inv = result.summary, result.invariants
+    text = "\n".join([
+        f"{s['tier']}: {s['requests']} requests from {s['users']} users in {s['elapsed_s']} s "
+        f"({s['processes']} locust processes, {s['cpu_count']} cores)",
+        f"  {s['requests_per_s']} requests/s · p50 {s['p50_ms']} ms · p95 {s['p95_ms']} ms · p99 {s['p99_ms']} ms",
+        "  " + " · ".join(f"{k} {s[k]}" for k in loadtest.OUTCOMES),
+        f"invariants: oversold {inv['oversold']} · lost {inv['lost']} · duplicate users {inv['duplicate_users']} "
+        f"· orders {inv['orders']} = successes {inv['successes']} · drained {inv['drained']} "
+        f"→ {'ok' if inv['ok'] else 'BROKEN'}",
+        f"saved {result.path}",
+    ])
+    emit({"summary": s, "invariants": inv, "path": str(result.path)}, as_json, text)
+    if inv["oversold"] > 0 or inv["lost"] > 0:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,13 +25,15 @@ def apply_schema(dsn: str) -> None:
             conn.execute("SELECT pg_advisory_unlock(4242)")
 
 
+ORDER_STATUS_SQL = (
+    "SELECT 'confirmed' FROM orders WHERE order_id = %(id)s "
+    "UNION ALL SELECT 'rejected' FROM order_rejections WHERE order_id = %(id)s LIMIT 1"
+)
+
+
 def order_status(conn: psycopg.Connection, order_id: str) -> str | None:
     """'confirmed' when written, 'rejected' when the database refused it, else None."""
-    row = conn.execute(
-        "SELECT 'confirmed' FROM orders WHERE order_id = %(id)s "
-        "UNION ALL SELECT 'rejected' FROM order_rejections WHERE order_id = %(id)s LIMIT 1",
-        {"id": order_id},
-    ).fetchone()
+    row = conn.execute(ORDER_STATUS_SQL, {"id": order_id}).fetchone()
     return row[0] if row else None
 
 

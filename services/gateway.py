@@ -43,6 +43,7 @@ PRODUCT_ID = re.compile(r"^[0-9]{1,18}$")
 ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_USER_ID = 64
 MAX_BODY = 4096
+PENDING_TTL_S = 24 * 3600
 
 
 @dataclass
@@ -116,63 +117,39 @@ class Gateway:
             return self._buy(product_id_raw, body, client)
         except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
             log.warning("redis unavailable: %s", exc)
-            return Reply(503, {"error": "unavailable", "message": "stock service unavailable, try again"},
-                         {"Retry-After": "1"})
+            return unavailable("stock service")
 
     def _buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
-        if not PRODUCT_ID.match(product_id_raw or ""):
-            return error(404, "unknown_product", "product id must be a positive whole number")
-        product_id = int(product_id_raw)
-        user_id, problem = parse_user(body)
+        product_id, user_id, problem = parse_request(product_id_raw, body)
         if problem:
             return problem
-        window = self.sales.get(product_id)
-        if window is None:
-            return error(404, "unknown_product", f"no sale for product {product_id}")
-        state = window.state(self.clock())
-        if state == "not_started":
-            return error(422, "sale_not_started", "the sale has not started yet")
-        if state == "ended":
-            return error(422, "sale_ended", "the sale is over")
-
+        problem = sale_problem(product_id, self.sales.get(product_id), self.clock())
+        if problem:
+            return problem
         if not self.bucket.allow_request():
-            return Reply(429, {"error": "rate_limited", "layer": "global",
-                               "message": "too many requests, try again"},
-                         {"Retry-After": str(self.bucket_retry_after)})
+            return bucket_limited(self.bucket_retry_after)
         verdict = self.limiter.check(user_id, client)
         if not verdict.allowed:
-            return Reply(429, {"error": "rate_limited", "layer": verdict.layer,
-                               "message": f"too many requests from this {verdict.layer}, try again later"},
-                         {"Retry-After": str(max(1, math.ceil(verdict.retry_after)))})
+            return limited(verdict)
+        problem = reservation_problem(self.stock.reserve_once(product_id, user_id))
+        if problem:
+            return problem
 
-        reserved = self.stock.reserve_once(product_id, user_id)
-        outcome = getattr(reserved, "value", reserved)  # a Reservation enum, or its string
-        if outcome == "sold_out":
-            return error(409, "sold_out", "sold out")
-        if outcome == "already_bought":
-            return error(409, "already_bought", "you have already bought this product")
-
-        order = {
-            "order_id": str(uuid.uuid4()),
-            "user_id": user_id,
-            "product_id": product_id,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-        }
+        order = new_order(user_id, product_id)
         try:
             self.producer.send_order(order)
         except self.publish_error as exc:
             self._release(product_id, user_id)
             log.warning("publish failed, reservation released: %s", exc)
-            return Reply(503, {"error": "unavailable", "message": "order queue unavailable, try again"},
-                         {"Retry-After": "1"})
+            return unavailable("order queue")
         except Exception:
             self._release(product_id, user_id)
             raise
         try:
-            self.redis.set(order_key(order["order_id"]), "pending", ex=24 * 3600)
+            self.redis.set(order_key(order["order_id"]), "pending", ex=PENDING_TTL_S)
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
-        return Reply(200, {"success": True, "order_id": order["order_id"]})
+        return accepted(order)
 
     def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -190,8 +167,7 @@ class Gateway:
             written = self.orders_db(order_id) if self.orders_db else None
         except Exception as exc:  # PostgreSQL down: say so, do not guess
             log.warning("order lookup failed: %s", exc)
-            return Reply(503, {"error": "unavailable", "message": "order store unavailable, try again"},
-                         {"Retry-After": "1"})
+            return unavailable("order store")
         if written:
             return Reply(200, {"order_id": order_id, "status": written})
         try:
@@ -201,6 +177,64 @@ class Gateway:
         if pending:
             return Reply(200, {"order_id": order_id, "status": "pending"})
         return error(404, "unknown_order", "no such order")
+
+
+# -- the steps every tier shares (pure: no I/O) ---------------------------------------------
+
+def parse_request(product_id_raw: str, body: bytes) -> tuple[int | None, str | None, Reply | None]:
+    """Product id from the path and user id from the body, or the 4xx that explains what is wrong."""
+    if not PRODUCT_ID.match(product_id_raw or ""):
+        return None, None, error(404, "unknown_product", "product id must be a positive whole number")
+    user_id, problem = parse_user(body)
+    return int(product_id_raw), user_id, problem
+
+
+def sale_problem(product_id: int, window, now: float) -> Reply | None:
+    """404 for no such sale, 422 when it has not started or is over; None while it is open."""
+    if window is None:
+        return error(404, "unknown_product", f"no sale for product {product_id}")
+    state = window.state(now)
+    if state == "not_started":
+        return error(422, "sale_not_started", "the sale has not started yet")
+    if state == "ended":
+        return error(422, "sale_ended", "the sale is over")
+    return None
+
+
+def bucket_limited(retry_after_s: int) -> Reply:
+    return Reply(429, {"error": "rate_limited", "layer": "global", "message": "too many requests, try again"},
+                 {"Retry-After": str(retry_after_s)})
+
+
+def limited(verdict) -> Reply:
+    return Reply(429, {"error": "rate_limited", "layer": verdict.layer,
+                       "message": f"too many requests from this {verdict.layer}, try again later"},
+                 {"Retry-After": str(max(1, math.ceil(verdict.retry_after)))})
+
+
+def reservation_problem(reserved) -> Reply | None:
+    """409 for sold out or already bought; None when the item is reserved."""
+    outcome = getattr(reserved, "value", reserved)  # a Reservation enum, or its string
+    if outcome == "sold_out":
+        return error(409, "sold_out", "sold out")
+    if outcome == "already_bought":
+        return error(409, "already_bought", "you have already bought this product")
+    return None
+
+
+def new_order(user_id: str, product_id: int) -> dict:
+    """The message the order service will write: the order id is made here, by the server."""
+    return {"order_id": str(uuid.uuid4()), "user_id": user_id, "product_id": product_id,
+            "created_at": datetime.now(timezone.utc).isoformat()}
+
+
+def accepted(order: dict) -> Reply:
+    return Reply(200, {"success": True, "order_id": order["order_id"]})
+
+
+def unavailable(what: str) -> Reply:
+    """A dependency is down: 503 at once, with a hint when to retry."""
+    return Reply(503, {"error": "unavailable", "message": f"{what} unavailable, try again"}, {"Retry-After": "1"})
 
 
 def parse_user(body: bytes) -> tuple[str | None, Reply | None]:

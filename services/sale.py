@@ -136,13 +136,38 @@ class SaleCatalog:
             hit = self._cache.get(product_id)
         if hit and now - hit[0] < self._ttl:
             return hit[1]
-        raw = self._redis.hgetall(sale_key(product_id))
-        if not raw:
-            return None
-        raw = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-               for k, v in raw.items()}
-        window = SaleWindow(float(raw["starts_at"]) if raw.get("starts_at") else None,
-                            float(raw["ends_at"]) if raw.get("ends_at") else None)
-        with self._lock:
+        window = window_from_hash(self._redis.hgetall(sale_key(product_id)))
+        if window is not None:
+            with self._lock:
+                self._cache[product_id] = (now, window)
+        return window
+
+
+class AsyncSaleCatalog:
+    """SaleCatalog for the async tiers (redis.asyncio); one event loop, so no lock."""
+
+    def __init__(self, redis, ttl_s: float = 1.0, clock=time.monotonic):
+        self._redis = redis
+        self._ttl = ttl_s
+        self._clock = clock
+        self._cache: dict[int, tuple[float, SaleWindow]] = {}
+
+    async def get(self, product_id: int) -> SaleWindow | None:
+        now = self._clock()
+        hit = self._cache.get(product_id)
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        window = window_from_hash(await self._redis.hgetall(sale_key(product_id)))
+        if window is not None:
             self._cache[product_id] = (now, window)
         return window
+
+
+def window_from_hash(raw: dict) -> SaleWindow | None:
+    """The ``sale:{id}`` hash as a SaleWindow (None when there is no such sale)."""
+    if not raw:
+        return None
+    raw = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+           for k, v in raw.items()}
+    return SaleWindow(float(raw["starts_at"]) if raw.get("starts_at") else None,
+                      float(raw["ends_at"]) if raw.get("ends_at") else None)

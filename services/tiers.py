@@ -88,6 +88,17 @@ def _nginx_command(s: Settings, limits: Limits) -> list[str]:
     return nginx.command(conf)
 
 
+def _uvicorn(workers: int) -> Callable:
+    def command(s: Settings, limits: Limits) -> list[str]:
+        return [PY, "-m", "uvicorn", "--factory", "seckill.gateway_fastapi:create_app",
+                "--host", HOST, "--port", str(s.ports.gateway), "--workers", str(workers),
+                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--backlog", "4096",
+                "--timeout-keep-alive", "5", "--log-level", "warning"]
+    return command
+
+
+ASYNC_WORKERS = max(1, min(2, os.cpu_count() or 1))  # one event loop per core
+
 TIERS: dict[str, Tier] = {
     "flask": Tier(
         "flask", "T1 · one Flask process (gunicorn, 1 worker, 32 threads)",
@@ -101,6 +112,13 @@ TIERS: dict[str, Tier] = {
               ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.nginx}/healthz")),
          ORDER_SERVICE),
         entry_port=lambda s: s.ports.nginx,
+    ),
+    "fastapi": Tier(
+        "fastapi", f"T3 · FastAPI on uvicorn + uvloop, {ASYNC_WORKERS} event-loop processes, pipelined confirms",
+        (Proc("gateway", _uvicorn(ASYNC_WORKERS), port=lambda s: s.ports.gateway,
+              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
+         ORDER_SERVICE),
+        entry_port=lambda s: s.ports.gateway,
     ),
 }
 

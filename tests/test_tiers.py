@@ -30,7 +30,7 @@ def sell(s, base_url: str, product_id: int, stock: int, users: int, requests: in
     return check, result
 
 
-@pytest.mark.parametrize("name", ["flask", "flask-x4"])
+@pytest.mark.parametrize("name", ["flask", "flask-x4", "fastapi"])
 def test_each_tier_sells_exactly_the_stock_and_stops_cleanly(s, stack_urls, name):
     state = tiers.up(name, limits={**BURST_LIMITS, **WIDE_OPEN_NGINX}, out=None)
     try:
@@ -76,6 +76,51 @@ def test_nginx_limit_req_answers_429_before_python_and_nothing_is_oversold(s, st
         tiers.down(out=None)
 
 
+def test_fastapi_answers_bad_input_exactly_like_flask(s, stack_urls):
+    """Same table as test_bad_input.py (the Flask tier): same status, same error code, nothing reserved."""
+    import redis
+
+    from test_bad_input import BAD_REQUESTS, PRODUCT, post
+
+    state = tiers.up("fastapi", out=None)
+    try:
+        create_sale(s, PRODUCT, 5, force=True)
+        for path, body, status, code in BAD_REQUESTS:
+            got_status, got_body, _ = post(state["base_url"], path, body)
+            assert (got_status, got_body.get("error")) == (status, code), (path, body[:40], got_body)
+            assert got_body.get("message")
+        r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+        assert r.get(f"stock:{PRODUCT}") == "5" and r.scard(f"buyers:{PRODUCT}") == 0
+    finally:
+        tiers.down(out=None)
+
+
+def test_fastapi_publishes_nothing_unconfirmed_when_the_broker_is_unreachable(s, stack_urls, redis_client):
+    """Broker down for the async gateway: 503 at once and the reservation released (real Redis)."""
+    import asyncio
+    import dataclasses
+    import socket
+
+    from seckill import gateway_async
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    s2 = dataclasses.replace(s, ports=dataclasses.replace(s.ports, amqp=closed))
+    create_sale(s, 503, 4, redis=redis_client, force=True)
+
+    async def attempt():
+        gw = gateway_async.build(s2)
+        try:
+            return await asyncio.wait_for(gw.buy("503", b'{"user_id": "u"}', "10.0.0.1"), timeout=10)
+        finally:
+            await gw.redis.aclose()
+
+    reply = asyncio.run(attempt())
+    assert reply.status == 503 and reply.body["error"] == "unavailable"
+    assert redis_client.get("stock:503") == "4" and not redis_client.sismember("buyers:503", "u")
+
+
 def test_unknown_tier_is_one_clear_error(stack_urls):
-    with pytest.raises(tiers.TierError, match="choose one of: flask, flask-x4"):
+    with pytest.raises(tiers.TierError, match="choose one of: flask, flask-x4, fastapi"):
         tiers.up("flask-x9", out=None)

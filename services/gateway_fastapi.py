@@ -1,0 +1,110 @@
+"""Tier 3: the gateway as a FastAPI app on uvicorn + uvloop (`seckill tier up fastapi`).
+
+The same routes and answers as the Flask tier (gateway_flask.py), over
+gateway_async.AsyncGateway. The buy endpoint reads the raw body itself so that
+bad input gets exactly the Flask tier's messages; its OpenAPI schema still
+describes the body, so schema-driven fuzzers know what to send.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import impl
+from .config import Settings, settings as load_settings
+from .gateway import MAX_BODY, PRODUCT_ID, MAX_USER_ID, Reply, client_ip, error
+from .gateway_async import AsyncGateway, build
+
+BUY_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["user_id"],
+        "properties": {"user_id": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID}},
+    }}},
+}
+
+
+def respond(reply: Reply) -> JSONResponse:
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+async def read_capped(request: Request) -> bytes | None:
+    """The body, or None as soon as it grows past MAX_BODY (never buffer a huge upload)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None) -> FastAPI:
+    s = s or load_settings()
+    state: dict = {"gw": gateway}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if state["gw"] is None:
+            state["gw"] = build(s)  # inside the server's event loop
+        yield
+        await state["gw"].producer.close()
+
+    app = FastAPI(title="seckill gateway (FastAPI tier)", lifespan=lifespan)
+
+    @app.post("/api/seckill/{product_id}", openapi_extra={"requestBody": BUY_BODY})
+    async def buy(product_id: str, request: Request):
+        gw = state["gw"]
+        body = await read_capped(request)
+        if body is None:
+            return respond(error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes"))
+        peer = request.client.host if request.client else None
+        ip = client_ip(peer, request.headers.get("x-forwarded-for"), gw.trusted_proxies)
+        return respond(await gw.buy(product_id, body, ip))
+
+    @app.get("/api/orders/{order_id}")
+    async def order(order_id: str):
+        return respond(await state["gw"].order_status(order_id))
+
+    @app.get("/api/sales/{product_id}")
+    async def sale_state(product_id: str):
+        if not PRODUCT_ID.match(product_id):
+            return respond(error(404, "unknown_product", "product id must be a positive whole number"))
+        left = await state["gw"].stock.get_stock(int(product_id))
+        if left is None:
+            return respond(error(404, "unknown_product", f"no sale for product {product_id}"))
+        return respond(Reply(200, {"product_id": int(product_id), "stock_left": left}))
+
+    @app.get("/healthz")
+    async def healthz():
+        return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "fastapi"),
+                                   "pid": os.getpid(), "impl": impl.current()}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        codes = {404: ("not_found", "no such endpoint"),
+                 405: ("method_not_allowed", "this endpoint does not take that method")}
+        code, message = codes.get(exc.status_code, ("http_error", str(exc.detail)))
+        return respond(error(exc.status_code, code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return respond(error(422, "invalid_request", "the request does not match the API"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        import logging
+
+        logging.getLogger("seckill.gateway").exception("unhandled error")
+        return respond(error(500, "internal_error", "unexpected error; see `seckill logs gateway`"))
+
+    return app
