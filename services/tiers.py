@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, TextIO
 
