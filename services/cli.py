@@ -154,7 +154,7 @@ def tier() -> None:
 @friendly
 def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
             nginx_burst, as_json) -> None:
-    """Start tier NAME (flask, flask-x4, fastapi) on the running stack; prints its base URL."""
+    """Start tier NAME (db-direct, flask, flask-x4, fastapi) on the running stack; prints its base URL."""
     from . import tiers
 
     limits = {k: v for k, v in dict(bucket_rate=bucket_rate, bucket_capacity=bucket_capacity,

@@ -23,18 +23,41 @@ from .config import Settings, settings as load_settings
 from .gateway import MAX_BODY, PRODUCT_ID, Gateway, Reply, build, client_ip, error
 
 
+def respond(reply: Reply) -> Response:
+    response = jsonify(reply.body)
+    response.status_code = reply.status
+    response.headers.update(reply.headers)
+    return response
+
+
+def json_errors(app: Flask) -> None:
+    """Every error a Flask tier can raise answers JSON with a message, like the gateway's own."""
+
+    @app.errorhandler(404)
+    def not_found(_):
+        return respond(error(404, "not_found", "no such endpoint"))
+
+    @app.errorhandler(405)
+    def wrong_method(_):
+        return respond(error(405, "method_not_allowed", "this endpoint does not take that method"))
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return respond(error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes"))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        # A bug, not the user's fault: log it, answer 500 with no internals.
+        app.logger.exception("unhandled error")
+        return respond(error(500, "internal_error", "unexpected error; see `seckill logs gateway`"))
+
+
 def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Flask:
     s = s or load_settings()
     gw = gateway or build(s)
     app = Flask("seckill.gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # bigger bodies: 413 before we read them
     app.json.sort_keys = False
-
-    def respond(reply: Reply) -> Response:
-        response = jsonify(reply.body)
-        response.status_code = reply.status
-        response.headers.update(reply.headers)
-        return response
 
     @app.post("/api/seckill/<product_id>")
     def buy(product_id: str):
@@ -79,22 +102,5 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
         return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "flask"),
                                    "pid": os.getpid(), "impl": impl.current()}))
 
-    @app.errorhandler(404)
-    def not_found(_):
-        return respond(error(404, "not_found", "no such endpoint"))
-
-    @app.errorhandler(405)
-    def wrong_method(_):
-        return respond(error(405, "method_not_allowed", "this endpoint does not take that method"))
-
-    @app.errorhandler(413)
-    def too_large(_):
-        return respond(error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes"))
-
-    @app.errorhandler(Exception)
-    def unexpected(exc):
-        # A bug, not the user's fault: log it, answer 500 with no internals.
-        app.logger.exception("unhandled error")
-        return respond(error(500, "internal_error", "unexpected error; see `seckill logs gateway`"))
-
+    json_errors(app)
     return app

@@ -80,8 +80,12 @@ def wait_for_drain(s: Settings, product_id: int, expected_orders: int | None = N
     return False
 
 
-def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | set[str]) -> SaleCheck:
-    """Compare what users were told (confirmed ids) with what the stores hold."""
+def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | set[str],
+               redis_copy: bool = True) -> SaleCheck:
+    """Compare what users were told (confirmed ids) with what the stores hold.
+
+    ``redis_copy=False`` for a design that keeps no stock in Redis (the db-direct tier).
+    """
     with db.connect(s.postgres_url) as conn:
         numbers = db.sale_numbers(conn, product_id)
     if numbers is None:
@@ -89,11 +93,13 @@ def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | se
     written = written_order_ids(s, product_id)
     confirmed = set(confirmed_order_ids)
     r = redis_lib.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=2)
-    try:
-        raw = r.get(f"stock:{product_id}")
-        redis_stock = int(raw) if raw is not None else None
-    except redis_lib.RedisError:
-        redis_stock = None
+    redis_stock = None
+    if redis_copy:
+        try:
+            raw = r.get(f"stock:{product_id}")
+            redis_stock = int(raw) if raw is not None else None
+        except redis_lib.RedisError:
+            pass
     return SaleCheck(
         product_id=product_id,
         initial_stock=numbers["initial_stock"],

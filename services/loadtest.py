@@ -312,7 +312,10 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
     order_ids = read_order_ids(run_dir)
     drained = invariants.wait_for_drain(s, product_id, expected_orders=len(order_ids), timeout_s=drain_timeout_s)
     try:
-        check = invariants.check_sale(s, product_id, order_ids)
+        from . import tiers
+
+        check = invariants.check_sale(s, product_id, order_ids,
+                                      redis_copy=tiers.TIERS[tier].redis_copy if tier in tiers.TIERS else True)
     except LookupError as exc:
         raise LoadTestError(str(exc)) from None
     inv = {**check.as_dict(), "drained": drained, "successes": len(order_ids)}

@@ -41,6 +41,7 @@ class Tier:
     title: str
     procs: tuple[Proc, ...]
     entry_port: Callable[[Settings], int]  # where clients (and load tests) connect
+    redis_copy: bool = True                # False: no stock in Redis (db-direct), nothing to compare
 
 
 def _http_ok(url: str) -> bool:
@@ -100,6 +101,17 @@ def _uvicorn(workers: int) -> Callable:
 ASYNC_WORKERS = max(1, min(2, os.cpu_count() or 1))  # one event loop per core
 
 TIERS: dict[str, Tier] = {
+    "db-direct": Tier(
+        "db-direct", "T0 · every buy a PostgreSQL transaction with a row lock (the design the seed rejects)",
+        (Proc("gateway", lambda s, limits: [PY, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
+                                            "--threads", "32", "--bind", f"{HOST}:{s.ports.gateway}",
+                                            "--backlog", "2048", "--graceful-timeout", "5",
+                                            "seckill.gateway_dbdirect:create_app()"],
+              port=lambda s: s.ports.gateway,
+              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),),
+        entry_port=lambda s: s.ports.gateway,
+        redis_copy=False,
+    ),
     "flask": Tier(
         "flask", "T1 · one Flask process (gunicorn, 1 worker, 32 threads)",
         (_gateway("gateway", lambda s: s.ports.gateway), ORDER_SERVICE),

@@ -20,22 +20,24 @@ from conftest import BURST_LIMITS
 WIDE_OPEN_NGINX = {"nginx_rate": 100_000.0, "nginx_burst": 100_000}
 
 
-def sell(s, base_url: str, product_id: int, stock: int, users: int, requests: int) -> invariants.SaleCheck:
+def sell(s, base_url: str, product_id: int, stock: int, users: int, requests: int,
+         redis_copy: bool = True) -> invariants.SaleCheck:
     create_sale(s, product_id, stock, force=True)
     result = burst.buy_burst(base_url, product_id, users=users, requests=requests, concurrency=128)
     assert result.counts["server_error"] == 0 and result.counts["failed"] == 0, result.summary()
     assert invariants.wait_for_drain(s, product_id, expected_orders=result.counts["success"], timeout_s=60)
-    check = invariants.check_sale(s, product_id, result.order_ids)
+    check = invariants.check_sale(s, product_id, result.order_ids, redis_copy=redis_copy)
     assert check.ok and check.oversold == 0 and check.lost == 0 and check.duplicate_users == 0, check.as_dict()
     return check, result
 
 
-@pytest.mark.parametrize("name", ["flask", "flask-x4", "fastapi"])
+@pytest.mark.parametrize("name", ["db-direct", "flask", "flask-x4", "fastapi"])
 def test_each_tier_sells_exactly_the_stock_and_stops_cleanly(s, stack_urls, name):
     state = tiers.up(name, limits={**BURST_LIMITS, **WIDE_OPEN_NGINX}, out=None)
     try:
         assert tiers.current(s)["tier"] == name
-        check, result = sell(s, state["base_url"], 501, 300, users=1000, requests=4000)
+        check, result = sell(s, state["base_url"], 501, 300, users=1000, requests=4000,
+                             redis_copy=tiers.TIERS[name].redis_copy)
         assert result.counts["success"] == 300 and check.orders == 300 and check.pg_stock == 0
     finally:
         stopped = tiers.down(out=None)
@@ -76,13 +78,14 @@ def test_nginx_limit_req_answers_429_before_python_and_nothing_is_oversold(s, st
         tiers.down(out=None)
 
 
-def test_fastapi_answers_bad_input_exactly_like_flask(s, stack_urls):
+@pytest.mark.parametrize("name", ["fastapi", "db-direct"])
+def test_other_tiers_answer_bad_input_exactly_like_flask(s, stack_urls, name):
     """Same table as test_bad_input.py (the Flask tier): same status, same error code, nothing reserved."""
     import redis
 
     from test_bad_input import BAD_REQUESTS, PRODUCT, post
 
-    state = tiers.up("fastapi", out=None)
+    state = tiers.up(name, out=None)
     try:
         create_sale(s, PRODUCT, 5, force=True)
         for path, body, status, code in BAD_REQUESTS:
@@ -91,6 +94,7 @@ def test_fastapi_answers_bad_input_exactly_like_flask(s, stack_urls):
             assert got_body.get("message")
         r = redis.Redis.from_url(s.redis_url, decode_responses=True)
         assert r.get(f"stock:{PRODUCT}") == "5" and r.scard(f"buyers:{PRODUCT}") == 0
+        assert invariants.order_count(s, PRODUCT) == 0
     finally:
         tiers.down(out=None)
 
@@ -122,5 +126,5 @@ def test_fastapi_publishes_nothing_unconfirmed_when_the_broker_is_unreachable(s,
 
 
 def test_unknown_tier_is_one_clear_error(stack_urls):
-    with pytest.raises(tiers.TierError, match="choose one of: flask, flask-x4, fastapi"):
+    with pytest.raises(tiers.TierError, match="choose one of: db-direct, flask, flask-x4, fastapi"):
         tiers.up("flask-x9", out=None)

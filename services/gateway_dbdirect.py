@@ -1,0 +1,109 @@
+"""Tier 0, the baseline the seed rejects: every buy is one PostgreSQL transaction.
+
+    BEGIN
+      SELECT ... FROM products WHERE id = $1 FOR UPDATE    -- every buyer queues on this one row lock
+      INSERT INTO orders ... ON CONFLICT DO NOTHING         -- one per user
+      UPDATE products SET stock = stock - 1 WHERE id = $1 AND stock > 0
+    COMMIT                                                  -- and waits for the disk
+
+It is correct: it never oversells and never loses an order, because the
+database does all the deciding. What it cannot do is go fast: the row lock
+serialises every buyer of the product, and each one holds it through a commit.
+That is the seed's "10000 QPS 打数据库 → DB 只能 1000 QPS". There is no Redis
+and no queue here, so no limits either: the load goes straight to the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+
+import psycopg
+from flask import Flask, request
+
+from . import db
+from .config import Settings, settings as load_settings
+from .gateway_flask import json_errors, respond
+from .gateway import MAX_BODY, Reply, accepted, error, new_order, parse_request, sale_problem, unavailable
+from .sale import SaleWindow
+
+log = logging.getLogger("seckill.gateway")
+
+
+class DirectSale:
+    """The whole buy decision inside one PostgreSQL transaction."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self._local = threading.local()
+
+    def _conn(self) -> psycopg.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = db.connect(self.dsn, connect_timeout=3)
+        return conn
+
+    def buy(self, product_id_raw: str, body: bytes) -> Reply:
+        product_id, user_id, problem = parse_request(product_id_raw, body)
+        if problem:
+            return problem
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                row = conn.execute("SELECT stock, starts_at, ends_at FROM products WHERE id = %s FOR UPDATE",
+                                   (product_id,)).fetchone()
+                window = None if row is None else SaleWindow(
+                    row[1].timestamp() if row[1] else None, row[2].timestamp() if row[2] else None)
+                problem = sale_problem(product_id, window, datetime.now(timezone.utc).timestamp())
+                if problem:
+                    return problem
+                if row[0] <= 0:
+                    return error(409, "sold_out", "sold out")
+                order = new_order(user_id, product_id)
+                inserted = conn.execute(
+                    "INSERT INTO orders (order_id, user_id, product_id, created_at) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING RETURNING order_id",
+                    (order["order_id"], user_id, product_id, order["created_at"])).fetchone()
+                if inserted is None:
+                    return error(409, "already_bought", "you have already bought this product")
+                conn.execute("UPDATE products SET stock = stock - 1 WHERE id = %s AND stock > 0", (product_id,))
+            return accepted(order)
+        except psycopg.OperationalError as exc:
+            log.warning("postgres unavailable: %s", exc)
+            conn.close()
+            return unavailable("database")
+
+    def order_status(self, order_id: str) -> Reply:
+        try:
+            written = db.order_status(self._conn(), order_id)
+            self._conn().rollback()  # end the read's transaction: no idle-in-transaction
+        except psycopg.OperationalError:
+            self._conn().close()
+            return unavailable("database")
+        if written:
+            return Reply(200, {"order_id": order_id, "status": written})
+        return error(404, "unknown_order", "no such order")
+
+
+def create_app(s: Settings | None = None) -> Flask:
+    s = s or load_settings()
+    sale = DirectSale(s.postgres_url)
+    app = Flask("seckill.gateway_dbdirect")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+
+    @app.post("/api/seckill/<product_id>")
+    def buy(product_id: str):
+        return respond(sale.buy(product_id, request.get_data(cache=False)))
+
+    @app.get("/api/orders/<order_id>")
+    def order(order_id: str):
+        return respond(sale.order_status(order_id))
+
+    @app.get("/healthz")
+    def healthz():
+        return respond(Reply(200, {"ok": True, "tier": "db-direct", "pid": os.getpid()}))
+
+    json_errors(app)
+    return app
