@@ -108,7 +108,7 @@ class Gateway:
         self.sales = sales
         self.orders_db = orders_db
         self.trusted_proxies = trusted_proxies
-        self.bucket_retry_after = max(1, math.ceil(1.0 / bucket_rate)) if bucket_rate > 0 else 60
+        self.bucket_retry_after = bucket_retry_after(bucket_rate)
         self.clock = clock
 
     # -- POST /api/seckill/{product_id} ------------------------------------------------
@@ -162,21 +162,19 @@ class Gateway:
     # -- GET /api/orders/{order_id} --------------------------------------------------------
     def order_status(self, order_id: str) -> Reply:
         if not ORDER_ID.match(order_id or ""):
-            return error(404, "unknown_order", "no such order")
+            return order_reply(order_id, None)
         try:
             written = self.orders_db(order_id) if self.orders_db else None
         except Exception as exc:  # PostgreSQL down: say so, do not guess
             log.warning("order lookup failed: %s", exc)
             return unavailable("order store")
         if written:
-            return Reply(200, {"order_id": order_id, "status": written})
+            return order_reply(order_id, written)
         try:
             pending = self.redis.exists(order_key(order_id))
         except redis_lib.RedisError:
             pending = False
-        if pending:
-            return Reply(200, {"order_id": order_id, "status": "pending"})
-        return error(404, "unknown_order", "no such order")
+        return order_reply(order_id, "pending" if pending else None)
 
 
 # -- the steps every tier shares (pure: no I/O) ---------------------------------------------
@@ -199,6 +197,18 @@ def sale_problem(product_id: int, window, now: float) -> Reply | None:
     if state == "ended":
         return error(422, "sale_ended", "the sale is over")
     return None
+
+
+def bucket_retry_after(rate: float) -> int:
+    """Whole seconds until the global bucket has a token again (Retry-After); 60 for a shut bucket."""
+    return max(1, math.ceil(1.0 / rate)) if rate > 0 else 60
+
+
+def order_reply(order_id: str, status: str | None) -> Reply:
+    """200 with the order's status (pending, confirmed, rejected), or 404 when nobody knows it."""
+    if status is None:
+        return error(404, "unknown_order", "no such order")
+    return Reply(200, {"order_id": order_id, "status": status})
 
 
 def bucket_limited(retry_after_s: int) -> Reply:

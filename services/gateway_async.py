@@ -31,8 +31,8 @@ import redis as redis_lib
 
 from . import db, impl
 from .config import Limits, Settings
-from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, error, limited, new_order,
-                      parse_request, reservation_problem, sale_problem, unavailable)
+from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
+                      new_order, order_reply, parse_request, reservation_problem, sale_problem, unavailable)
 from .sale import AsyncSaleCatalog, order_key
 
 log = logging.getLogger("seckill.gateway")
@@ -152,7 +152,7 @@ class AsyncGateway:
         self.sales = sales
         self.orders_db = orders_db
         self.trusted_proxies = trusted_proxies
-        self.bucket_retry_after = max(1, int(1.0 / bucket_rate + 0.999)) if bucket_rate > 0 else 60
+        self.bucket_retry_after = bucket_retry_after(bucket_rate)
         self.clock = clock
 
     async def buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
@@ -201,21 +201,19 @@ class AsyncGateway:
 
     async def order_status(self, order_id: str) -> Reply:
         if not ORDER_ID.match(order_id or ""):
-            return error(404, "unknown_order", "no such order")
+            return order_reply(order_id, None)
         try:
             written = await self.orders_db(order_id) if self.orders_db else None
         except Exception as exc:
             log.warning("order lookup failed: %s", exc)
             return unavailable("order store")
         if written:
-            return Reply(200, {"order_id": order_id, "status": written})
+            return order_reply(order_id, written)
         try:
             pending = await self.redis.exists(order_key(order_id))
         except redis_lib.RedisError:
             pending = False
-        if pending:
-            return Reply(200, {"order_id": order_id, "status": "pending"})
-        return error(404, "unknown_order", "no such order")
+        return order_reply(order_id, "pending" if pending else None)
 
 
 def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None) -> AsyncGateway:

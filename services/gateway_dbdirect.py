@@ -26,7 +26,8 @@ from flask import Flask, request
 from . import db
 from .config import Settings, settings as load_settings
 from .gateway_flask import json_errors, respond
-from .gateway import MAX_BODY, Reply, accepted, error, new_order, parse_request, sale_problem, unavailable
+from .gateway import (MAX_BODY, Reply, accepted, error, new_order, order_reply, parse_request, sale_problem,
+                      unavailable)
 from .sale import SaleWindow
 
 log = logging.getLogger("seckill.gateway")
@@ -82,9 +83,7 @@ class DirectSale:
         except psycopg.OperationalError:
             self._conn().close()
             return unavailable("database")
-        if written:
-            return Reply(200, {"order_id": order_id, "status": written})
-        return error(404, "unknown_order", "no such order")
+        return order_reply(order_id, written)
 
 
 def create_app(s: Settings | None = None) -> Flask:

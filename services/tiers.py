@@ -65,17 +65,21 @@ ORDER_SERVICE = Proc("order-service", lambda s, limits: [PY, "-m", "seckill.orde
                      ready=_consumer_attached)
 
 
-def _gunicorn(port: Callable[[Settings], int], workers: int = 1, threads: int = 32) -> Callable:
+FLASK_APP = "seckill.gateway_flask:create_app()"
+
+
+def _gunicorn(port: Callable[[Settings], int], app: str, workers: int = 1, threads: int = 32) -> Callable:
     def command(s: Settings, limits: Limits) -> list[str]:
         return [PY, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
                 "--threads", str(threads), "--bind", f"{HOST}:{port(s)}",
-                "--backlog", "2048", "--graceful-timeout", "5", "--keep-alive", "5",
-                "seckill.gateway_flask:create_app()"]
+                "--backlog", "2048", "--graceful-timeout", "5", "--keep-alive", "5", app]
     return command
 
 
-def _gateway(name: str, port: Callable[[Settings], int]) -> Proc:
-    return Proc(name, _gunicorn(port), port=port, ready=lambda s: _http_ok(f"http://{HOST}:{port(s)}/healthz"))
+def _gateway(name: str, port: Callable[[Settings], int], app: str = FLASK_APP) -> Proc:
+    """A gunicorn process serving ``app``, ready when its /healthz answers."""
+    return Proc(name, _gunicorn(port, app), port=port,
+                ready=lambda s: _http_ok(f"http://{HOST}:{port(s)}/healthz"))
 
 
 def _x4_port(i: int) -> Callable[[Settings], int]:
@@ -103,12 +107,7 @@ ASYNC_WORKERS = max(1, min(2, os.cpu_count() or 1))  # one event loop per core
 TIERS: dict[str, Tier] = {
     "db-direct": Tier(
         "db-direct", "T0 · every buy a PostgreSQL transaction with a row lock (the design the seed rejects)",
-        (Proc("gateway", lambda s, limits: [PY, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
-                                            "--threads", "32", "--bind", f"{HOST}:{s.ports.gateway}",
-                                            "--backlog", "2048", "--graceful-timeout", "5",
-                                            "seckill.gateway_dbdirect:create_app()"],
-              port=lambda s: s.ports.gateway,
-              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),),
+        (_gateway("gateway", lambda s: s.ports.gateway, app="seckill.gateway_dbdirect:create_app()"),),
         entry_port=lambda s: s.ports.gateway,
         redis_copy=False,
     ),
@@ -154,6 +153,16 @@ def current(s: Settings | None = None) -> dict | None:
     return state if alive else None
 
 
+def _child_env(chosen: dict[str, str]) -> dict[str, str]:
+    """A tier process's environment: what we chose, plus our other SECKILL_* settings.
+
+    Every process of the tier must find the same run dir and ports as we do.
+    """
+    env = {"PYTHONUNBUFFERED": "1", **chosen}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
+    return env
+
+
 def limits_env(limits: Limits) -> dict[str, str]:
     return {
         "SECKILL_BUCKET_CAPACITY": str(limits.bucket_capacity),
@@ -178,9 +187,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     stack.up(out=None if stack.healthy() else out)  # progress only when something starts
     down(out=None)
     chosen = replace(s.limits, **(limits or {}))
-    env = {"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, "PYTHONUNBUFFERED": "1", **limits_env(chosen)}
-    # Every process of the tier must find the same run dir and ports as we do.
-    env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
+    env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen)})
     started = []
     try:
         for proc in tier.procs:
@@ -229,7 +236,6 @@ def start_order_service(s: Settings | None = None, extra_env: dict[str, str] | N
     """(Re)start only the order service, e.g. after a failure lab killed it."""
     s = s or settings()
     state = current(s) or {}
-    env = {"SECKILL_IMPL": state.get("impl") or impl.current(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
+    env = _child_env({"SECKILL_IMPL": state.get("impl") or impl.current(), **(extra_env or {})})
     return processes.start(s.run_dir, ORDER_SERVICE.name, ORDER_SERVICE.command(s, s.limits), port=None,
                            ready=lambda: ORDER_SERVICE.ready(s), env=env, cwd=s.run_dir, timeout=30)
