@@ -181,6 +181,8 @@ def rabbitmq_server(s: Settings) -> NativeServer:
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+            # a VM that fails to boot writes its crash dump here, not into the cwd
+            "ERL_CRASH_DUMP": str(base / "log" / "erl_crash.dump"),
             # Make the start script exec the Erlang VM instead of keeping a shell
             # parent that forwards signals: the pid we record is then the broker
             # itself, and SIGTERM to it is RabbitMQ's own clean shutdown.
