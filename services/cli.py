@@ -314,5 +314,23 @@ def load(target, users, spawn_rate, duration, product_id, stock, requests_per_us
         sys.exit(1)
 
 
+# -- failure labs ---------------------------------------------------------------------------
+
+@main.command("chaos")
+@click.argument("scenario", metavar="SCENARIO")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def chaos_command(scenario: str, as_json: bool) -> None:
+    """Break the running system on purpose (race, redis-down, redis-failover, mq-down,
+    crash-between, consumer-crash, backlog); exit 1 if an invariant broke."""
+    from . import chaos
+
+    if scenario not in chaos.SCENARIOS:
+        raise UnknownLabError(f"no scenario called {scenario!r}; choose one of: {', '.join(chaos.SCENARIOS)}")
+    report = chaos.run(scenario)
+    emit(report.as_dict(), as_json, str(report))
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

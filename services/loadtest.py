@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
+from .results import results_dir
 from . import db, invariants
 from .config import REPO_ROOT, settings
 from .errors import SeckillError
@@ -74,11 +75,6 @@ class LoadResult:
         return (f"LoadResult({s['tier']}: {s['requests']} requests, {s['requests_per_s']} req/s, "
                 f"p99 {s['p99_ms']} ms, success {s['success']}, oversold {inv.get('oversold')}, "
                 f"lost {inv.get('lost')}, saved {self.path})")
-
-
-def results_dir() -> Path:
-    """Where runs are saved: $SECKILL_RESULTS_DIR, or results/ in the repository."""
-    return Path(os.environ.get("SECKILL_RESULTS_DIR") or REPO_ROOT / "results").resolve()
 
 
 def default_processes() -> int:

@@ -110,7 +110,7 @@ def _up_native(s: Settings, out: TextIO | None) -> None:
         _start_missing(s, out)
 
 
-def _start_missing(s: Settings, out: TextIO | None) -> None:
+def _start_missing(s: Settings, out: TextIO | None, only: tuple[str, ...] = SERVICES) -> None:
     try:
         installer.ensure_servers(list(SERVICES))
     except installer.MissingServers as exc:
@@ -118,6 +118,8 @@ def _start_missing(s: Settings, out: TextIO | None) -> None:
     s.run_dir.mkdir(parents=True, exist_ok=True)
     to_start = []
     for server in servers.all_servers(s):
+        if server.name not in only:
+            continue
         record = processes.load(s.run_dir, server.name)
         if processes.alive(s.run_dir, record) and server.ready():
             _say(out, f"• {server.name:<9}already running (pid {record.pid}, port {server.port})")
@@ -147,6 +149,44 @@ def _start_missing(s: Settings, out: TextIO | None) -> None:
                 errors.append(str(exc))
     if errors:
         raise StackError("; ".join(errors))
+
+
+# -- one service at a time (the failure labs) ----------------------------------------
+
+def _known(service: str) -> None:
+    if service not in SERVICES:
+        raise StackError(f"no service called {service!r}; choose one of: {', '.join(SERVICES)}")
+    if backend() == "docker":
+        raise StackError("stopping one service is done with `docker compose stop SERVICE` on the docker backend")
+
+
+def stop_service(service: str, *, kill: bool = False) -> bool:
+    """Stop one of redis, postgres, rabbitmq; ``kill=True`` is a crash (SIGKILL, no clean shutdown).
+
+    Returns whether it was running. The failure labs use this to break the system.
+    """
+    _known(service)
+    s = settings()
+    with _exclusive(s):
+        if kill:
+            try:
+                processes.kill(s.run_dir, service)
+            except processes.StartError:
+                return False
+            processes.forget(s.run_dir, service)
+            return True
+        return processes.stop(s.run_dir, service, timeout=20)
+
+
+def start_service(service: str, out: TextIO | None = None) -> str:
+    """Start one service again (a no-op if it runs); returns its URL."""
+    _known(service)
+    s = settings()
+    with _exclusive(s):
+        _start_missing(s, out, only=(service,))
+    if service == "postgres":
+        db.apply_schema(s.postgres_url)
+    return s.urls()["amqp" if service == "rabbitmq" else service]
 
 
 # -- status ----------------------------------------------------------------------
