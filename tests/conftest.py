@@ -29,6 +29,8 @@ TEST_ENV = {
     "SECKILL_BACKEND": "native",
     "SECKILL_IMPL": "solutions",
 }
+# measurements made by tests and notebooks stay out of the learner's results/
+TEST_ENV["SECKILL_RESULTS_DIR"] = str(Path(TEST_ENV["SECKILL_RUN_DIR"]) / "results")
 os.environ.update(TEST_ENV)
 
 import pika  # noqa: E402
