@@ -40,7 +40,9 @@ SERVERS = {
 }
 
 # Tools the tests and benchmarks use besides the servers (Debian packages).
-TOOLS = {"docker-compose": "docker-compose", "wrk": "wrk", "redis-benchmark": "redis-tools"}
+TOOLS = {"docker-compose": "docker-compose", "wrk": "wrk", "redis-benchmark": "redis-tools",
+         # the browser test drives JupyterLab in Debian's headless Chromium (no browser download)
+         "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 
 def _search_dirs(server: Server) -> list[str]:
