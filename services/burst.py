@@ -106,7 +106,8 @@ async def _burst(base_url: str, product_id: int, plan: list[tuple[str, str]], co
 
 
 def buy_burst(base_url: str, product_id: int, *, users: int, requests: int, concurrency: int = 200,
-              users_per_ip: int = 1, deadline_s: float = 120.0, seed: int = 42) -> BurstResult:
+              users_per_ip: int = 1, deadline_s: float = 120.0, seed: int = 42,
+              user_prefix: str = "user") -> BurstResult:
     """Send ``requests`` buy requests from ``users`` users, ``concurrency`` at a time.
 
     Users take turns (user i sends about requests/users requests) and the
@@ -114,7 +115,7 @@ def buy_burst(base_url: str, product_id: int, *, users: int, requests: int, conc
     """
     if users < 1 or requests < 1 or concurrency < 1:
         raise ValueError("users, requests and concurrency must be at least 1")
-    plan = [(f"user-{i % users}", fake_ip((i % users) // users_per_ip)) for i in range(requests)]
+    plan = [(f"{user_prefix}-{i % users}", fake_ip((i % users) // users_per_ip)) for i in range(requests)]
     random.Random(seed).shuffle(plan)
     return _run(_burst(base_url, product_id, plan, concurrency, deadline_s))
 

@@ -4,7 +4,9 @@ After the queue drains:
   * oversold = 0: PostgreSQL never holds more orders than the sale had stock;
   * lost = 0: every order the gateway confirmed to a user is in PostgreSQL;
   * no user bought twice;
-  * Redis and PostgreSQL agree on the stock left.
+  * Redis and PostgreSQL agree on the stock left (counting what live
+    local-stock instances hold; a stranded lease is a disagreement until
+    reconciliation returns it).
 Tests, load tests, benchmarks and failure labs all ask these same questions,
 so they are answered in one place.
 """
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import redis as redis_lib
 
-from . import broker, db
+from . import broker, db, local_stock
 from .config import Settings
 
 
@@ -33,6 +35,8 @@ class SaleCheck:
     lost: int
     unexpected: int
     queue_depth: int
+    held_locally: int = 0   # tier local-stock: units leased by live instances, not in stock:{id}
+    stranded: int = 0       # leased by instances that died: unsold until reconciled (undersell)
 
     @property
     def oversold(self) -> int:
@@ -46,7 +50,7 @@ class SaleCheck:
     def ok(self) -> bool:
         return (self.oversold == 0 and self.lost == 0 and self.duplicate_users == 0
                 and self.pg_stock == self.initial_stock - self.orders
-                and (self.redis_stock is None or self.redis_stock == self.pg_stock))
+                and (self.redis_stock is None or self.redis_stock + self.held_locally == self.pg_stock))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "oversold": self.oversold, "duplicate_users": self.duplicate_users,
@@ -93,11 +97,13 @@ def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | se
     written = written_order_ids(s, product_id)
     confirmed = set(confirmed_order_ids)
     r = redis_lib.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=2)
-    redis_stock = None
+    redis_stock, held, stranded = None, 0, 0
     if redis_copy:
         try:
             raw = r.get(f"stock:{product_id}")
             redis_stock = int(raw) if raw is not None else None
+            held = sum(local_stock.live_leases(r, product_id).values())
+            stranded = sum(local_stock.stranded_leases(r, product_id).values())
         except redis_lib.RedisError:
             pass
     return SaleCheck(
@@ -112,4 +118,6 @@ def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | se
         lost=len(confirmed - written),
         unexpected=len(written - confirmed),
         queue_depth=broker.queue_depth(s.amqp_url, s.queue),
+        held_locally=held,
+        stranded=stranded,
     )

@@ -34,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
@@ -43,6 +43,7 @@ import pandas as pd
 
 from .results import results_dir
 from . import db, invariants
+from .store_sampler import StoreSampler
 from .config import REPO_ROOT, settings
 from .errors import SeckillError
 
@@ -65,6 +66,7 @@ class LoadResult:
     summary: dict
     invariants: dict
     path: Path
+    stores: pd.DataFrame = field(default_factory=pd.DataFrame)  # see store_sampler.py
 
     @property
     def ok(self) -> bool:
@@ -296,8 +298,13 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
         port = _free_port()  # not locust's fixed 5557: two runs (or test slots) must not collide
         args += ["--processes", str(processes), "--master-bind-port", str(port), "--master-port", str(port)]
 
-    returncode, killed, elapsed = _run_locust(args, env, run_dir, duration_s,
-                                              f"locust → {tier} ({users} users)", progress)
+    sampler = StoreSampler(s, product_id, max_s=duration_s + KILL_AFTER_S + drain_timeout_s + 10)
+    with sampler:  # stock, queue depth and PostgreSQL, sampled through the run and the drain
+        returncode, killed, elapsed = _run_locust(args, env, run_dir, duration_s,
+                                                  f"locust → {tier} ({users} users)", progress)
+        drained, order_ids = _drain(s, run_dir, product_id, drain_timeout_s)
+    sampler.sample_now()
+    stores = sampler.frame()
     stats_csv, history_csv = run_dir / "locust_stats.csv", run_dir / "locust_stats_history.csv"
     if not stats_csv.exists() or not history_csv.exists():
         raise LoadTestError(f"locust wrote no statistics (exit {returncode}); its log {run_dir / 'locust.log'} "
@@ -305,8 +312,6 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
     history = read_history(history_csv)
     numbers = read_stats(stats_csv)
 
-    order_ids = read_order_ids(run_dir)
-    drained = invariants.wait_for_drain(s, product_id, expected_orders=len(order_ids), timeout_s=drain_timeout_s)
     try:
         from . import tiers
 
@@ -326,13 +331,24 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
         "name": name,
     }
     path = results_dir() / f"{name}.json"
-    records = history.astype(object).where(history.notna(), None).to_dict(orient="records")
-    record = {"summary": summary, "invariants": inv, "history": records,
+    record = {"summary": summary, "invariants": inv, "history": _records(history), "stores": _records(stores),
               "machine": _machine(), "raw_dir": str(run_dir)}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=_json_default, allow_nan=False))
     tmp.replace(path)
-    return LoadResult(history=history, summary=summary, invariants=inv, path=path)
+    return LoadResult(history=history, summary=summary, invariants=inv, path=path, stores=stores)
+
+
+def _drain(s, run_dir: Path, product_id: int, timeout_s: float) -> tuple[bool, list[str]]:
+    """Wait (bounded) until every order the users were told about has left the queue."""
+    if not (run_dir / "locust_stats.csv").exists():
+        return False, []
+    order_ids = read_order_ids(run_dir)
+    return invariants.wait_for_drain(s, product_id, expected_orders=len(order_ids), timeout_s=timeout_s), order_ids
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _json_default(value):

@@ -93,6 +93,9 @@ def create_sale(
     cache = impl.load("stock").StockCache(r)
     cache.set_stock(product_id, stock)
     cache.clear_buyers(product_id)
+    # leases of the local-stock tier belong to the old sale: instances holding one
+    # find it gone at their next sale and lease afresh (local_stock.py)
+    r.delete(f"leases:{product_id}")
     r.hset(sale_key(product_id), mapping={
         "starts_at": starts_at.timestamp() if starts_at else "",
         "ends_at": ends_at.timestamp() if ends_at else "",

@@ -65,6 +65,15 @@ def test_history_is_one_row_per_second(result):
     assert h["requests_per_s"].sum() > 0
 
 
+def test_the_stores_are_sampled_through_the_run_and_the_drain(result):
+    st = result.stores
+    assert list(st.columns) == ["time_s", "redis_stock", "held_locally", "queue_depth", "pg_orders", "pg_stock"]
+    assert len(st) >= 3 and st["time_s"].is_monotonic_increasing
+    assert st["redis_stock"].iloc[0] > st["redis_stock"].iloc[-1] == 0  # the stock ran out during the run
+    last = st.iloc[-1]  # sampled after the drain: everything sold is in PostgreSQL
+    assert last["pg_orders"] == STOCK and last["pg_stock"] == 0 and last["queue_depth"] == 0
+
+
 def test_the_run_is_saved_and_reads_back(result, results_dir):
     assert result.path.parent == results_dir and result.path.name.endswith("-flask.json")
     saved = json.loads(result.path.read_text())
@@ -73,12 +82,13 @@ def test_the_run_is_saved_and_reads_back(result, results_dir):
     runs = loadtest.load_results()
     assert runs and runs[0]["summary"]["name"] == result.summary["name"]
     assert len(runs[0]["history"]) == len(result.history)
+    assert len(runs[0]["stores"]) == len(result.stores)
 
 
 def test_every_chart_is_a_figure_with_data(result):
     saved = loadtest.load_results()[0]
     for fig in (charts.throughput_latency(result), charts.outcomes(result), charts.throughput_latency(saved),
-                charts.compare_tiers([result, saved])):
+                charts.compare_tiers([result, saved]), charts.stores(result), charts.stores(saved)):
         assert isinstance(fig, go.Figure) and len(fig.data) > 0 and fig.layout.title.text
 
 

@@ -31,7 +31,7 @@ def sell(s, base_url: str, product_id: int, stock: int, users: int, requests: in
     return check, result
 
 
-@pytest.mark.parametrize("name", ["db-direct", "flask", "flask-x4", "fastapi"])
+@pytest.mark.parametrize("name", ["db-direct", "flask", "flask-x4", "fastapi", "local-stock"])
 def test_each_tier_sells_exactly_the_stock_and_stops_cleanly(s, stack_urls, name):
     state = tiers.up(name, limits={**BURST_LIMITS, **WIDE_OPEN_NGINX}, out=None)
     try:
@@ -78,7 +78,7 @@ def test_nginx_limit_req_answers_429_before_python_and_nothing_is_oversold(s, st
         tiers.down(out=None)
 
 
-@pytest.mark.parametrize("name", ["fastapi", "db-direct"])
+@pytest.mark.parametrize("name", ["fastapi", "local-stock", "db-direct"])
 def test_other_tiers_answer_bad_input_exactly_like_flask(s, stack_urls, name):
     """Same table as test_bad_input.py (the Flask tier): same status, same error code, nothing reserved."""
     import redis
@@ -126,5 +126,5 @@ def test_fastapi_publishes_nothing_unconfirmed_when_the_broker_is_unreachable(s,
 
 
 def test_unknown_tier_is_one_clear_error(stack_urls):
-    with pytest.raises(tiers.TierError, match="choose one of: db-direct, flask, flask-x4, fastapi"):
+    with pytest.raises(tiers.TierError, match="choose one of: db-direct, flask, flask-x4, fastapi, local-stock"):
         tiers.up("flask-x9", out=None)
