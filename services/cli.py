@@ -318,18 +318,52 @@ def load(target, users, spawn_rate, duration, product_id, stock, requests_per_us
 
 @main.command("chaos")
 @click.argument("scenario", metavar="SCENARIO")
+@click.option("--tier", "tier_name", default=None,
+              help="The tier to break (mq-down, consumer-crash, backlog; default: the running one, else flask).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def chaos_command(scenario: str, as_json: bool) -> None:
+def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
     """Break the running system on purpose (race, redis-down, redis-failover, mq-down,
     crash-between, consumer-crash, backlog); exit 1 if an invariant broke."""
+    import inspect
+
     from . import chaos
 
     if scenario not in chaos.SCENARIOS:
         raise UnknownLabError(f"no scenario called {scenario!r}; choose one of: {', '.join(chaos.SCENARIOS)}")
-    report = chaos.run(scenario)
+    options = {}
+    if tier_name is not None:
+        if "tier" not in inspect.signature(chaos.scenario_module(scenario).run).parameters:
+            raise UserError(f"{scenario} does not take --tier; run it without")
+        options["tier"] = tier_name
+    report = chaos.run(scenario, **options)
     emit(report.as_dict(), as_json, str(report))
     sys.exit(0 if report.ok else 1)
+
+
+@main.command("watch-queue")
+@click.option("--threshold", required=True, type=click.IntRange(min=1),
+              help="Alert when more orders than this wait in the queue.")
+@click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
+              help="Seconds between samples.")
+@click.option("--duration", "duration_s", default=600.0, show_default=True, type=click.FloatRange(1, 86_400),
+              help="Stop after this many seconds (Ctrl-C stops earlier).")
+@friendly
+def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
+    """Print the order queue's depth every INTERVAL and an ALERT line when it passes THRESHOLD."""
+    from . import alerts
+    from .config import settings
+
+    s = settings()
+    click.echo(f"watching queue {s.queue!r} every {interval_s:g} s for {duration_s:g} s; "
+               f"alert above {threshold} orders (Ctrl-C to stop)", err=True)
+    try:
+        watcher = alerts.watch(s.amqp_url, s.queue, threshold, interval_s=interval_s, duration_s=duration_s,
+                               out=sys.stdout)
+    except KeyboardInterrupt:
+        return
+    fired = watcher.fired()
+    click.echo(f"{len(watcher.samples)} samples, {len(fired)} alerts", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

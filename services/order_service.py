@@ -10,14 +10,17 @@ died is redelivered and the idempotent insert absorbs the repeat.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from . import impl
 from .config import settings
+from .errors import SeckillError
 
 log = logging.getLogger("seckill.order_service")
 
@@ -35,6 +38,58 @@ def tuning() -> dict[str, int]:
     return chosen
 
 
+# -- failure-lab injection point (off unless SECKILL_INJECT names it) -----------------------
+
+INJECT_ENV = "SECKILL_INJECT"
+CRASH_POINTS = ("after-commit", "before-commit")
+CRASH_EXIT_CODE = 86
+
+
+def crash_report_path() -> Path:
+    """Where an injected crash writes which orders its batch held (the consumer-crash lab reads it)."""
+    return settings().run_dir / "consumer-crash.json"
+
+
+def inject_faults(consumer):
+    """Arm the crash the consumer-crash lab asks for; without SECKILL_INJECT, change nothing.
+
+    ``SECKILL_INJECT=consumer-crash:after-commit``: the process dies right after
+    its first batch's transaction committed and before the batch is acked, the
+    window where only the idempotent insert stands between a redelivery and a
+    duplicate. ``consumer-crash:before-commit``: it dies with the batch written
+    but not committed, so PostgreSQL rolls it back and the redelivery must write
+    it once. Either way it dies like a kill -9 would: no cleanup, no ack.
+    """
+    spec = os.environ.get(INJECT_ENV, "")
+    if not spec:
+        return consumer
+    kind, _, point = spec.partition(":")
+    if kind != "consumer-crash" or point not in CRASH_POINTS:
+        raise SeckillError(f"{INJECT_ENV}={spec!r}: use consumer-crash:after-commit or "
+                           "consumer-crash:before-commit, or unset it")
+    original = consumer.handle_batch
+
+    def crash(orders: list[dict]) -> None:
+        crash_report_path().write_text(json.dumps(
+            {"point": point, "pid": os.getpid(), "order_ids": [o["order_id"] for o in orders]}))
+        log.error("injected crash %s: %d orders handled, not acked; dying now", point, len(orders))
+        os._exit(CRASH_EXIT_CODE)
+
+    def after_commit(orders):
+        original(orders)  # committed when it returns
+        crash(orders)
+
+    def before_commit(orders):
+        conn = consumer._db()
+        with conn.transaction():  # an outer transaction: the batch's own becomes a savepoint in it
+            original(orders)
+            crash(orders)  # the process dies inside the open transaction: PostgreSQL rolls it back
+
+    consumer.handle_batch = after_commit if point == "after-commit" else before_commit
+    log.warning("failure lab armed: the order service will crash %s its first batch", point)
+    return consumer
+
+
 def run_forever(max_backoff: float = 5.0) -> None:
     s = settings()
     consumer_mod = impl.load("consumer")
@@ -48,13 +103,16 @@ def run_forever(max_backoff: float = 5.0) -> None:
     backoff = 0.2
     log.info("order service starting (impl=%s, queue=%s)", impl.current(), s.queue)
     while not stop["now"]:
-        consumer = consumer_mod.OrderConsumer(s.amqp_url, s.postgres_url, queue=s.queue, **tuning())
+        consumer = inject_faults(consumer_mod.OrderConsumer(s.amqp_url, s.postgres_url, queue=s.queue, **tuning()))
+        started = time.monotonic()
         try:
             consumer.run()
             backoff = 0.2
         except (KeyboardInterrupt, SystemExit):
             break
         except Exception as exc:  # broker or database gone: wait, then reconnect
+            if time.monotonic() - started > max_backoff:
+                backoff = 0.2  # it had been running: an outage starts the back-off afresh
             log.warning("order service lost a dependency (%s: %s); reconnecting in %.1f s",
                         type(exc).__name__, exc, backoff)
             time.sleep(backoff)
