@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed
 HEADLESS ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test servers tools down clean labs-sync help
+.PHONY: lab test servers tools down clean labs-sync help bench
 
 help:
 	@echo "make lab [HEADLESS=1]   start the stack and JupyterLab on the course"
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
+	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
 
 # The venv, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -43,6 +44,10 @@ lab: servers
 test: tools
 	@$(BIN)/python tools/make_labs.py --check
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Optional measurement, not a set-up step: the tier ladder under one wrk load (seckill bench).
+bench: tools
+	@$(BIN)/seckill bench
 
 labs-sync: $(STAMP)
 	@$(BIN)/python tools/make_labs.py

@@ -23,16 +23,27 @@ shared machine are too noisy to compare with yesterday's numbers.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TextIO
 
 import pika
+import redis as redis_lib
 
-from . import broker, db, impl, stack
+from . import broker, charts, db, impl, invariants, nginx, order_service, processes, results, sale, stack
+from . import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
 from .config import Settings, settings
 from .errors import SeckillError
 
@@ -166,14 +177,14 @@ def _timed_drain(s: Settings, consumer, n: int, run: str) -> float:
     return elapsed
 
 
-def drain(n: int = 5000, *, batch_size: int = 200, impl_name: str | None = None,
-          progress: bool | TextIO | None = True) -> dict:
+def drain(n: int = 5000, *, impl_name: str | None = None, progress: bool | TextIO | None = True) -> dict:
     """Orders/s the order service drains into PostgreSQL: batched vs one row per transaction.
 
     The same ``n`` orders are published to a fresh queue, then consumed by the
     implementation's ``OrderConsumer`` as the order service runs it
-    (``handle_batch``, batches of ``batch_size``), and again by the same loop
-    writing and acking each order on its own (``handle``). The clock runs from
+    (``handle_batch``, with the service's batch size and prefetch), and again by
+    the same loop writing and acking each order on its own (``handle``, the same
+    prefetch). The clock runs from
     the first message taken to the last one committed; both runs must write all
     ``n`` orders or the bench refuses to report a figure.
 
@@ -183,13 +194,13 @@ def drain(n: int = 5000, *, batch_size: int = 200, impl_name: str | None = None,
     s = _ready()
     consumer_mod = impl.load("consumer", impl_name)
     queue = f"bench-drain-{uuid.uuid4().hex[:8]}"
+    service = consumer_mod.OrderConsumer(s.amqp_url, s.postgres_url, queue=queue, **order_service.tuning())
     try:
-        _say(progress, f"drain: {n:,} orders, batches of {batch_size} (handle_batch) …")
-        batched = _timed_drain(s, consumer_mod.OrderConsumer(s.amqp_url, s.postgres_url, queue=queue,
-                                                             prefetch=batch_size, batch_size=batch_size), n, "b")
+        _say(progress, f"drain: {n:,} orders, batches of up to {service.batch_size} (handle_batch) …")
+        batched = _timed_drain(s, service, n, "b")
         _say(progress, f"drain: {n:,} orders, one transaction each (handle) …")
         single = _timed_drain(s, _one_per_transaction(consumer_mod)(s.amqp_url, s.postgres_url, queue=queue,
-                                                                    prefetch=batch_size, batch_size=1), n, "o")
+                                                                    prefetch=service.prefetch, batch_size=1), n, "o")
     finally:
         _delete_queue(s, queue)
         _drop_product(s, DRAIN_PRODUCT)
@@ -274,3 +285,383 @@ def confirms(n: int = 5000, *, in_flight: int = 64, progress: bool | TextIO | No
     _say(progress, f"confirms: one per message {record['per_request_per_s']:,.0f}/s, pipelined "
                    f"{record['pipelined_per_s']:,.0f}/s (×{record['ratio']})")
     return record
+
+
+# -- the load generator: wrk with buy.lua ----------------------------------------------------
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "buy.lua"
+BENCH_PRODUCT = 990_100      # the sale every tier is measured on (created afresh per tier)
+WARMUP_PRODUCT = 990_101     # a small sale that warms the tier up before the clock runs
+WARMUP_STOCK = 100           # small: the warm-up's orders must drain before the measurement starts
+REDIS_LUA_PRODUCT = 990_102  # keys the redis-benchmark ceiling reserves from
+
+# Limits that never cut the bench: a huge global bucket, per-user 5 as the seed says (every
+# request is a new user anyway), an IP limit no single 10.x.y.z can reach, nginx's rate far above it.
+BENCH_LIMITS = {"bucket_capacity": 10_000_000.0, "bucket_rate": 10_000_000.0, "user_limit": 5,
+                "ip_limit": 1_000_000, "nginx_rate": 1_000_000.0, "nginx_burst": 100_000}
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk does to every tier (and to nginx's ceiling): the same for all of them."""
+
+    threads: int
+    connections: int
+    duration_s: float
+    stock: int
+    warmup_s: float
+
+    def as_record(self) -> dict:
+        return {"threads": self.threads, "connections": self.connections, "duration_s": self.duration_s,
+                "stock": self.stock}
+
+
+FULL = Load(threads=2, connections=64, duration_s=8.0, stock=2000, warmup_s=2.0)
+QUICK = Load(threads=2, connections=32, duration_s=2.0, stock=2000, warmup_s=0.5)
+
+
+@dataclass
+class WrkRun:
+    """What one wrk run measured, read from the BENCH_JSON line buy.lua prints in done()."""
+
+    requests: int
+    duration_s: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int]
+    order_ids: list[str]
+    socket_errors: dict[str, int]
+
+    @property
+    def requests_per_s(self) -> float:
+        return _rate(self.requests, self.duration_s)
+
+    def count(self, *statuses: int) -> int:
+        return sum(self.statuses.get(status, 0) for status in statuses)
+
+    @property
+    def other(self) -> int:
+        """Answers that are neither 200, 409 nor 429, plus requests that got no answer in time."""
+        known = self.count(200, 409, 429)
+        return (sum(self.statuses.values()) - known + self.socket_errors.get("timeout", 0)
+                + self.socket_errors.get("connect", 0))
+
+
+def parse_wrk_output(text: str) -> WrkRun:
+    """Read the BENCH_JSON line of buy.lua's done() from wrk's stdout; BenchError when it is not there."""
+    line = next((line for line in text.splitlines() if line.startswith("BENCH_JSON ")), None)
+    first = " | ".join(text.strip().splitlines()[:3])[:200] or "(nothing)"
+    if line is None:
+        raise BenchError(f"wrk printed no BENCH_JSON line (was it run with -s buy.lua?); its output began: {first}")
+    try:
+        data = json.loads(line[len("BENCH_JSON "):])
+        return WrkRun(
+            requests=int(data["requests"]),
+            duration_s=float(data["duration_us"]) / 1e6,
+            p50_ms=round(float(data["p50_us"]) / 1000, 2),
+            p99_ms=round(float(data["p99_us"]) / 1000, 2),
+            statuses={int(k): int(v) for k, v in data["statuses"].items()},
+            order_ids=[str(i) for i in data["order_ids"]],
+            socket_errors={k: int(v) for k, v in data["errors"].items()},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BenchError(f"wrk's BENCH_JSON line is not what buy.lua writes ({type(exc).__name__}: {exc}); "
+                         f"the line began: {line[:120]}") from None
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BenchError(f"{name} is not installed; `make bench` installs it, or run: sudo apt-get install {package}")
+    return path
+
+
+def wrk_version() -> str:
+    out = subprocess.run([_tool("wrk", "wrk"), "-v"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"wrk\s+(\S+)", out.stdout + out.stderr)
+    return match.group(1) if match else "(unknown version)"
+
+
+def run_wrk(url: str, load: Load, duration_s: float | None = None) -> WrkRun:
+    """wrk with buy.lua against ``url`` (loopback only), bounded by its duration plus a margin."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise BenchError(f"the bench only loads this machine (127.0.0.1), not {url}")
+    duration_s = load.duration_s if duration_s is None else duration_s
+    command = [_tool("wrk", "wrk"), "-t", str(load.threads), "-c", str(load.connections),
+               "-d", f"{max(1, round(duration_s))}s", "--timeout", "5s", "-s", str(WRK_SCRIPT), url]
+    env = {**os.environ, "BENCH_RUN": uuid.uuid4().hex[:10]}  # distinct users in every run
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration_s + 60)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish within {duration_s + 60:.0f} s against {url}") from None
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed (exit {done.returncode}) against {url}: "
+                         f"{(done.stderr or done.stdout).strip()[:200]}")
+    return parse_wrk_output(done.stdout)
+
+
+# -- one tier under the load --------------------------------------------------------------
+
+def bench_tier(name: str, load: Load, *, impl_name: str | None = None,
+               progress: bool | TextIO | None = True) -> dict:
+    """Start tier ``name``, warm it up, put the load on a fresh sale, and check the sale afterwards."""
+    tier = ladder.TIERS[name]
+    s = settings()
+    _say(progress, f"{name}: starting the tier …")
+    state = ladder.up(name, limits=BENCH_LIMITS, impl_name=impl_name, out=None)
+    base = state["base_url"]
+    if load.warmup_s:
+        sale.create_sale(s, WARMUP_PRODUCT, WARMUP_STOCK, force=True)
+        run_wrk(f"{base}/api/seckill/{WARMUP_PRODUCT}", load, duration_s=load.warmup_s)
+        invariants.wait_for_drain(s, WARMUP_PRODUCT, timeout_s=30)
+    sale.create_sale(s, BENCH_PRODUCT, load.stock, force=True)
+    _say(progress, f"{name}: running wrk for {load.duration_s:g} s ({load.connections} connections) …")
+    w = run_wrk(f"{base}/api/seckill/{BENCH_PRODUCT}", load)
+    successes = w.count(200)
+    _say(progress, f"{name}: {w.requests_per_s:,.0f} req/s, {successes} sold; draining the queue …")
+    drained = invariants.wait_for_drain(s, BENCH_PRODUCT, expected_orders=successes, timeout_s=60)
+    check = invariants.check_sale(s, BENCH_PRODUCT, w.order_ids, redis_copy=tier.redis_copy)
+    # A 200 whose order id buy.lua could not read cannot be checked: count it as lost, never as fine.
+    unreadable = successes - len(set(w.order_ids))
+    lost = check.lost + max(0, unreadable)
+    return {
+        "tier": name, "title": tier.title, "requests_per_s": w.requests_per_s, "p50_ms": w.p50_ms,
+        "p99_ms": w.p99_ms, "requests": w.requests, "successes": successes, "sold_out": w.count(409),
+        "limited": w.count(429), "errors": w.other, "oversold": check.oversold, "lost": lost,
+        "ok": bool(check.ok and lost == 0 and drained),
+        "vs_t1": None, "vs_t0": None, "of_nginx_ceiling": None, "of_redis_ceiling": None,
+    }
+
+
+# -- this machine's ceilings ----------------------------------------------------------------
+
+def nginx_ceiling(load: Load, progress: bool | TextIO | None = True) -> float:
+    """Requests/s of nginx answering ``return 200`` by itself, under the same wrk load and script."""
+    s = settings()
+    ladder.down(out=None)  # nginx's port is the flask-x4 tier's
+    conf = nginx.render(s, [s.ports.gateway + 1 + i for i in range(4)], rate=BENCH_LIMITS["nginx_rate"],
+                        burst=BENCH_LIMITS["nginx_burst"])
+    url = f"http://127.0.0.1:{s.ports.nginx}/nginx-ceiling"
+    _say(progress, f"ceiling: nginx `return 200`, wrk for {load.duration_s:g} s …")
+    processes.start(s.run_dir, "nginx", nginx.command(conf), port=s.ports.nginx, cwd=s.run_dir, timeout=30)
+    try:
+        w = run_wrk(url, load)
+    finally:
+        processes.stop(s.run_dir, "nginx", timeout=10)
+    if w.count(200) != w.requests:
+        raise BenchError(f"nginx answered {w.requests - w.count(200)} of {w.requests} ceiling requests "
+                         f"with something else than 200; see {s.run_dir / 'logs' / 'nginx.log'}")
+    return w.requests_per_s
+
+
+def parse_redis_benchmark_csv(text: str) -> float:
+    """Requests/s from ``redis-benchmark --csv`` (with or without the header line of Redis 7)."""
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) >= 2 and row[0] not in ("test", ""):
+            try:
+                return float(row[1])
+            except ValueError:
+                continue
+    raise BenchError(f"could not read a rate from redis-benchmark's output: {text.strip()[:160] or '(nothing)'}")
+
+
+def redis_lua_ceiling(quick: bool = False, progress: bool | TextIO | None = True) -> float:
+    """Calls/s of the stock reservation script (EVALSHA) under redis-benchmark, 50 connections.
+
+    A stock so big it never runs out, and a random user per call, so every call
+    runs the whole script (SISMEMBER, GET, DECR, SADD) like a successful buy.
+    """
+    s = settings()
+    stock_mod = impl.load("stock")
+    r = redis_lib.Redis.from_url(s.redis_url, decode_responses=True)
+    keys = [f"stock:{REDIS_LUA_PRODUCT}", f"buyers:{REDIS_LUA_PRODUCT}"]
+    calls = 20_000 if quick else 100_000
+    start = 10**9
+    try:
+        sha = r.script_load(stock_mod.RESERVE_ONCE_LUA)
+        r.delete(*keys)
+        r.set(keys[0], start)
+        _say(progress, f"ceiling: the stock Lua script under redis-benchmark, {calls:,} calls …")
+        command = [_tool("redis-benchmark", "redis-tools"), "-h", "127.0.0.1", "-p", str(s.ports.redis),
+                   "-n", str(calls), "-c", "50", "-r", "1000000", "--csv",
+                   "EVALSHA", sha, "2", *keys, "user:__rand_int__"]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise BenchError("redis-benchmark did not finish within 120 s") from None
+        if done.returncode != 0:
+            raise BenchError(f"redis-benchmark failed (exit {done.returncode}): {done.stderr.strip()[:200]}")
+        ops = parse_redis_benchmark_csv(done.stdout)
+        taken, buyers = start - int(r.get(keys[0])), r.scard(keys[1])
+        if not 0 < taken == buyers:
+            raise BenchError(f"the script took {taken} items for {buyers} buyers under redis-benchmark; "
+                             "the ceiling is only reported when the script did its work")
+        return ops
+    finally:
+        r.delete(*keys)
+        r.close()
+
+
+def postgres_ceiling(duration_s: float = 3.0, connections: int = 4,
+                     progress: bool | TextIO | None = True) -> float:
+    """Transactions/s of a guarded stock update plus an order insert, all on ONE product row.
+
+    What the design without Redis is capped by: every buy takes the same row
+    lock and holds it until its commit is on disk.
+    """
+    s = settings()
+    _fresh_product(s, PG_CEILING_PRODUCT, stock=10**8)
+    deadline = time.monotonic() + duration_s
+    cap = 100_000  # per connection: bounded in count as well as time
+    run = uuid.uuid4().hex[:8]
+    _say(progress, f"ceiling: PostgreSQL guarded-update transactions on one row, {connections} connections, "
+                   f"{duration_s:g} s …")
+
+    def worker(k: int) -> int:
+        done = 0
+        with db.connect(s.postgres_url) as conn:
+            while done < cap and time.monotonic() < deadline:
+                with conn.transaction():
+                    cur = conn.execute("UPDATE products SET stock = stock - 1 WHERE id = %s AND stock > 0",
+                                       (PG_CEILING_PRODUCT,))
+                    if cur.rowcount != 1:
+                        raise BenchError("the guarded update found no stock in the PostgreSQL ceiling run")
+                    conn.execute("INSERT INTO orders (order_id, user_id, product_id, created_at) "
+                                 "VALUES (%s, %s, %s, now())",
+                                 (f"pg-{run}-{k}-{done}", f"pg-{run}-{k}-{done}", PG_CEILING_PRODUCT))
+                done += 1
+        return done
+
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(connections) as pool:
+            total = sum(pool.map(worker, range(connections)))
+        elapsed = time.perf_counter() - t0
+        with db.connect(s.postgres_url) as conn:
+            numbers = db.sale_numbers(conn, PG_CEILING_PRODUCT)
+        if numbers["orders"] != total or numbers["stock"] != 10**8 - total:
+            raise BenchError(f"PostgreSQL holds {numbers['orders']} orders after {total} committed transactions")
+        return _rate(total, elapsed)
+    finally:
+        _drop_product(s, PG_CEILING_PRODUCT)
+
+
+# -- the whole bench -------------------------------------------------------------------------
+
+def _fraction(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a and b else None
+
+
+def _compare(rows: list[dict], ceilings: dict) -> None:
+    """Fill each row's ratios, all against figures of this same run."""
+    by_name = {row["tier"]: row["requests_per_s"] for row in rows}
+    for row in rows:
+        row["vs_t1"] = _ratio(row["requests_per_s"], by_name.get("flask"))
+        row["vs_t0"] = _ratio(row["requests_per_s"], by_name.get("db-direct"))
+        row["of_nginx_ceiling"] = _fraction(row["requests_per_s"], ceilings.get("nginx_return_200_rps"))
+        row["of_redis_ceiling"] = _fraction(row["requests_per_s"], ceilings.get("redis_lua_ops_per_s"))
+
+
+def check_tier_names(names) -> list[str]:
+    """The tiers to measure, in ladder order; BenchError naming the tiers for an unknown one."""
+    names = list(names or ladder.TIERS)
+    unknown = [name for name in names if name not in ladder.TIERS]
+    if unknown:
+        raise BenchError(f"no tier called {', '.join(map(repr, unknown))}; choose among: {', '.join(ladder.TIERS)}")
+    return [name for name in ladder.TIERS if name in names]
+
+
+def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, *,
+        impl_name: str | None = None, save: bool = True) -> dict:
+    """Measure the ladder (``tiers``: names, default all) and this machine's ceilings in one run.
+
+    Returns the record (schema in the module's docs and in ``results.measured``),
+    saved under results/ as bench-<ts>.json with its chart beside it as .html
+    (``record["path"]``, ``record["chart"]``). No tier is left running.
+    """
+    names = check_tier_names(tiers)
+    _tool("wrk", "wrk")
+    _tool("redis-benchmark", "redis-tools")
+    load = QUICK if quick else FULL
+    started = time.monotonic()
+    _say(progress, f"bench: {len(names)} tiers × {load.duration_s:g} s of wrk "
+                   f"({'quick' if quick else 'full'}); stops any running tier")
+    s = _ready()
+    rows: list[dict] = []
+    try:
+        ceilings = {
+            "nginx_return_200_rps": nginx_ceiling(load, progress),
+            "redis_lua_ops_per_s": redis_lua_ceiling(quick, progress),
+            "postgres_tx_per_s": postgres_ceiling(1.0 if quick else 3.0, progress=progress),
+        }
+        for name in names:
+            rows.append(bench_tier(name, load, impl_name=impl_name, progress=progress))
+    finally:
+        ladder.down(out=None)
+    _compare(rows, ceilings)
+    drained = drain(1000 if quick else 5000, impl_name=impl_name, progress=progress)
+    confirmed = confirms(1000 if quick else 5000, progress=progress)
+    record = {
+        "generator": (f"wrk {wrk_version()}, {load.threads} threads, {load.connections} connections, "
+                      f"{load.duration_s:g} s per tier, Lua script with distinct users and X-Forwarded-For"),
+        "load": load.as_record(), "tiers": rows, "ceilings": ceilings, "drain": drained, "confirms": confirmed,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    if save:
+        path = results.save("bench", "", record)
+        chart = path.with_suffix(".html")
+        # plotly.min.js once beside the charts: they open offline, and each file stays small
+        charts.bench_figure(record).write_html(chart, include_plotlyjs="directory")
+        record = {**record, "path": str(path), "chart": str(chart)}
+    _say(progress, f"bench: done in {record['elapsed_s']:.0f} s")
+    return record
+
+
+def failed_tiers(record: dict) -> list[str]:
+    """Tiers that oversold or lost an order (or could not be checked): the bench exits 1 for them."""
+    return [row["tier"] for row in record["tiers"] if row["oversold"] or row["lost"] or not row["ok"]]
+
+
+def _fmt(value, spec: str = ",.0f", suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def table(record: dict) -> str:
+    """The bench as text: the tier table, then ceilings, drain, confirms, generator and machine."""
+    head = (f"{'tier':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'successes':>9} {'oversold':>8} "
+            f"{'lost':>5} {'×T1':>6} {'×T0':>6} {'% nginx':>8} {'% Redis-Lua':>11}")
+    lines = [head, "-" * len(head)]
+    for row in record["tiers"]:
+        lines.append(
+            f"{row['tier']:<10} {_fmt(row['requests_per_s']):>8} {_fmt(row['p50_ms'], '.1f'):>8} "
+            f"{_fmt(row['p99_ms'], '.1f'):>8} {row['successes']:>9} {row['oversold']:>8} {row['lost']:>5} "
+            f"{_fmt(row['vs_t1'], '.2f'):>6} {_fmt(row['vs_t0'], '.2f'):>6} "
+            f"{_fmt(row['of_nginx_ceiling'] and 100 * row['of_nginx_ceiling'], '.1f', '%'):>8} "
+            f"{_fmt(row['of_redis_ceiling'] and 100 * row['of_redis_ceiling'], '.1f', '%'):>11}")
+    c, d, q, load = record["ceilings"], record["drain"], record["confirms"], record["load"]
+    top = max(record["tiers"], key=lambda row: row["requests_per_s"], default=None)
+    lines += [
+        "",
+        f"ceilings: nginx `return 200` {_fmt(c['nginx_return_200_rps'])} req/s · stock Lua script "
+        f"{_fmt(c['redis_lua_ops_per_s'])} calls/s (redis-benchmark, 50 connections) · PostgreSQL guarded update "
+        f"on one row {_fmt(c['postgres_tx_per_s'])} tx/s",
+        f"drain:    batched {_fmt(d['batched_orders_per_s'])} orders/s vs one row per transaction "
+        f"{_fmt(d['one_per_tx_orders_per_s'])} orders/s → ×{_fmt(d['ratio'], '.1f')} ({d['orders']:,} orders)",
+        f"confirms: pipelined {_fmt(q['pipelined_per_s'])}/s vs one confirm awaited per message "
+        f"{_fmt(q['per_request_per_s'])}/s → ×{_fmt(q['ratio'], '.1f')} ({q['messages']:,} persistent messages)",
+        f"generator: {record['generator']}; stock {load['stock']:,} per tier",
+    ]
+    if top and c.get("nginx_return_200_rps"):
+        headroom = c["nginx_return_200_rps"] / top["requests_per_s"] if top["requests_per_s"] else None
+        verdict = ("so the generator was not the limit" if headroom and headroom >= 2
+                   else "so the generator may be part of the limit: read the top tier's figure as a lower bound")
+        lines.append(f"           the same wrk drove nginx to {_fmt(headroom, '.1f')}× the fastest tier's rate, {verdict}")
+    cores = (record.get("machine") or {}).get("cpu_count") or os.cpu_count()
+    lines.append(f"machine:  {cores} cores, shared by the servers, the tier and wrk; "
+                 f"bench took {record['elapsed_s']:.0f} s")
+    failed = failed_tiers(record)
+    lines.append("verdict:  every tier oversold 0 and lost 0" if not failed else
+                 f"verdict:  FAILED — {', '.join(failed)} oversold or lost orders (see the table)")
+    if record.get("chart"):
+        lines.append(f"chart:    {record['chart']}")
+    return "\n".join(lines)

@@ -91,3 +91,30 @@ def compare_tiers(results: list) -> go.Figure:
     fig.update_layout(title="Throughput per tier (p99 latency on each bar)", xaxis_title="run",
                       yaxis_title="requests / s", height=460)
     return fig
+
+
+def bench_figure(record: dict) -> go.Figure:
+    """``make bench``: requests/s of every tier (bars) under the machine's ceilings (lines), log scale."""
+    rows = record.get("tiers") or []
+    names = [row["tier"] for row in rows]
+    fig = go.Figure(go.Bar(
+        x=names, y=[row["requests_per_s"] for row in rows], name="tier, requests/s", marker_color="#1f77b4",
+        text=[f"{row['requests_per_s']:,.0f}/s · p99 {row['p99_ms']:.0f} ms" for row in rows],
+        textposition="outside"))
+    ceilings = record.get("ceilings") or {}
+    for key, label, colour in (("nginx_return_200_rps", "nginx `return 200`", "#2ca02c"),
+                               ("redis_lua_ops_per_s", "stock Lua script in Redis", "#d62728"),
+                               ("postgres_tx_per_s", "PostgreSQL guarded update, one row", "#7f7f7f")):
+        if ceilings.get(key) and names:
+            fig.add_trace(go.Scatter(x=names, y=[ceilings[key]] * len(names), mode="lines", name=label,
+                                     line={"color": colour, "dash": "dash"}))
+    fig.update_layout(
+        title=f"The tier ladder under the same wrk load, against this machine's ceilings ({record.get('saved_at', '')})",
+        xaxis_title="tier", yaxis_title="requests / s (log scale)", yaxis_type="log", height=520,
+        legend={"orientation": "h", "y": -0.25}, margin={"b": 170})
+    fig.add_annotation(
+        text=("What to see: how far each step of the ladder lifts the bar above db-direct. The dashed lines are what "
+              "nginx alone, Redis's stock script alone<br>and one PostgreSQL row can do on these same cores: the gap "
+              "between the top bar and them is the gateway's own cost per request. Same run, same load."),
+        xref="paper", yref="paper", x=0, y=-0.5, showarrow=False, align="left", font={"size": 12})
+    return fig

@@ -366,5 +366,22 @@ def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
     click.echo(f"{len(watcher.samples)} samples, {len(fired)} alerts", err=True)
 
 
+# -- the benchmark (make bench) ---------------------------------------------------------------
+
+@main.command("bench")
+@click.option("--json", "as_json", is_flag=True, help="Print the record instead of the table.")
+@click.option("--quick", is_flag=True, help="A short smoke run (2 s per tier, small drain and confirm runs).")
+@click.option("--tier", "tier_names", multiple=True, metavar="NAME", help="Only this tier (repeatable).")
+@friendly
+def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...]) -> None:
+    """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
+    from . import bench
+
+    record = bench.run(list(tier_names) or None, quick=quick, progress=True)
+    emit(record, as_json, bench.table(record))
+    if bench.failed_tiers(record):
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,200 @@
+"""seckill.bench (`make bench`): the quick ladder on the real test stack, the CLI, and the parsers.
+
+Only invariants and the bench's own arithmetic are asserted, never a speed: the
+figures depend on the machine (and on whoever else shares its two cores).
+Results go to a temporary SECKILL_RESULTS_DIR, never into the learner's results/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seckill import bench, results, tiers
+from seckill.cli import main
+
+# Captured from `wrk -t2 -c4 -d1s --latency -s services/wrk/buy.lua` against the flask tier, stock 3.
+WRK_SAMPLE = """\
+Running 1s test @ http://127.0.0.1:19100/api/seckill/990100
+  2 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.26ms    3.33ms  33.28ms   91.48%
+    Req/Sec   509.05    202.95     1.06k    76.19%
+  Latency Distribution
+     50%    3.53ms
+     75%    5.03ms
+     90%    6.96ms
+     99%   20.87ms
+  1064 requests in 1.10s, 205.79KB read
+  Non-2xx or 3xx responses: 1061
+Requests/sec:    967.58
+Transfer/sec:    187.14KB
+BENCH_JSON {"requests": 1064, "duration_us": 1099652, "p50_us": 3534, "p99_us": 20870, "errors": {"connect": 0, \
+"read": 0, "write": 0, "status": 1061, "timeout": 0}, "statuses": {"200": 3, "409": 1061}, "order_ids": \
+["9234d757-e2f8-41ea-b7f8-3a7f85d43bad", "26679883-ca28-4dd6-b84b-cd89d9223f91", \
+"965af671-5afc-4594-bd1e-527470a91c84"]}
+"""
+
+REDIS_BENCHMARK_CSV = """\
+"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+"EVALSHA 1f0a: 2 stock:990102 buyers:990102 user:__rand_int__","41152.26","1.103","0.160","1.015","1.847","2.447","9.311"
+"""
+
+
+# -- parsers: no stack needed -----------------------------------------------------------------
+
+def test_wrk_output_is_read_from_the_scripts_summary_line():
+    run = bench.parse_wrk_output(WRK_SAMPLE)
+    assert run.requests == 1064 and run.duration_s == pytest.approx(1.099652)
+    assert run.requests_per_s == pytest.approx(967.6, abs=0.1)  # what wrk itself printed: 967.58
+    assert (run.p50_ms, run.p99_ms) == (3.53, 20.87)              # its latency distribution: 3.53ms, 20.87ms
+    assert run.statuses == {200: 3, 409: 1061} and run.count(200) == 3 and run.count(409, 429) == 1061
+    assert len(run.order_ids) == 3 and run.order_ids[0] == "9234d757-e2f8-41ea-b7f8-3a7f85d43bad"
+    assert run.other == 0
+
+
+def test_answers_that_are_not_200_409_429_and_timeouts_count_as_errors():
+    text = WRK_SAMPLE.replace('"409": 1061}', '"409": 1058, "503": 2, "500": 1}').replace('"timeout": 0', '"timeout": 4')
+    assert bench.parse_wrk_output(text).other == 3 + 4
+
+
+@pytest.mark.parametrize("garbage", [
+    "",
+    "unable to connect to 127.0.0.1:1 Connection refused\n",
+    WRK_SAMPLE.split("BENCH_JSON")[0],                       # wrk ran without buy.lua
+    "BENCH_JSON {not json at all\n",
+    'BENCH_JSON {"requests": 5}\n',                            # fields missing
+    'BENCH_JSON {"requests": "many", "duration_us": 1, "p50_us": 1, "p99_us": 1, "errors": {}, '
+    '"statuses": {}, "order_ids": []}\n',
+])
+def test_garbage_wrk_output_is_a_clear_error_not_a_traceback(garbage):
+    with pytest.raises(bench.BenchError) as caught:
+        bench.parse_wrk_output(garbage)
+    message = str(caught.value)
+    assert "wrk" in message and "\n" not in message and len(message) < 400
+
+
+def test_redis_benchmark_csv_is_read_with_or_without_its_header():
+    assert bench.parse_redis_benchmark_csv(REDIS_BENCHMARK_CSV) == 41152.26
+    assert bench.parse_redis_benchmark_csv(REDIS_BENCHMARK_CSV.split("\n", 1)[1]) == 41152.26
+    with pytest.raises(bench.BenchError, match="redis-benchmark"):
+        bench.parse_redis_benchmark_csv("Could not connect to Redis at 127.0.0.1:1: Connection refused\n")
+
+
+def test_ratios_are_taken_within_one_run():
+    rows = [{"tier": "db-direct", "requests_per_s": 200.0}, {"tier": "flask", "requests_per_s": 400.0},
+            {"tier": "fastapi", "requests_per_s": 1800.0}]
+    bench._compare(rows, {"nginx_return_200_rps": 36000.0, "redis_lua_ops_per_s": 45000.0})
+    assert [(r["vs_t1"], r["vs_t0"]) for r in rows] == [(0.5, 1.0), (1.0, 2.0), (4.5, 9.0)]
+    assert rows[2]["of_nginx_ceiling"] == 0.05 and rows[2]["of_redis_ceiling"] == 0.04
+    alone = [{"tier": "fastapi", "requests_per_s": 1800.0}]
+    bench._compare(alone, {})
+    assert alone[0]["vs_t1"] is None and alone[0]["vs_t0"] is None and alone[0]["of_nginx_ceiling"] is None
+
+
+def test_unknown_tier_is_one_line_naming_the_tiers():
+    outcome = CliRunner().invoke(main, ["bench", "--tier", "flask", "--tier", "turbo"])
+    assert outcome.exit_code == 1
+    line = outcome.output.strip()
+    assert "\n" not in line and line.startswith("seckill: ") and "'turbo'" in line, line
+    assert all(name in line for name in tiers.TIERS), line
+    assert "Traceback" not in outcome.output
+
+
+def test_missing_wrk_says_how_to_install_it(monkeypatch):
+    real_which = bench.shutil.which
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None if name == "wrk" else real_which(name))
+    outcome = CliRunner().invoke(main, ["bench", "--quick"])
+    assert outcome.exit_code == 1 and "Traceback" not in outcome.output
+    assert "make bench" in outcome.output and "apt-get install wrk" in outcome.output, outcome.output
+
+
+# -- the quick bench on the real stack -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench-results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SECKILL_RESULTS_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def record(stack_urls, results_dir):
+    return bench.run(quick=True, progress=False)
+
+
+def test_every_tier_is_measured_and_keeps_its_promises(record):
+    print("\n" + bench.table(record))
+    assert [row["tier"] for row in record["tiers"]] == list(tiers.TIERS)
+    stock = record["load"]["stock"]
+    for row in record["tiers"]:
+        assert row["oversold"] == 0 and row["lost"] == 0 and row["ok"], row
+        assert 0 < row["successes"] <= stock, row
+        assert row["requests"] >= row["successes"] + row["sold_out"] + row["limited"], row
+        assert row["limited"] == 0, f"the bench's limits must not cut the load: {row}"
+        assert row["requests_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
+    assert bench.failed_tiers(record) == []
+    assert tiers.current() is None, "the bench must leave no tier running"
+
+
+def test_ratios_come_from_the_same_runs_figures(record):
+    rps = {row["tier"]: row["requests_per_s"] for row in record["tiers"]}
+    c = record["ceilings"]
+    assert c["nginx_return_200_rps"] > 0 and c["redis_lua_ops_per_s"] > 0 and c["postgres_tx_per_s"] > 0, c
+    for row in record["tiers"]:
+        assert row["vs_t1"] == pytest.approx(rps[row["tier"]] / rps["flask"], abs=0.006), row
+        assert row["vs_t0"] == pytest.approx(rps[row["tier"]] / rps["db-direct"], abs=0.006), row
+        assert row["of_nginx_ceiling"] == pytest.approx(rps[row["tier"]] / c["nginx_return_200_rps"], abs=1e-4)
+        assert row["of_redis_ceiling"] == pytest.approx(rps[row["tier"]] / c["redis_lua_ops_per_s"], abs=1e-4)
+    d, q = record["drain"], record["confirms"]
+    assert d["orders"] == 1000 and d["ratio"] == pytest.approx(
+        d["batched_orders_per_s"] / d["one_per_tx_orders_per_s"], abs=0.006), d
+    assert q["messages"] == 1000 and q["ratio"] == pytest.approx(
+        q["pipelined_per_s"] / q["per_request_per_s"], abs=0.006), q
+    assert record["generator"].startswith("wrk ") and "X-Forwarded-For" in record["generator"]
+    assert set(record["load"]) == {"threads", "connections", "duration_s", "stock"}
+
+
+def test_the_record_is_saved_with_its_chart_and_read_back(record, results_dir):
+    path = Path(record["path"])
+    assert path.parent == results_dir and path.name.startswith("bench-")
+    saved = json.loads(path.read_text())
+    assert saved["kind"] == "bench" and saved["tiers"] == record["tiers"]
+    html = Path(record["chart"])
+    assert html == path.with_suffix(".html") and "The tier ladder under the same wrk load" in html.read_text()
+    assert (html.parent / "plotly.min.js").is_file(), "the chart must open offline"
+    measured = results.measured()
+    assert measured["bench_source"] == str(path)
+    for row in record["tiers"]:
+        assert measured["tiers"][row["tier"]]["requests_per_s"] == row["requests_per_s"]
+    assert measured["drain"]["ratio"] == record["drain"]["ratio"]
+    assert measured["ceilings"]["nginx_return_200_rps"] == record["ceilings"]["nginx_return_200_rps"]
+
+
+def test_the_table_shows_every_tier_and_the_side_measurements(record):
+    text = bench.table(record)
+    for row in record["tiers"]:
+        assert f"\n{row['tier']} " in text
+    for word in ("ceilings:", "drain:", "confirms:", "generator: wrk", "cores", "oversold 0 and lost 0"):
+        assert word in text, word
+
+
+def test_cli_quick_json_for_one_tier(stack_urls, results_dir):
+    env = {**os.environ, "SECKILL_RESULTS_DIR": str(results_dir)}
+    seckill = Path(sys.executable).parent / "seckill"
+    done = subprocess.run([str(seckill), "bench", "--json", "--quick", "--tier", "flask"], capture_output=True,
+                          text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert [row["tier"] for row in data["tiers"]] == ["flask"]
+    row = data["tiers"][0]
+    assert row["vs_t1"] == 1.0 and row["vs_t0"] is None and row["oversold"] == 0 and row["lost"] == 0
+    assert Path(data["path"]).is_file() and Path(data["chart"]).is_file()
+    assert "flask: running wrk" in done.stderr  # progress goes to stderr, the record alone to stdout
