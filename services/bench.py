@@ -609,6 +609,7 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
     }
     if save:
         path = results.save("bench", "", record)
+        record = json.loads(path.read_text())  # as saved: with kind, saved_at and machine
         chart = path.with_suffix(".html")
         # plotly.min.js once beside the charts: they open offline, and each file stays small
         charts.bench_figure(record).write_html(chart, include_plotlyjs="directory")

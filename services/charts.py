@@ -109,12 +109,14 @@ def bench_figure(record: dict) -> go.Figure:
             fig.add_trace(go.Scatter(x=names, y=[ceilings[key]] * len(names), mode="lines", name=label,
                                      line={"color": colour, "dash": "dash"}))
     fig.update_layout(
-        title=f"The tier ladder under the same wrk load, against this machine's ceilings ({record.get('saved_at', '')})",
-        xaxis_title="tier", yaxis_title="requests / s (log scale)", yaxis_type="log", height=520,
-        legend={"orientation": "h", "y": -0.25}, margin={"b": 170})
+        title="The tier ladder under the same wrk load, against this machine's ceilings"
+              + (f" ({record['saved_at']})" if record.get("saved_at") else ""),
+        xaxis_title="tier", yaxis_title="requests / s (log scale)", yaxis_type="log", height=560,
+        legend={"orientation": "h", "y": -0.2, "yanchor": "top"}, margin={"b": 190})
     fig.add_annotation(
         text=("What to see: how far each step of the ladder lifts the bar above db-direct. The dashed lines are what "
               "nginx alone, Redis's stock script alone<br>and one PostgreSQL row can do on these same cores: the gap "
               "between the top bar and them is the gateway's own cost per request. Same run, same load."),
-        xref="paper", yref="paper", x=0, y=-0.5, showarrow=False, align="left", font={"size": 12})
+        xref="paper", yref="paper", x=0, y=-0.45, yanchor="top", xanchor="left", showarrow=False, align="left",
+        font={"size": 12})
     return fig
