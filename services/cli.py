@@ -133,6 +133,25 @@ def sale_create(product_id, stock, starts_at, ends_at, name, force, as_json) -> 
     emit(created, as_json, f"sale created: product {product_id}, stock {stock}")
 
 
+@main.command()
+@click.option("--product", "product_id", default=None, type=click.IntRange(1, 2**62 - 1),
+              help="Only this product (default: every product in PostgreSQL).")
+@click.option("--fix", is_flag=True, help="Repair what differs (safe while a sale runs).")
+@click.option("--settle", "settle_s", default=5.0, show_default=True, type=click.FloatRange(0, 120),
+              help="Seconds between the two looks before a leak is returned (an order in flight is not a leak).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def reconcile(product_id, fix, settle_s, as_json) -> None:
+    """Compare Redis with PostgreSQL and the queue (对账); exit 1 if discrepancies remain."""
+    from . import reconcile as rec
+    from .config import settings
+
+    report = rec.reconcile(settings(), product_id, fix=fix, settle_s=settle_s,
+                           out=None if as_json else sys.stderr)
+    emit(report.as_dict(), as_json, str(report))
+    sys.exit(0 if report.consistent else 1)
+
+
 # -- tiers and the order service ----------------------------------------------------------
 
 @main.group()

@@ -39,6 +39,17 @@ def _float_env(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; unset it or give a value like {default}") from None
 
 
+def _bool_env(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: use 1 or 0")
+
+
 class ConfigError(SeckillError):
     """A setting the user gave cannot be used; the message says how to fix it."""
 
@@ -52,6 +63,8 @@ class Ports:
     epmd: int = 16369
     gateway: int = 18000
     nginx: int = 18080
+    redis_replica: int = 16380   # failure lab redis-failover: the replica
+    sentinel: int = 16381        # ... and the Sentinel watching the primary
 
     @classmethod
     def from_env(cls) -> "Ports":
@@ -97,6 +110,13 @@ class Settings:
     queue: str = "orders"
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     admin_token: str = "seckill-admin"
+    # Sentinel "host:port" (failure lab redis-failover): when set, the gateways ask it
+    # where the primary of `redis_master` is instead of using the fixed Redis port.
+    redis_sentinel: str = ""
+    redis_master: str = "seckill"
+    # With Redis down, answer 409 sold_out from memory for a product this process saw
+    # sold out (everything else: 503). SECKILL_DEGRADE_SOLD_OUT=0 turns it off.
+    degrade_sold_out: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -110,6 +130,9 @@ class Settings:
             trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()) if proxies is not None
             else cls.trusted_proxies,
             admin_token=os.environ.get("SECKILL_ADMIN_TOKEN", cls.admin_token),
+            redis_sentinel=os.environ.get("SECKILL_REDIS_SENTINEL", ""),
+            redis_master=os.environ.get("SECKILL_REDIS_MASTER", cls.redis_master) or cls.redis_master,
+            degrade_sold_out=_bool_env("SECKILL_DEGRADE_SOLD_OUT", cls.degrade_sold_out),
         )
 
     # -- connection URLs -------------------------------------------------

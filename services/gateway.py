@@ -14,7 +14,8 @@ Rules that keep the books right:
   * a reservation is released when the publish fails (503), so a broker outage
     never leaks stock;
   * a dependency that is down answers 503 at once (short socket timeouts), never
-    a 500 and never a hang.
+    a 500 and never a hang; with Redis down, a product this process saw sold out
+    is answered 409 from memory (sold_out.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -36,6 +39,7 @@ import redis as redis_lib
 from . import impl
 from .config import Limits, Settings
 from .sale import SaleCatalog, order_key
+from .sold_out import SoldOutMemory
 
 log = logging.getLogger("seckill.gateway")
 
@@ -98,7 +102,8 @@ class Gateway:
     def __init__(self, *, redis, stock, limiter, bucket, producer, publish_error: type[Exception],
                  sales: SaleCatalog, orders_db: Callable[[str], str | None] | None = None,
                  trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1"), bucket_rate: float = 1.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, sold_out: SoldOutMemory | None = None,
+                 crash_users: str | None = None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -110,6 +115,8 @@ class Gateway:
         self.trusted_proxies = trusted_proxies
         self.bucket_retry_after = bucket_retry_after(bucket_rate)
         self.clock = clock
+        self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
+        self.crash_users = crash_users  # the crash-between injection point; None: off
 
     # -- POST /api/seckill/{product_id} ------------------------------------------------
     def buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
@@ -117,7 +124,7 @@ class Gateway:
             return self._buy(product_id_raw, body, client)
         except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
             log.warning("redis unavailable: %s", exc)
-            return unavailable("stock service")
+            return redis_down(self.sold_out, product_id_raw)
 
     def _buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
         product_id, user_id, problem = parse_request(product_id_raw, body)
@@ -132,8 +139,10 @@ class Gateway:
         if not verdict.allowed:
             return limited(verdict)
         problem = reservation_problem(self.stock.reserve_once(product_id, user_id))
+        remember_outcome(self.sold_out, product_id, problem)
         if problem:
             return problem
+        crash_point(self.crash_users, user_id)
 
         order = new_order(user_id, product_id)
         try:
@@ -238,6 +247,49 @@ def new_order(user_id: str, product_id: int) -> dict:
             "created_at": datetime.now(timezone.utc).isoformat()}
 
 
+def remember_outcome(sold_out: SoldOutMemory, product_id: int, problem: Reply | None) -> None:
+    """Keep the local sold-out flag in step with what Redis just said about the product."""
+    if problem is None:
+        sold_out.forget(product_id)
+    elif problem.body.get("error") == "sold_out":
+        sold_out.remember(product_id)
+
+
+def redis_down(sold_out: SoldOutMemory, product_id_raw: str) -> Reply:
+    """Redis is unreachable: 409 sold_out from memory when this process knows it, else 503."""
+    product_id = int(product_id_raw) if PRODUCT_ID.match(product_id_raw or "") else None
+    if sold_out.answers(product_id):
+        return error(409, "sold_out", "sold out", degraded=True)
+    return unavailable("stock service")
+
+
+INJECT_CRASH_BETWEEN = "crash-between"
+
+
+def crash_users_from_env() -> str | None:
+    """The user-id prefix that makes this process die mid-buy, or None (the default: off).
+
+    Failure lab crash-between only: ``SECKILL_GATEWAY_INJECT=crash-between`` (and
+    optionally ``SECKILL_GATEWAY_INJECT_USERS=<prefix>``, default "crash-").
+    """
+    if os.environ.get("SECKILL_GATEWAY_INJECT", "") != INJECT_CRASH_BETWEEN:
+        return None
+    return os.environ.get("SECKILL_GATEWAY_INJECT_USERS") or "crash-"
+
+
+def crash_point(crash_users: str | None, user_id: str) -> None:
+    """The injection point between the Redis reservation and the publish.
+
+    When switched on and the user id starts with the prefix, the process kills
+    itself with SIGKILL, as the OOM killer or a pulled plug would: no except,
+    no finally, no release. Its reservation stays in Redis with no order behind
+    it, which is the stock leak that `seckill reconcile` must find.
+    """
+    if crash_users and user_id.startswith(crash_users):
+        log.error("injected crash between reservation and publish (user %s)", user_id)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def accepted(order: dict) -> Reply:
     return Reply(200, {"success": True, "order_id": order["order_id"]})
 
@@ -271,11 +323,48 @@ def parse_user(body: bytes) -> tuple[str | None, Reply | None]:
     return user_id, None
 
 
+def fast_fail_options() -> dict:
+    """Client options that make a dead Redis an error within a second, not a hang.
+
+    Short connect and socket timeouts, and one immediate retry (a pooled
+    connection that went stale is replaced) instead of redis-py's default ten
+    retries with back-off, which would hold a request for seconds.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_connect_timeout": 1, "socket_timeout": 2, "retry": Retry(NoBackoff(), 1)}
+
+
 def redis_client(url: str) -> redis_lib.Redis:
     """Short timeouts: with Redis down the gateway must answer 503 at once, not hang."""
-    return redis_lib.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1,
-                                    socket_timeout=2, health_check_interval=30,
-                                    max_connections=512)
+    return redis_lib.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                    max_connections=512, **fast_fail_options())
+
+
+def sentinel_address(s: Settings) -> tuple[str, int]:
+    host, _, port = s.redis_sentinel.rpartition(":")
+    if not host or not port.isdigit():
+        from .config import ConfigError
+
+        raise ConfigError(f"SECKILL_REDIS_SENTINEL={s.redis_sentinel!r}: give host:port, e.g. 127.0.0.1:16381")
+    return host, int(port)
+
+
+def redis_for(s: Settings) -> redis_lib.Redis:
+    """The gateway's Redis: the fixed port, or, with SECKILL_REDIS_SENTINEL set, the primary Sentinel names.
+
+    Through Sentinel every new connection asks where the primary is now, so
+    after a failover the gateway follows the promoted replica by itself.
+    """
+    if not s.redis_sentinel:
+        return redis_client(s.redis_url)
+    from redis.sentinel import Sentinel
+
+    options = fast_fail_options()
+    sentinel = Sentinel([sentinel_address(s)], sentinel_kwargs=dict(options), **options)
+    return sentinel.master_for(s.redis_master, decode_responses=True, health_check_interval=30,
+                               max_connections=512)
 
 
 def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None) -> Gateway:
@@ -283,7 +372,7 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     from . import db
 
     limits = limits or s.limits
-    r = redis_client(s.redis_url)
+    r = redis_for(s)
     token_bucket = impl.load("token_bucket", impl_name)
     rate_limit = impl.load("rate_limit", impl_name)
     stock = impl.load("stock", impl_name)
@@ -312,4 +401,6 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         orders_db=orders_db,
         trusted_proxies=s.trusted_proxies,
         bucket_rate=limits.bucket_rate,
+        sold_out=SoldOutMemory(enabled=s.degrade_sold_out),
+        crash_users=crash_users_from_env(),
     )

@@ -33,6 +33,8 @@ from . import db, impl
 from .config import Limits, Settings
 from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
                       new_order, order_reply, parse_request, reservation_problem, sale_problem, unavailable)
+from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
+from .sold_out import SoldOutMemory
 from .sale import AsyncSaleCatalog, order_key
 
 log = logging.getLogger("seckill.gateway")
@@ -143,7 +145,8 @@ class AsyncGateway:
     """The same buy and order-status decisions as gateway.Gateway, awaiting instead of blocking."""
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, sales, orders_db=None,
-                 trusted_proxies=("127.0.0.1", "::1"), bucket_rate: float = 1.0, clock=time.time):
+                 trusted_proxies=("127.0.0.1", "::1"), bucket_rate: float = 1.0, clock=time.time,
+                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -154,13 +157,15 @@ class AsyncGateway:
         self.trusted_proxies = trusted_proxies
         self.bucket_retry_after = bucket_retry_after(bucket_rate)
         self.clock = clock
+        self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
+        self.crash_users = crash_users  # the crash-between injection point (gateway.crash_point); None: off
 
     async def buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
         try:
             return await self._buy(product_id_raw, body, client)
         except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
             log.warning("redis unavailable: %s", exc)
-            return unavailable("stock service")
+            return redis_down(self.sold_out, product_id_raw)
 
     async def _buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
         product_id, user_id, problem = parse_request(product_id_raw, body)
@@ -175,8 +180,10 @@ class AsyncGateway:
         if not verdict.allowed:
             return limited(verdict)
         problem = reservation_problem(await self.stock.reserve_once(product_id, user_id))
+        remember_outcome(self.sold_out, product_id, problem)
         if problem:
             return problem
+        crash_point(self.crash_users, user_id)
 
         order = new_order(user_id, product_id)
         try:
@@ -221,8 +228,7 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     import psycopg
 
     limits = limits or s.limits
-    r = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=1, socket_timeout=2,
-                                max_connections=1024)
+    r = async_redis_for(s)
     token_bucket = impl.load("token_bucket", impl_name)
     state = {"conn": None}
     lock = asyncio.Lock()
@@ -251,4 +257,20 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         orders_db=orders_db,
         trusted_proxies=s.trusted_proxies,
         bucket_rate=limits.bucket_rate,
+        sold_out=SoldOutMemory(enabled=s.degrade_sold_out),
+        crash_users=crash_users_from_env(),
     )
+
+
+def async_redis_for(s: Settings):
+    """redis.asyncio twin of gateway.redis_for: fast failure, and Sentinel when SECKILL_REDIS_SENTINEL is set."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    options = {"socket_connect_timeout": 1, "socket_timeout": 2, "retry": Retry(NoBackoff(), 1)}
+    if not s.redis_sentinel:
+        return aioredis.Redis.from_url(s.redis_url, max_connections=1024, **options)
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel = Sentinel([sentinel_address(s)], sentinel_kwargs=dict(options), **options)
+    return sentinel.master_for(s.redis_master, max_connections=1024)

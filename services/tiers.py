@@ -176,8 +176,12 @@ def limits_env(limits: Limits) -> dict[str, str]:
 
 
 def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-       out: TextIO | None = sys.stderr) -> dict:
-    """Start tier ``name`` (and the stack if needed); return its record with base_url."""
+       out: TextIO | None = sys.stderr, extra_env: dict[str, str] | None = None) -> dict:
+    """Start tier ``name`` (and the stack if needed); return its record with base_url.
+
+    ``extra_env`` reaches every process of the tier: failure labs use it to switch
+    an injection point on (SECKILL_INJECT=...) or to point the gateways at Sentinel.
+    """
     if name not in TIERS:
         raise TierError(f"no tier called {name!r}; choose one of: {', '.join(TIERS)}")
     tier = TIERS[name]
@@ -187,7 +191,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     stack.up(out=None if stack.healthy() else out)  # progress only when something starts
     down(out=None)
     chosen = replace(s.limits, **(limits or {}))
-    env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen)})
+    env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen), **(extra_env or {})})
     started = []
     try:
         for proc in tier.procs:
@@ -209,7 +213,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
             processes.stop(s.run_dir, pname, timeout=10)
         raise
     state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name,
-             "limits": asdict(chosen), "procs": started}
+             "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {})}
     _state_path(s).write_text(json.dumps(state, indent=2))
     return state
 

@@ -1,0 +1,149 @@
+"""Failure lab `redis-down`: Redis stops mid-sale, then comes back empty (Redis挂了？).
+
+The seed's answer: failover (< 30 s) + a temporary fallback to local memory +
+manual reconciliation. This lab has no replica (that is `redis-failover`); it
+shows the other two on one Redis:
+
+ 1. Two sales run: product A has sold out, product B still sells.
+ 2. Redis is stopped. The gateway cannot reserve, so it must not pretend to:
+    B's buyers get 503 at once (no hang, no 500, nothing reserved), and A's
+    buyers get 409 sold_out from the gateway's local memory (degradation,
+    seckill.sold_out) — a retry storm avoided for an answer already known.
+ 3. Redis comes back EMPTY (its snapshot deleted: a crash before any save,
+    or a new machine). The gateway finds no sale and no stock: 404 / sold out,
+    never a sale from nothing.
+ 4. `seckill reconcile --fix` rebuilds stock, buyers and the sale window from
+    PostgreSQL and the queue; the sale resumes, and a user who bought before
+    the outage is still refused a second item.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+from .. import stack
+from ..config import settings
+from . import ChaosReport
+from .stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
+from .traffic import Traffic
+
+TITLE = "Redis stopped mid-sale, then back empty and rebuilt by reconciliation"
+NO_HANG_MS = 2000  # "at once": far above a healthy answer, far below a client's patience
+
+
+def _buy_once(base_url: str, product_id: int, user: str) -> tuple[int, dict]:
+    req = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
+                                 headers={"Content-Type": "application/json", "X-Forwarded-For": "10.250.0.1"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9202, stock: int = 2000,
+        rate: float = 80.0, before_s: float = 3.0, down_s: float = 3.0, empty_s: float = 1.5, after_s: float = 3.0,
+        settle_s: float = 1.0) -> ChaosReport:
+    report = ChaosReport("redis-down", TITLE)
+    s = settings()
+    total_s = before_s + down_s + empty_s + 2 * settle_s + after_s + 6  # reconcile takes its two looks
+    with tier_on_stage(report, tier) as state:
+        base = state["base_url"]
+        fresh_sale(report, s, sold_out_product, 20)
+        fresh_sale(report, s, open_product, stock)
+        traffic = Traffic(base, [sold_out_product, open_product], rate=rate, duration_s=total_s,
+                          max_requests=int(rate * total_s) + 1, concurrency=64, user_prefix="rd").start()
+        try:
+            traffic.wait_for(lambda a: any(x.outcome == "sold_out" and x.product_id == sold_out_product for x in a),
+                             timeout_s=before_s + 10)
+            time.sleep(max(0.0, before_s - traffic.now()))
+
+            t_stop = traffic.now()
+            stack.stop_service("redis")  # a clean stop: Redis saves a snapshot, deleted below
+            t_down = traffic.now()       # from here on no Redis answers
+            report.event(f"Redis stopped (t={t_stop:.1f}-{t_down:.1f} s of traffic)")
+            time.sleep(down_s)
+
+            (s.run_dir / "redis" / "dump.rdb").unlink(missing_ok=True)
+            t_up = traffic.now()
+            stack.start_service("redis")
+            t_back = traffic.now()
+            report.event(f"Redis started again EMPTY, its snapshot deleted (t={t_back:.1f} s)")
+            time.sleep(empty_s)
+
+            t_fix = traffic.now()
+            fixes = [reconcile_step(report, s, p, fix=True, settle_s=settle_s)
+                     for p in (sold_out_product, open_product)]
+            t_fixed = traffic.now()
+            report.event(f"sale resumed after reconciliation (t={t_fixed:.1f} s)")
+
+            # a buyer from before the outage tries again: buyers were rebuilt, so no second item
+            earlier = sorted(traffic.successful_users((0, t_down), open_product))
+            retry = _buy_once(base, open_product, earlier[0]) if earlier else (None, {})
+            report.event(f"{earlier[0] if earlier else '-'} (bought before the outage) tries again: "
+                         f"{retry[0]} {retry[1].get('error', '')}")
+            time.sleep(after_s)
+        finally:
+            traffic.stop()
+            traffic.wait()
+            if not stack.healthy():
+                stack.start_service("redis")
+
+        down = traffic.within((t_down, t_up))
+        empty = traffic.within((t_back, t_fix))
+        after = traffic.within((t_fixed, float("inf")))
+        degraded = [a for a in down if a.product_id == sold_out_product]
+        unavailable = [a for a in down if a.product_id == open_product]
+        max_latency = max((a.latency_ms for a in down), default=0.0)
+
+        report.check("while Redis was down: no 500, no dropped connection",
+                     not any(a.outcome in ("server_error", "failed") for a in down),
+                     f"{len(down)} answers: " + _tally(down))
+        report.check(f"while Redis was down: answered at once (every answer < {NO_HANG_MS} ms)",
+                     bool(down) and max_latency < NO_HANG_MS, f"slowest {max_latency:.0f} ms")
+        report.check("while Redis was down: nothing sold", not any(a.outcome == "success" for a in down),
+                     f"{sum(a.outcome == 'success' for a in down)} successes")
+        report.check("the open sale answered 503 (try again)",
+                     bool(unavailable) and all(a.outcome == "unavailable" for a in unavailable),
+                     _tally(unavailable))
+        if s.degrade_sold_out:
+            report.check("the sold-out sale answered sold out from local memory",
+                         bool(degraded) and all(a.outcome == "sold_out" and a.degraded for a in degraded),
+                         _tally(degraded) + f", {sum(a.degraded for a in degraded)} from memory")
+        report.check("Redis back empty: no 500 and no sale from nothing",
+                     not any(a.outcome in ("success", "server_error") for a in empty), _tally(empty))
+        report.check("after reconcile --fix the sale resumed",
+                     any(a.outcome == "success" and a.product_id == open_product for a in after), _tally(after))
+        report.check("a buyer from before the outage is still refused a second item",
+                     retry[0] == 409 and retry[1].get("error") == "already_bought", f"answer {retry[0]}")
+        report.check("reconcile --fix repaired everything it found", all(f.consistent for f in fixes),
+                     f"{sum(len(f.discrepancies) for f in fixes)} discrepancies")
+
+        checks = {}
+        for product in (sold_out_product, open_product):
+            checks[product] = verdict(report, s, product, traffic.confirmed(product), label=f"product {product}")
+            redis_agrees(report, s, product, label=f"product {product}")
+
+    report.metrics.update({
+        "outage_s": round(t_up - t_down, 2), "answers_while_down": len(down),
+        "answers_503": sum(a.outcome == "unavailable" for a in down),
+        "answered_from_memory": sum(a.degraded for a in down),
+        "max_latency_ms": max_latency,
+        "answers_while_empty": len(empty), "reconcile_fixed": sum(len(f.discrepancies) for f in fixes),
+        "sold_before_outage": len(traffic.successful_users((0, t_down))),
+        "sold_after_reconcile": len(traffic.successful_users((t_fixed, float("inf")))),
+    })
+    report.series = {**traffic.series(), "marks": [{"t": round(t_stop, 2), "label": "Redis stopped"},
+                                                   {"t": round(t_back, 2), "label": "back, empty"},
+                                                   {"t": round(t_fixed, 2), "label": "reconciled"}]}
+    return report
+
+
+def _tally(answers) -> str:
+    from collections import Counter
+
+    counts = Counter(a.outcome for a in answers)
+    return ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "no answers"

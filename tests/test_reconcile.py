@@ -1,0 +1,181 @@
+"""Reconciliation against the real stores: it finds what was planted, --fix repairs it, a second run finds nothing.
+
+No tier runs here, so nothing consumes the queue: orders published in a test
+stay queued, which is exactly what the queued-orders tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from seckill import broker, impl, reconcile
+from seckill.gateway import new_order
+from seckill.sale import create_sale
+
+STOCK = 20
+BOUGHT = [f"buyer-{i}" for i in range(6)]
+
+
+def write_orders(s, orders: list[dict]) -> None:
+    """Write orders the way the order service does (the reference consumer's batch insert)."""
+    consumer = impl.load("consumer", "solutions").OrderConsumer(s.amqp_url, s.postgres_url, queue=s.queue)
+    try:
+        assert all(consumer.handle_batch(orders))
+    finally:
+        close = getattr(consumer, "close", None)
+        if close:
+            close()
+
+
+def publish(s, orders: list[dict]) -> None:
+    with impl.load("producer", "solutions").OrderProducer(s.amqp_url, queue=s.queue) as producer:
+        for order in orders:
+            producer.send_order(order)
+
+
+@pytest.fixture
+def sale(s, redis_client, pg_dsn):
+    """A sale of STOCK where BOUGHT reserved in Redis and their orders are in PostgreSQL: all agree."""
+    pid = 7001
+    create_sale(s, pid, STOCK, force=True, redis=redis_client)
+    cache = impl.load("stock", "solutions").StockCache(redis_client)
+    for user in BOUGHT:
+        assert cache.reserve_once(pid, user) == "ok"
+    write_orders(s, [new_order(u, pid) for u in BOUGHT])
+    yield pid
+    broker.purge(s.amqp_url, s.queue)
+
+
+def run(s, r, pid, fix=False):
+    return reconcile.reconcile(s, pid, fix=fix, settle_s=0.2, redis=r)
+
+
+def test_a_consistent_sale_has_no_discrepancy(s, redis_client, sale):
+    report = run(s, redis_client, sale)
+    assert report.consistent and report.discrepancies == [], str(report)
+    assert report.products[sale]["expected_stock"] == STOCK - len(BOUGHT) == report.products[sale]["redis_stock"]
+
+
+def plant_stock_high(r, pid):
+    r.incrby(f"stock:{pid}", 5)
+
+
+def plant_stock_low(r, pid):
+    r.decrby(f"stock:{pid}", 3)
+
+
+def plant_missing_buyers(r, pid):
+    r.srem(f"buyers:{pid}", "buyer-0", "buyer-1")
+
+
+def plant_extra_buyers(r, pid):
+    # reserved in Redis with no order behind them: the crash-between leak
+    cache = impl.load("stock", "solutions").StockCache(r)
+    for user in ("ghost-1", "ghost-2"):
+        assert cache.reserve_once(pid, user) == "ok"
+
+
+def plant_missing_keys(r, pid):
+    r.delete(f"stock:{pid}", f"buyers:{pid}", f"sale:{pid}")
+
+
+@pytest.mark.parametrize("plant, kinds", [
+    (plant_stock_high, {"stock_high"}),
+    (plant_stock_low, {"stock_low"}),
+    (plant_missing_buyers, {"buyers_missing"}),
+    (plant_extra_buyers, {"stock_low", "buyers_extra"}),
+    (plant_missing_keys, {"stock_missing", "buyers_missing", "sale_missing"}),
+], ids=["stock-too-high", "stock-too-low", "missing-buyers", "extra-buyers-leak", "missing-keys"])
+def test_finds_what_was_planted_and_fix_repairs_it_once(s, redis_client, sale, plant, kinds):
+    plant(redis_client, sale)
+    found = run(s, redis_client, sale)
+    assert {d.kind for d in found.discrepancies} == kinds, str(found)
+    assert not found.consistent and all(not d.fixed for d in found.discrepancies)
+
+    fixed = run(s, redis_client, sale, fix=True)
+    assert fixed.consistent and {d.kind for d in fixed.discrepancies} == kinds, str(fixed)
+    assert int(redis_client.get(f"stock:{sale}")) == STOCK - len(BOUGHT)
+    assert redis_client.smembers(f"buyers:{sale}") == set(BOUGHT)
+    assert redis_client.hget(f"sale:{sale}", "stock") == str(STOCK)
+
+    again = run(s, redis_client, sale, fix=True)  # idempotent: nothing left to do
+    assert again.discrepancies == [] and again.consistent, str(again)
+
+
+def test_queued_orders_count_and_stay_queued(s, redis_client, sale):
+    cache = impl.load("stock", "solutions").StockCache(redis_client)
+    waiting = [new_order(f"queued-{i}", sale) for i in range(4)]
+    for order in waiting:
+        assert cache.reserve_once(sale, order["user_id"]) == "ok"
+    publish(s, waiting)
+    assert broker.queue_depth(s.amqp_url, s.queue) == 4
+
+    report = run(s, redis_client, sale)
+    assert report.consistent, str(report)  # Redis is 4 lower than PostgreSQL: the queue explains it
+    assert report.products[sale]["queued"] == 4
+    assert report.products[sale]["expected_stock"] == STOCK - len(BOUGHT) - 4
+    assert broker.queue_depth(s.amqp_url, s.queue) == 4, "reading the queue must not take orders out of it"
+
+    # Redis restarted empty: the queued buyers are rebuilt too, and their items stay taken
+    plant_missing_keys(redis_client, sale)
+    run(s, redis_client, sale, fix=True)
+    assert redis_client.smembers(f"buyers:{sale}") == set(BOUGHT) | {o["user_id"] for o in waiting}
+    assert int(redis_client.get(f"stock:{sale}")) == STOCK - len(BOUGHT) - 4
+    assert broker.queue_depth(s.amqp_url, s.queue) == 4
+
+
+def test_an_order_in_flight_is_not_returned_as_a_leak(s, redis_client, sale):
+    """Reserved, not yet queued when reconcile first looks, queued before its second look: not a leak."""
+    cache = impl.load("stock", "solutions").StockCache(redis_client)
+    assert cache.reserve_once(sale, "in-flight") == "ok"
+    order = new_order("in-flight", sale)
+    publisher = threading.Timer(0.3, publish, args=(s, [order]))
+    publisher.start()
+    report = reconcile.reconcile(s, sale, fix=True, settle_s=1.5, redis=redis_client)
+    publisher.join()
+    extra = report.of(sale, "buyers_extra")
+    assert extra is not None and "in-flight" in extra.redis  # the first look saw it as extra ...
+    assert "0 items returned" in extra.note                   # ... but it was not given back
+    assert int(redis_client.get(f"stock:{sale}")) == STOCK - len(BOUGHT) - 1
+    assert "in-flight" in redis_client.smembers(f"buyers:{sale}")
+    assert run(s, redis_client, sale).consistent
+
+
+def test_every_product_is_checked_when_none_is_named(s, redis_client, sale):
+    create_sale(s, 7002, 5, force=True, redis=redis_client)
+    redis_client.incrby("stock:7002", 1)
+    report = reconcile.reconcile(s, None, settle_s=0.2, redis=redis_client)
+    assert set(report.products) >= {sale, 7002}
+    assert [(d.product_id, d.kind) for d in report.discrepancies] == [(7002, "stock_high")]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seckill.cli", "reconcile", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cli_exit_codes_lines_and_json(s, redis_client, sale):
+    ok = cli("--product", str(sale))
+    assert ok.returncode == 0 and "agrees" in ok.stdout, ok.stderr
+
+    plant_stock_high(redis_client, sale)
+    found = cli("--product", str(sale))
+    assert found.returncode == 1
+    assert f"product {sale}: stock high — Redis {STOCK - len(BOUGHT) + 5}, expected {STOCK - len(BOUGHT)}" in found.stdout
+    assert "seckill reconcile --fix" in found.stdout
+
+    fixed = cli("--product", str(sale), "--fix", "--settle", "0", "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    data = json.loads(fixed.stdout)
+    assert data["consistent"] and data["discrepancies"][0]["kind"] == "stock_high" and data["discrepancies"][0]["fixed"]
+
+    missing = cli("--product", "999999")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines() == ["seckill: no product 999999 in PostgreSQL; create it with "
+                                                   "`seckill sale create`"]
