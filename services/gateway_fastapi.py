@@ -29,6 +29,34 @@ BUY_BODY = {
     }}},
 }
 
+# Every answer but a success is {"error": code, "message": text}: documented per route, so
+# clients (and schema-driven fuzzers) know each status the API can give and what it carries.
+ERROR_STATUSES = {
+    400: "the body is not JSON", 404: "no such product, order or endpoint",
+    405: "wrong method", 409: "sold out, or this user already bought it",
+    413: f"the body is larger than {MAX_BODY} bytes", 422: "the body or the sale is not right (see error)",
+    429: "a rate limit (see the Retry-After header)", 503: "a dependency is down; nothing was reserved, try again",
+}
+ERROR_SCHEMA = {"type": "object", "required": ["error", "message"],
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
+
+
+def documented(ok: dict, *statuses: int) -> dict:
+    """The ``responses=`` of a route: its 200 body and its error answers."""
+    responses = {200: {"description": "success", "content": {"application/json": {"schema": ok}}}}
+    for status in (*statuses, 404, 405):
+        responses[status] = {"description": ERROR_STATUSES[status],
+                             "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+    return responses
+
+
+BUY_OK = {"type": "object", "required": ["success", "order_id"],
+          "properties": {"success": {"type": "boolean"}, "order_id": {"type": "string"}}}
+ORDER_OK = {"type": "object", "required": ["order_id", "status"], "properties": {
+    "order_id": {"type": "string"}, "status": {"enum": ["pending", "confirmed", "rejected"]}}}
+SALE_OK = {"type": "object", "required": ["product_id", "stock_left"],
+           "properties": {"product_id": {"type": "integer"}, "stock_left": {"type": "integer"}}}
+
 
 def respond(reply: Reply) -> JSONResponse:
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
@@ -61,7 +89,8 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None) -
 
     app = FastAPI(title="seckill gateway (FastAPI tier)", lifespan=lifespan)
 
-    @app.post("/api/seckill/{product_id}", openapi_extra={"requestBody": BUY_BODY})
+    @app.post("/api/seckill/{product_id}", openapi_extra={"requestBody": BUY_BODY},
+              responses=documented(BUY_OK, 400, 409, 413, 422, 429, 503))
     async def buy(product_id: str, request: Request):
         gw = state["gw"]
         body = await read_capped(request)
@@ -71,11 +100,11 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None) -
         ip = client_ip(peer, request.headers.get("x-forwarded-for"), gw.trusted_proxies)
         return respond(await gw.buy(product_id, body, ip))
 
-    @app.get("/api/orders/{order_id}")
+    @app.get("/api/orders/{order_id}", responses=documented(ORDER_OK, 503))
     async def order(order_id: str):
         return respond(await state["gw"].order_status(order_id))
 
-    @app.get("/api/sales/{product_id}")
+    @app.get("/api/sales/{product_id}", responses=documented(SALE_OK, 503))
     async def sale_state(product_id: str):
         if not PRODUCT_ID.match(product_id):
             return respond(error(404, "unknown_product", "product id must be a positive whole number"))
