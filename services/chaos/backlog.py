@@ -27,11 +27,11 @@ TITLE = "order service stopped under load: the queue grows and an alert fires"
 
 def run(tier: str | None = None, product_id: int = 9303, stock: int = 5000, requests: int = 2000,
         threshold: int = 500, interval_s: float = 0.05, concurrency: int = 100, hold_s: float = 1.0,
-        consumer_batch: int | None = None, out: TextIO | None = sys.stderr) -> ChaosReport:
+        consumer_batch: int | None = None, out: TextIO | None = None) -> ChaosReport:
     """Stop the order service, send ``requests`` buyers, restart it after ``hold_s``, measure the drain.
 
     ``consumer_batch`` restarts the order service with that batch size (and prefetch),
-    to see how batching sets the drain rate.
+    to see how batching sets the drain rate. Alert lines go to ``out`` (default: stderr).
     """
     report = ChaosReport("backlog", TITLE)
     s = settings()
@@ -40,8 +40,7 @@ def run(tier: str | None = None, product_id: int = 9303, stock: int = 5000, requ
 
     def on_alert(alert: alerts.Alert) -> None:
         report.event(alert.line(s.queue))
-        if out:
-            print(alert.line(s.queue), file=out, flush=True)
+        print(alert.line(s.queue), file=out or sys.stderr, flush=True)
 
     probe = alerts.QueueDepthProbe(s.amqp_url, s.queue)
     watcher = alerts.QueueWatcher(probe, threshold, interval_s=interval_s, max_s=300, on_alert=on_alert)
@@ -77,7 +76,8 @@ def run(tier: str | None = None, product_id: int = 9303, stock: int = 5000, requ
     peak = max(depths, default=0)
     fired = watcher.fired()
     first_alert = fired[0] if fired else None
-    before_alert = [d for t, d, _ in samples if d is not None and first_alert and t < first_alert.t + offset]
+    # in the watcher's own clock: the sample that fired the alert carries exactly the alert's time
+    before_alert = [d for t, d, _ in watcher.samples if d is not None and first_alert and t < first_alert.t]
     attached = next((t for t, _, cons in samples if t >= t_restart and cons), None)
     t_attach = attached if attached is not None else t_restart
     drain_s = max(0.001, t_written - t_attach)
