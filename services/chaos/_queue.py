@@ -13,7 +13,7 @@ import time
 
 import redis as redis_lib
 
-from .. import broker, burst, invariants, processes, tiers
+from .. import broker, burst, invariants, processes, reconcile, tiers
 from ..config import Settings, settings
 from ..sale import create_sale
 from . import ChaosError, ChaosReport
@@ -132,7 +132,8 @@ def consumers(s: Settings) -> int:
 
 def check_books(report: ChaosReport, s: Settings, product_id: int, confirmed: set[str],
                 drain_timeout_s: float = 60.0) -> invariants.SaleCheck:
-    """Drain, then the four promises: nothing oversold, no duplicate, nothing confirmed lost, Redis = PostgreSQL."""
+    """Drain, then the four promises: nothing oversold, no duplicate, nothing confirmed lost, Redis = PostgreSQL
+    (checked directly, then by the reconciliation a learner would run: `seckill reconcile`)."""
     drained = invariants.wait_for_drain(s, product_id, expected_orders=len(confirmed), timeout_s=drain_timeout_s)
     report.event("queue drained" if drained else f"queue NOT drained within {drain_timeout_s:.0f} s")
     check = invariants.check_sale(s, product_id, confirmed)
@@ -150,6 +151,9 @@ def check_books(report: ChaosReport, s: Settings, product_id: int, confirmed: se
                  f"PostgreSQL holds {check.pg_stock}")
     report.check("Redis agrees with PostgreSQL", check.redis_stock == check.pg_stock,
                  f"stock left: Redis {check.redis_stock}, PostgreSQL {check.pg_stock}")
+    rec = reconcile.reconcile(s, product_id)  # a look only: stock, buyers and sale window against the truth
+    report.check("reconciliation finds nothing to repair", rec.consistent,
+                 ", ".join(sorted({d.kind for d in rec.discrepancies})) or "stock, buyers and sale window agree")
     report.metrics.update(orders=check.orders, confirmed=check.confirmed_to_users, oversold=check.oversold,
                           lost=check.lost, duplicate_users=check.duplicate_users)
     return check
