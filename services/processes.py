@@ -218,6 +218,31 @@ def start(
     return record
 
 
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait (bounded) until each process has exited; returns those still running.
+
+    Exited means exited even when it is still a zombie: a server started by
+    another process (the test run, when a notebook kernel stops it) stays a
+    zombie until *that* process reaps it, and waiting for it to vanish would
+    only ever end at the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    running = list(procs)
+    while running:
+        _, running = psutil.wait_procs(running, timeout=0.05)  # reaps our own children
+        running = [p for p in running if not _zombie(p)]
+        if time.monotonic() >= deadline:
+            break
+    return running
+
+
+def _zombie(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True  # gone
+
+
 def _signal_all(procs: list[psutil.Process], sig: int) -> None:
     for proc in procs:
         try:
@@ -238,13 +263,13 @@ def stop(run_dir: Path, name: str, *, stop_signal: int = signal.SIGTERM, timeout
     procs = ours(run_dir, name)
     if main is not None:
         _signal_all([main], stop_signal)
-        psutil.wait_procs([main], timeout=timeout)
+        _wait_gone([main], timeout)
     rest = [p for p in ours(run_dir, name)]
     if rest:
         _signal_all(rest, signal.SIGTERM)
-        _, still = psutil.wait_procs(rest, timeout=5)
+        still = _wait_gone(rest, 5)
         _signal_all(still, signal.SIGKILL)
-        psutil.wait_procs(still, timeout=5)
+        _wait_gone(still, 5)
     forget(run_dir, name)
     return bool(main or procs)
 
@@ -256,7 +281,7 @@ def kill(run_dir: Path, name: str, sig: int = signal.SIGKILL) -> int:
         raise StartError(f"{name} is not running; start it first")
     main.send_signal(sig)
     if sig in (signal.SIGKILL, signal.SIGTERM):
-        psutil.wait_procs([main], timeout=10)
+        _wait_gone([main], 10)
     return main.pid
 
 

@@ -179,3 +179,21 @@ def test_cli_exit_codes_lines_and_json(s, redis_client, sale):
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines() == ["seckill: no product 999999 in PostgreSQL; create it with "
                                                    "`seckill sale create`"]
+
+
+def test_local_stock_leases_live_ones_count_stranded_ones_go_back(s, redis_client, sale):
+    """Tier T4 leases: units a live instance holds are not missing; a dead instance's lease is returned by --fix."""
+    stock_key, leases_key = f"stock:{sale}", f"leases:{sale}"
+    redis_client.decrby(stock_key, 5)              # two instances leased 3 and 2 units out of stock:{id}
+    redis_client.hset(leases_key, mapping={"alive": 3, "dead": 2})
+    redis_client.set(f"lease:{sale}:alive", "1", px=60_000)  # only "alive" still beats
+
+    found = run(s, redis_client, sale)
+    assert [(d.kind, d.redis) for d in found.discrepancies] == [("stranded_lease", 2)], str(found)
+    assert found.products[sale]["held_by_live_instances"] == 3
+
+    fixed = run(s, redis_client, sale, fix=True)
+    assert fixed.consistent and [d.kind for d in fixed.discrepancies] == ["stranded_lease"]
+    assert int(redis_client.get(stock_key)) == STOCK - len(BOUGHT) - 3   # the dead lease's 2 units are back
+    assert redis_client.hgetall(leases_key) == {"alive": "3"}
+    assert run(s, redis_client, sale).discrepancies == []

@@ -49,7 +49,8 @@ def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9
         settle_s: float = 1.0) -> ChaosReport:
     report = ChaosReport("redis-down", TITLE)
     s = settings()
-    total_s = before_s + down_s + empty_s + 2 * settle_s + after_s + 6  # reconcile takes its two looks
+    # bounded, with room for slow steps (the traffic is stopped as soon as the lab is done)
+    total_s = before_s + down_s + empty_s + 2 * settle_s + after_s + 30
     with tier_on_stage(report, tier) as state:
         base = state["base_url"]
         fresh_sale(report, s, sold_out_product, 20)
@@ -114,7 +115,7 @@ def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9
                          bool(degraded) and all(a.outcome == "sold_out" and a.degraded for a in degraded),
                          _tally(degraded) + f", {sum(a.degraded for a in degraded)} from memory")
         report.check("Redis back empty: no 500 and no sale from nothing",
-                     not any(a.outcome in ("success", "server_error") for a in empty), _tally(empty))
+                     bool(empty) and not any(a.outcome in ("success", "server_error") for a in empty), _tally(empty))
         report.check("after reconcile --fix the sale resumed",
                      any(a.outcome == "success" and a.product_id == open_product for a in after), _tally(after))
         report.check("a buyer from before the outage is still refused a second item",
