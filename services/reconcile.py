@@ -384,10 +384,21 @@ def _why(snap: Snapshot) -> str:
 def reconcile(s: Settings | None = None, product_id: int | None = None, *, fix: bool = False,
               settle_s: float = 5.0, redis=None, out: TextIO | None = None) -> ReconcileReport:
     """Compare Redis with PostgreSQL and the queue; with ``fix``, repair what differs (see the module doc)."""
+    import redis as redis_lib
+
     from .gateway import redis_for
 
     s = s or settings()
     r = redis or redis_for(s)
+    try:
+        return _reconcile(s, r, product_id, fix, settle_s, out)
+    except redis_lib.RedisError as exc:
+        raise ReconcileError(f"Redis is not reachable ({exc}); start it with `seckill up`, then run again "
+                             "(whatever was fixed before it went away stays fixed)") from None
+
+
+def _reconcile(s: Settings, r, product_id: int | None, fix: bool, settle_s: float,
+               out: TextIO | None) -> ReconcileReport:
     t0 = time.monotonic()
     report = ReconcileReport(fix=fix)
 

@@ -24,7 +24,6 @@ returns it; the last buyers of the sale then get it.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
