@@ -360,6 +360,20 @@ def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+# -- the seed's self-check list ---------------------------------------------------------------
+
+@main.command("checklist")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True, help="English or 中文.")
+@friendly
+def checklist_command(as_json: bool, lang: str) -> None:
+    """The seed's self-check list: each item with the evidence you produced, or what to run (always exit 0)."""
+    from . import checklist
+
+    report = checklist.evaluate(lang)
+    emit(report.as_dict(), as_json, checklist.render(report))
+
+
 @main.command("watch-queue")
 @click.option("--threshold", required=True, type=click.IntRange(min=1),
               help="Alert when more orders than this wait in the queue.")
