@@ -75,6 +75,41 @@ def outcomes(result) -> go.Figure:
     return fig
 
 
+def stores(result) -> go.Figure:
+    """Behind the gateway: stock left in Redis, orders waiting in RabbitMQ, orders in PostgreSQL."""
+    if isinstance(result, dict):
+        summary, frame = result["summary"], pd.DataFrame(result.get("stores") or [])
+    else:
+        summary, frame = result.summary, result.stores
+    from .tiers import TIERS
+
+    tier = TIERS.get(summary.get("tier") or "")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if len(frame) and tier is not None and not tier.redis_copy:  # db-direct: the stock lives in PostgreSQL only
+        fig.add_trace(go.Scatter(x=frame["time_s"], y=frame["pg_stock"], name="stock left (PostgreSQL)",
+                                 mode="lines+markers", line={"color": "#1f77b4"}))
+        fig.add_trace(go.Scatter(x=frame["time_s"], y=frame["pg_orders"], name="orders in PostgreSQL",
+                                 mode="lines+markers", line={"color": "#2ca02c"}))
+    elif len(frame):
+        stock = frame["redis_stock"]
+        if frame["held_locally"].fillna(0).gt(0).any():  # local-stock: leased units are not sold yet
+            stock = stock + frame["held_locally"].fillna(0)
+            fig.add_trace(go.Scatter(x=frame["time_s"], y=frame["held_locally"], name="held by instances (leases)",
+                                     mode="lines", line={"color": "#bcbd22", "dash": "dot"}))
+        fig.add_trace(go.Scatter(x=frame["time_s"], y=stock, name="stock left (Redis)", mode="lines+markers",
+                                 line={"color": "#1f77b4"}))
+        fig.add_trace(go.Scatter(x=frame["time_s"], y=frame["pg_orders"], name="orders in PostgreSQL",
+                                 mode="lines+markers", line={"color": "#2ca02c"}))
+        fig.add_trace(go.Scatter(x=frame["time_s"], y=frame["queue_depth"], name="waiting in RabbitMQ",
+                                 mode="lines+markers", line={"color": "#ff7f0e"}), secondary_y=True)
+    fig.update_xaxes(title_text="time since start (s)")
+    fig.update_yaxes(title_text="items / orders", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="messages in the queue", rangemode="tozero", showgrid=False, secondary_y=True)
+    fig.update_layout(title=f"{_name(summary)}: stock, queue and database while the sale runs and drains",
+                      height=440, hovermode="x unified", legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
 def compare_tiers(results: list) -> go.Figure:
     """Requests/s per run (tier or label), with p99 latency written on each bar."""
     rows = []

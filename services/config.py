@@ -84,6 +84,7 @@ class Limits:
     window_s: float = 10.0
     nginx_rate: float = 3000.0       # nginx limit_req, requests per second (tiers behind nginx)
     nginx_burst: int = 1000          # requests above the rate let through at once; beyond: 429
+    local_slice: int = 20            # tier local-stock: units an instance leases from Redis at a time
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -96,6 +97,7 @@ class Limits:
             window_s=_float_env("SECKILL_LIMIT_WINDOW_S", d.window_s),
             nginx_rate=_float_env("SECKILL_NGINX_RATE", d.nginx_rate),
             nginx_burst=_int_env("SECKILL_NGINX_BURST", d.nginx_burst),
+            local_slice=_int_env("SECKILL_LOCAL_SLICE", d.local_slice),
         )
 
 

@@ -159,6 +159,8 @@ class AsyncGateway:
         self.clock = clock
         self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
         self.crash_users = crash_users  # the crash-between injection point (gateway.crash_point); None: off
+        # a stock that keeps a local sold-out flag (local_stock.AsyncLocalStock) is asked first
+        self._sold_out_locally = getattr(stock, "sold_out_locally", None)
 
     async def buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
         try:
@@ -174,6 +176,8 @@ class AsyncGateway:
         problem = sale_problem(product_id, await self.sales.get(product_id), self.clock())
         if problem:
             return problem
+        if self._sold_out_locally is not None and self._sold_out_locally(product_id):
+            return reservation_problem("sold_out")  # tier local-stock: answered from memory
         if not self.bucket.allow_request():
             return bucket_limited(self.bucket_retry_after)
         verdict = await self.limiter.check(user_id, client)
@@ -223,9 +227,16 @@ class AsyncGateway:
         return order_reply(order_id, "pending" if pending else None)
 
 
-def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None) -> AsyncGateway:
-    """An async gateway wired to the real services (call inside the server's event loop)."""
+def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None,
+          local_stock: bool = False) -> AsyncGateway:
+    """An async gateway wired to the real services (call inside the server's event loop).
+
+    ``local_stock=True`` is tier T4: this process sells from slices it leases
+    from Redis (local_stock.AsyncLocalStock) instead of asking Redis per item.
+    """
     import psycopg
+
+    from .local_stock import AsyncLocalStock
 
     limits = limits or s.limits
     r = async_redis_for(s)
@@ -249,7 +260,8 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
 
     return AsyncGateway(
         redis=r,
-        stock=AsyncStock(r, impl.load("stock", impl_name)),
+        stock=(AsyncLocalStock(r, slice_size=limits.local_slice) if local_stock
+               else AsyncStock(r, impl.load("stock", impl_name))),
         limiter=AsyncLayeredLimiter(r, impl.load("rate_limit", impl_name), limits),
         bucket=token_bucket.TokenBucket(limits.bucket_capacity, limits.bucket_rate),
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),

@@ -76,15 +76,24 @@ async def read_capped(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None) -> FastAPI:
+def create_local_stock_app() -> FastAPI:
+    """Tier T4: the same app, each process selling from its own lease of the stock."""
+    return create_app(local_stock=True)
+
+
+def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
+               local_stock: bool = False) -> FastAPI:
     s = s or load_settings()
     state: dict = {"gw": gateway}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if state["gw"] is None:
-            state["gw"] = build(s)  # inside the server's event loop
+            state["gw"] = build(s, local_stock=local_stock)  # inside the server's event loop
         yield
+        give_back = getattr(state["gw"].stock, "return_all", None)
+        if give_back is not None:  # a clean stop hands the unsold lease back: nothing stranded
+            await give_back()
         await state["gw"].producer.close()
 
     app = FastAPI(title="seckill gateway (FastAPI tier)", lifespan=lifespan)

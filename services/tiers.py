@@ -93,9 +93,9 @@ def _nginx_command(s: Settings, limits: Limits) -> list[str]:
     return nginx.command(conf)
 
 
-def _uvicorn(workers: int) -> Callable:
+def _uvicorn(workers: int, factory: str = "seckill.gateway_fastapi:create_app") -> Callable:
     def command(s: Settings, limits: Limits) -> list[str]:
-        return [PY, "-m", "uvicorn", "--factory", "seckill.gateway_fastapi:create_app",
+        return [PY, "-m", "uvicorn", "--factory", factory,
                 "--host", HOST, "--port", str(s.ports.gateway), "--workers", str(workers),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--backlog", "4096",
                 "--timeout-keep-alive", "5", "--log-level", "warning"]
@@ -127,6 +127,14 @@ TIERS: dict[str, Tier] = {
     "fastapi": Tier(
         "fastapi", f"T3 · FastAPI on uvicorn + uvloop, {ASYNC_WORKERS} event-loop processes, pipelined confirms",
         (Proc("gateway", _uvicorn(ASYNC_WORKERS), port=lambda s: s.ports.gateway,
+              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
+         ORDER_SERVICE),
+        entry_port=lambda s: s.ports.gateway,
+    ),
+    "local-stock": Tier(
+        "local-stock", f"T4 · T3 plus local stock: {ASYNC_WORKERS} instances lease slices from Redis and sell from memory",
+        (Proc("gateway", _uvicorn(ASYNC_WORKERS, "seckill.gateway_fastapi:create_local_stock_app"),
+              port=lambda s: s.ports.gateway,
               ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
          ORDER_SERVICE),
         entry_port=lambda s: s.ports.gateway,
@@ -172,6 +180,7 @@ def limits_env(limits: Limits) -> dict[str, str]:
         "SECKILL_LIMIT_WINDOW_S": str(limits.window_s),
         "SECKILL_NGINX_RATE": str(limits.nginx_rate),
         "SECKILL_NGINX_BURST": str(limits.nginx_burst),
+        "SECKILL_LOCAL_SLICE": str(limits.local_slice),
     }
 
 
