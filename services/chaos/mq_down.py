@@ -45,7 +45,7 @@ TITLE = "RabbitMQ stopped mid-sale, then back"
 class Trickle:
     """One buy every ``interval_s`` from a new user, in a thread; bounded in count and time.
 
-    Records (t, HTTP status, orders in PostgreSQL) per request for the chart.
+    Records (when answered, HTTP status, orders in PostgreSQL) per request for the chart.
     """
 
     def __init__(self, report: ChaosReport, base_url: str, product_id: int, pg_url: str, *,
@@ -57,7 +57,7 @@ class Trickle:
         self.interval_s = interval_s
         self.max_requests = max_requests
         self.max_s = max_s
-        self.t, self.status, self.pg_orders = [], [], []
+        self.answers: list[tuple[float, int, int | None]] = []  # (answered at, HTTP status, orders in PostgreSQL)
         self.order_ids: list[str] = []
         self.running = threading.Event()
         self.running.set()
@@ -93,6 +93,7 @@ class Trickle:
                     if not self.running.is_set():
                         continue
                     status, body = self._post(i)
+                    answered = round(time.monotonic() - self.report.started, 2)  # before pause() can return
                 if status == 200 and body.get("success"):
                     self.order_ids.append(body["order_id"])
                 try:
@@ -102,9 +103,7 @@ class Trickle:
                                        (self.product_id,)).fetchone()[0]
                 except psycopg.Error:
                     count = None
-                self.t.append(round(time.monotonic() - self.report.started, 2))
-                self.status.append(status)
-                self.pg_orders.append(count)
+                self.answers.append((answered, status, count))  # one append: readers never see half a row
                 self.done.wait(self.interval_s)
         finally:
             if pg is not None:
@@ -128,8 +127,15 @@ class Trickle:
         self.running.set()
         self._thread.join(timeout=30)
 
+    def statuses_between(self, t0: float, t1: float) -> list[int]:
+        return [status for t, status, _ in list(self.answers) if t0 <= t <= t1]
+
     def first_success_after(self, t: float) -> float | None:
-        return next((ti for ti, st in zip(self.t, self.status) if ti >= t and st == 200), None)
+        return next((ti for ti, status, _ in list(self.answers) if ti >= t and status == 200), None)
+
+    def series(self) -> dict[str, list]:
+        rows = list(self.answers)
+        return {"t": [r[0] for r in rows], "status": [r[1] for r in rows], "pg_orders": [r[2] for r in rows]}
 
 
 def run(tier: str | None = None, product_id: int = 9301, stock: int = 1000, before: int = 100,
@@ -168,6 +174,7 @@ def run(tier: str | None = None, product_id: int = 9301, stock: int = 1000, befo
         b = buy(base_url, product_id, buyers("during", during, 10_000), concurrency)
         books_after = redis_books(s, product_id)
         trickle.resume()
+        time.sleep(0.5)  # the trickle meets the dead broker too
         report.event(f"while down: {b.total} buys → {dict(b.statuses)} in {b.elapsed_s:.2f} s")
         report.check("every burst buy while the broker is down answers 503",
                      b.statuses.get(503, 0) == b.total == during, f"statuses {dict(b.statuses)}")
@@ -175,11 +182,13 @@ def run(tier: str | None = None, product_id: int = 9301, stock: int = 1000, befo
                      f"Redis stock, buyers: {books_before} before → {books_after} after")
         confirmed |= set(b.order_ids)  # empty when the check above holds; kept honest if not
 
+        t_start = round(time.monotonic() - report.started, 2)
+        down_answers = trickle.statuses_between(t_down, t_start)
+        report.event("starting RabbitMQ …")
         stack.start_service("rabbitmq")
         broker_down = False
         t_back = round(time.monotonic() - report.started, 2)
-        report.event(f"RabbitMQ started again (down {t_back - t_stop:.1f} s)")
-        down_answers = [st for ti, st in zip(list(trickle.t), list(trickle.status)) if t_down <= ti <= t_back]
+        report.event(f"RabbitMQ ready again ({t_back - t_start:.1f} s to start; down {t_back - t_stop:.1f} s)")
         report.check("every trickle buy while the broker is down answers 503",
                      bool(down_answers) and set(down_answers) == {503},
                      f"{len(down_answers)} answers: {sorted(set(down_answers))}")
@@ -192,12 +201,13 @@ def run(tier: str | None = None, product_id: int = 9301, stock: int = 1000, befo
                      else "order service did NOT reconnect within 30 s")
         report.check("the order service reconnects by itself", consumer_back is not None)
 
-        gateway_back = wait_until(lambda: trickle.first_success_after(t_back) is not None, timeout_s=30)
-        first = trickle.first_success_after(t_back)
+        # The gateway may sell again before our readiness check even returns: count from the start command.
+        wait_until(lambda: trickle.first_success_after(t_start) is not None, timeout_s=30)
+        first = trickle.first_success_after(t_start)
         report.check("the gateway reconnects by itself", first is not None,
                      "first 200 after the broker came back" if first else "no 200 within 30 s")
-        report.event(f"gateway buying again {first - t_back:.2f} s after the broker" if first is not None
-                     else "gateway not buying again")
+        report.event(f"gateway buying again {max(0.0, first - t_back):.2f} s after the broker was ready"
+                     if first is not None else "gateway not buying again")
 
         c = buy(base_url, product_id, buyers("after", after, 20_000), concurrency)
         confirmed |= set(c.order_ids)
@@ -224,12 +234,13 @@ def run(tier: str | None = None, product_id: int = 9301, stock: int = 1000, befo
         reserved_while_down=(books_before[0] or 0) - (books_after[0] or 0),
         down_burst_s=round(b.elapsed_s, 2),
         kept_by_queue=len(kept),
-        gateway_reconnect_s=round(first - t_back, 2) if first is not None else None,
+        gateway_reconnect_s=round(max(0.0, first - t_back), 2) if first is not None else None,
+        broker_start_s=round(t_back - t_start, 2),
         consumer_reconnect_s=round(consumer_back, 2) if consumer_back is not None else None,
         queue_left=broker.queue_depth(s.amqp_url, s.queue),
-        broker_stop_t=t_stop, broker_down_t=t_down, broker_back_t=t_back,
+        broker_stop_t=t_stop, broker_down_t=t_down, broker_start_t=t_start, broker_back_t=t_back,
     )
-    report.series = {"t": trickle.t, "status": trickle.status, "pg_orders": trickle.pg_orders}
+    report.series = trickle.series()
     return report
 
 
@@ -249,13 +260,15 @@ def chart(report):
                                  marker={"color": colours.get(status, "#7f7f7f"), "size": 6}), row=1, col=1)
     fig.add_trace(go.Scatter(x=series["t"], y=series["pg_orders"], mode="lines", name="orders in PostgreSQL",
                              line={"color": "#1f77b4"}), row=2, col=1)
-    for row in (1, 2):
-        fig.add_vrect(x0=m["broker_stop_t"], x1=m["broker_back_t"], fillcolor="#d62728", opacity=0.12,
-                      line_width=0, row=row, col=1)
+    for row in (1, 2):  # dark: stopping and down; light: starting (it may confirm before it is declared ready)
+        fig.add_vrect(x0=m["broker_stop_t"], x1=m.get("broker_start_t", m["broker_back_t"]), fillcolor="#d62728",
+                      opacity=0.15, line_width=0, row=row, col=1)
+        fig.add_vrect(x0=m.get("broker_start_t", m["broker_back_t"]), x1=m["broker_back_t"], fillcolor="#d62728",
+                      opacity=0.06, line_width=0, row=row, col=1)
     fig.update_yaxes(title_text="HTTP status", type="category", row=1, col=1)
     fig.update_yaxes(title_text="orders", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="time since the scenario started (s)", row=2, col=1)
-    fig.update_layout(title=(f"mq-down on {m.get('tier')}: broker down {m.get('down_s')} s (shaded), "
-                             f"gateway back {m.get('gateway_reconnect_s')} s after it"),
+    fig.update_layout(title=(f"mq-down on {m.get('tier')}: broker down {m.get('down_s')} s (shaded: stopped, "
+                             f"then starting), gateway selling {m.get('gateway_reconnect_s')} s after it was ready"),
                       height=520, legend={"orientation": "h", "y": -0.15})
     return fig
