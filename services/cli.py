@@ -338,7 +338,7 @@ def load(target, users, spawn_rate, duration, product_id, stock, requests_per_us
 @main.command("chaos")
 @click.argument("scenario", metavar="SCENARIO")
 @click.option("--tier", "tier_name", default=None,
-              help="The tier to break (mq-down, consumer-crash, backlog; default: the running one, else flask).")
+              help="The tier to break (default: flask; the queue scenarios take the running tier if any).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
