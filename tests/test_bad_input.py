@@ -68,6 +68,14 @@ BAD_REQUESTS = [
     ("/api/seckill/99999999999999999999", b'{"user_id": "u1"}', 404, "unknown_product"),
     ("/api/seckill/424242", b'{"user_id": "u1"}', 404, "unknown_product"),
     ("/api/seckill/", b'{"user_id": "u1"}', 404, "not_found"),
+    # odd unicode and odd ids (test_fuzz_api.py generates many more of these)
+    (f"/api/seckill/{PRODUCT}", b'{"user_id": "\\ud800"}', 422, "invalid_user_id"),   # a lone surrogate
+    (f"/api/seckill/{PRODUCT}", b'{"user_id": "\\u202eevil"}', 422, "invalid_user_id"),  # right-to-left override
+    (f"/api/seckill/{PRODUCT}", b'{"user_id": "a\\u200bb"}', 422, "invalid_user_id"),   # zero-width space
+    (f"/api/seckill/{PRODUCT}", b'\xff\xfe{"user_id": "u"}', 400, "invalid_json"),       # not UTF-8
+    ("/api/seckill/%EF%BC%91", b'{"user_id": "u1"}', 404, "unknown_product"),            # a full-width digit
+    ("/api/seckill/9223372036854775808", b'{"user_id": "u1"}', 404, "unknown_product"),  # above BIGINT
+    ("/api/seckill/0", b'{"user_id": "u1"}', 404, "unknown_product"),
 ]
 
 
