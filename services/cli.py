@@ -416,5 +416,19 @@ def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...]) -> No
         sys.exit(1)
 
 
+# -- is this machine ready? ---------------------------------------------------------------
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def doctor(as_json: bool) -> None:
+    """Check Python, packages, server binaries, ports, memory and disk; each problem with its fix (exit 1 if any)."""
+    from . import envcheck
+
+    report = envcheck.run()
+    emit(report.as_dict(), as_json, str(report))
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

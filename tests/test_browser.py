@@ -1,0 +1,268 @@
+"""Notebooks 00 and 01 in a real browser: JupyterLab headless, Chromium headless, Run All, look at the page.
+
+nbclient (tests/test_notebooks.py) proves the cells run; only a browser proves the learner SEES them:
+that JupyterLab renders the plotly charts (its plotly mime renderer is installed), that the widgets of
+the calculator have their models (no "Error displaying widget"), and that moving a control redraws.
+
+Debian's chromium and chromium-driver are used (installed by `make test` via
+`seckill install-servers --with-tools`); selenium is given both paths, so selenium-manager never
+downloads a browser or a driver. JupyterLab serves a temporary copy of notebooks/ (nothing is written
+into the repository) with the test stack's SECKILL_* environment, a token, and its settings in a
+temporary folder. Screenshots are kept in the test's tmp dir and in .run/test<slot>/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from seckill import tiers
+from seckill.config import settings
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000"]
+BAD_TEXT = ("Error displaying widget", "model not found", "No renderer could be found", "Javascript Error",
+            "Failed to display")
+pytestmark = pytest.mark.timeout(300)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _lab_settings(folder: Path) -> None:
+    """Every cell in the DOM (no virtual scrolling), no news or update checks (no network here)."""
+    files = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                            "checkForUpdates": False},
+    }
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> list[Path]:
+    dirs = [tmp_path_factory.mktemp("screenshots"), settings().run_dir / "screenshots"]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def lab(stack_urls, tmp_path_factory):
+    """JupyterLab on a free port serving a copy of notebooks/; yields (base_url, token)."""
+    root = tmp_path_factory.mktemp("lab")
+    notebooks = root / "notebooks"
+    shutil.copytree(REPO / "notebooks", notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _lab_settings(root / "settings")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
+               JUPYTER_CONFIG_DIR=str(root / "config"))
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
+           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(root / "jupyter.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({proc.returncode}); see {root / 'jupyter.log'}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer within 90 s; see {root / 'jupyter.log'}")
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        proc.terminate()  # the server shuts its kernels down
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+        log.close()
+        tiers.down(out=None)  # notebook 00 starts tier flask; never leave it behind after a failure
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.path.exists(path):
+            pytest.fail(f"{path} is missing: run `seckill install-servers --with-tools` "
+                        f"(or `apt-get install -y {package}`)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # belt and braces: selenium-manager must never download anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# -- talking to JupyterLab through its own application object (exposed by --LabApp.expose_app_in_browser)
+
+READY_JS = """
+const app = window.jupyterapp; if (!app || !app.shell) return "no app";
+const w = app.shell.currentWidget;
+if (!w || !w.context || !w.context.path.endsWith(arguments[0])) return "opening";
+if (!w.sessionContext.session || !w.sessionContext.session.kernel) return "no kernel";
+return w.sessionContext.session.kernel.status;
+"""
+
+STATE_JS = """
+const w = window.jupyterapp.shell.currentWidget;
+let pending = 0, unrun = 0, code = 0; const errors = [];
+for (const cell of w.content.widgets) {
+  if (cell.model.type !== 'code') continue;
+  code += 1;
+  const prompt = cell.node.querySelector('.jp-InputPrompt');
+  if (prompt && prompt.textContent.includes('*')) pending += 1;
+  if (cell.model.executionCount === null) unrun += 1;
+  for (const out of cell.model.outputs.toJSON()) {
+    if (out.output_type === 'error') errors.push(out.ename + ': ' + out.evalue);
+  }
+}
+return {pending, unrun, code, errors, status: w.sessionContext.session.kernel.status};
+"""
+
+DOM_JS = """
+const node = window.jupyterapp.shell.currentWidget.node;
+const count = (selector) => node.querySelectorAll(selector).length;
+return {
+  plotly: count('.js-plotly-plot .main-svg'),
+  widgets: count('.jupyter-widgets'),
+  sliders: count('.widget-slider'),
+  toggles: count('.widget-toggle-buttons'),
+  // JupyterLab shows image/svg+xml as an <img>: drawn when the browser decoded it (naturalWidth > 0)
+  diagram: Array.from(node.querySelectorAll('.jp-RenderedSVG img')).filter(
+      img => img.naturalWidth > 0 && decodeURIComponent(img.src).includes('seckill-architecture')).length,
+  envcheck: count('.seckill-envcheck'),
+  coursemap: count('.seckill-course-map tbody tr'),
+  verdict: Array.from(node.querySelectorAll('.seckill-verdict')).map(e => e.innerText).join(' | '),
+  text: node.innerText,
+};
+"""
+
+
+def _wait(check, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"{what} within {timeout:.0f} s (last seen: {last!r})")
+
+
+def run_all(driver, base: str, token: str, name: str, timeout: float) -> dict:
+    """Open notebook `name`, run all cells, wait until they finish; returns the final cell state."""
+    driver.get(f"{base}/lab/tree/{name}?token={token}")
+    _wait(lambda: driver.execute_script(READY_JS, name) == "idle", 90, f"{name}: kernel idle")
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
+
+    def finished():
+        state = driver.execute_script(STATE_JS)
+        done = state["pending"] == 0 and state["status"] == "idle" and (state["unrun"] == 0 or state["errors"])
+        return state if done else None
+
+    state = _wait(finished, timeout, f"{name}: all cells run")
+    time.sleep(1.0)  # let the renderers (plotly, widgets) finish drawing the last outputs
+    return state
+
+
+def shoot(driver, dirs: list[Path], name: str, selector: str | None = None) -> None:
+    if selector:
+        driver.execute_script(
+            "const e = window.jupyterapp.shell.currentWidget.node.querySelector(arguments[0]);"
+            "if (e) e.scrollIntoView({block: 'start'});", selector)
+        time.sleep(0.5)
+    for d in dirs:
+        path = d / f"{name}.png"
+        driver.save_screenshot(str(path))
+        print(f"screenshot: {path}")
+
+
+def assert_clean(dom: dict, name: str) -> None:
+    for bad in BAD_TEXT:
+        assert bad not in dom["text"], f"{name}: the page says {bad!r}"
+
+
+def test_start_here_renders_in_jupyterlab(lab, browser, screenshots):
+    base, token = lab
+    state = run_all(browser, base, token, "00_start_here.ipynb", timeout=150)
+    assert not state["errors"], state["errors"]
+    assert state["unrun"] == 0 and state["code"] >= 10
+    dom = browser.execute_script(DOM_JS)
+    assert dom["envcheck"] == 1, "the environment check table is missing"
+    assert "this machine is ready" in dom["text"]
+    assert dom["diagram"] == 1, "the architecture diagram did not render"
+    assert dom["plotly"] >= 1, "the plotly chart did not render"
+    assert dom["coursemap"] >= 7, "the course map table is missing rows"
+    assert_clean(dom, "00_start_here")
+    shoot(browser, screenshots, "00_start_here-diagram", ".jp-RenderedSVG")
+    shoot(browser, screenshots, "00_start_here-chart", ".js-plotly-plot")
+
+
+def test_capacity_calculator_renders_and_reacts(lab, browser, screenshots):
+    base, token = lab
+    state = run_all(browser, base, token, "01_requirements_and_capacity.ipynb", timeout=90)
+    assert not state["errors"], state["errors"]
+    assert state["unrun"] == 0
+    dom = browser.execute_script(DOM_JS)
+    assert dom["sliders"] >= 5 and dom["toggles"] >= 2, f"calculator widgets missing: {dom['sliders']} sliders"
+    assert dom["plotly"] >= 2, f"expected the queue chart and the calculator chart, found {dom['plotly']}"
+    assert "The bottleneck is app tier" in dom["verdict"], dom["verdict"]
+    assert_clean(dom, "01_requirements_and_capacity")
+    shoot(browser, screenshots, "01_calculator", ".widget-slider")
+
+    # a click in the browser reaches the kernel and redraws: the design switch moves the bottleneck
+    clicked = browser.execute_script("""
+        const node = window.jupyterapp.shell.currentWidget.node;
+        const button = Array.from(node.querySelectorAll('.widget-toggle-button'))
+                            .find(b => b.innerText.includes('db-direct'));
+        if (!button) return false; button.click(); return true;""")
+    assert clicked, "the design toggle button was not found"
+    verdict = _wait(lambda: (lambda v: v if "PostgreSQL" in v else None)(browser.execute_script(DOM_JS)["verdict"]),
+                    30, "the verdict to name PostgreSQL after switching to db-direct")
+    assert "The bottleneck is PostgreSQL" in verdict
+    dom = browser.execute_script(DOM_JS)
+    assert dom["plotly"] >= 2
+    assert_clean(dom, "01_requirements_and_capacity after a click")
+    shoot(browser, screenshots, "01_calculator-db-direct", ".seckill-verdict")
