@@ -44,6 +44,7 @@ import redis as redis_lib
 
 from . import broker, charts, db, impl, invariants, nginx, order_service, processes, results, sale, stack
 from . import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
+from .burst import run_coroutine
 from .config import Settings, settings
 from .errors import SeckillError
 
@@ -274,7 +275,7 @@ def confirms(n: int = 5000, *, in_flight: int = 64, progress: bool | TextIO | No
         _say(progress, f"confirms: {n:,} persistent messages, one confirm awaited per message (pika) …")
         sync_s = _confirm_each(s, sync_queue, [json.dumps(order).encode() for order in orders])
         _say(progress, f"confirms: {n:,} persistent messages, up to {in_flight} confirms in flight (aio-pika) …")
-        async_s = asyncio.run(_pipelined(s, async_queue, orders, in_flight))
+        async_s = run_coroutine(_pipelined(s, async_queue, orders, in_flight))  # also from a notebook
         _wait_depth(s, sync_queue, n, timeout_s=30)
         _wait_depth(s, async_queue, n, timeout_s=30)
     finally:

@@ -117,10 +117,10 @@ def buy_burst(base_url: str, product_id: int, *, users: int, requests: int, conc
         raise ValueError("users, requests and concurrency must be at least 1")
     plan = [(f"{user_prefix}-{i % users}", fake_ip((i % users) // users_per_ip)) for i in range(requests)]
     random.Random(seed).shuffle(plan)
-    return _run(_burst(base_url, product_id, plan, concurrency, deadline_s))
+    return run_coroutine(_burst(base_url, product_id, plan, concurrency, deadline_s))
 
 
-def _run(coro):
+def run_coroutine(coro):
     """asyncio.run, also from a notebook, whose kernel already runs an event loop."""
     try:
         asyncio.get_running_loop()
