@@ -17,11 +17,12 @@ import asyncio
 import random
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
 
-from .burst import _run, fake_ip
+from .burst import fake_ip
 
 
 @dataclass
@@ -76,12 +77,22 @@ async def _hammer(base_url: str, product_id: int, plan: list[tuple[str, str, str
     return answers
 
 
+def run_coroutine(coro):
+    """asyncio.run, also from a notebook, whose kernel already runs an event loop (then in a worker thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def hammer(base_url: str, product_id: int, bot: list[tuple[str, str]], ordinary: list[tuple[str, str]], *,
            concurrency: int = 50, deadline_s: float = 60.0, seed: int = 7) -> list[Answer]:
     """Send the bot's requests and the shoppers' in one shuffled burst; every answer, in arrival order."""
     plan = [("bot", u, ip) for u, ip in bot] + [("shopper", u, ip) for u, ip in ordinary]
     random.Random(seed).shuffle(plan)
-    return _run(_hammer(base_url, product_id, plan, max(1, min(concurrency, len(plan))), deadline_s))
+    return run_coroutine(_hammer(base_url, product_id, plan, max(1, min(concurrency, len(plan))), deadline_s))
 
 
 def outcome(answer: Answer) -> str:

@@ -13,7 +13,7 @@ import time
 
 import redis as redis_lib
 
-from .. import broker, burst, invariants, processes, reconcile, tiers
+from .. import bots, broker, burst, invariants, processes, reconcile, tiers
 from ..config import Settings, settings
 from ..sale import create_sale
 from . import ChaosError, ChaosReport
@@ -64,10 +64,23 @@ def buyers(prefix: str, n: int, first_ip: int) -> list[tuple[str, str]]:
 
 def buy(base_url: str, product_id: int, plan: list[tuple[str, str]], concurrency: int = 50,
         deadline_s: float = 60.0) -> burst.BurstResult:
-    """Fire one bounded burst: each (user, ip) of ``plan`` buys once."""
+    """Fire one bounded burst: each (user, ip) of ``plan`` buys once; counted like burst.buy_burst counts."""
+    result = burst.BurstResult()
     if not plan:
-        return burst.BurstResult()
-    return burst._run(burst._burst(base_url, product_id, plan, min(concurrency, len(plan)), deadline_s))
+        return result
+    t0 = time.monotonic()
+    for answer in bots.hammer(base_url, product_id, [], plan, concurrency=concurrency, deadline_s=deadline_s):
+        if answer.status == 0:
+            result.counts["failed"] += 1
+            continue
+        outcome = burst.classify(answer.status, answer.body)
+        result.counts[outcome] += 1
+        result.statuses[answer.status] += 1
+        if outcome == "success":
+            result.order_ids.append(answer.body["order_id"])
+            result.buyers.append(answer.user)
+    result.elapsed_s = time.monotonic() - t0
+    return result
 
 
 def redis_books(s: Settings, product_id: int) -> tuple[int | None, int]:
