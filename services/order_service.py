@@ -28,13 +28,20 @@ log = logging.getLogger("seckill.order_service")
 def tuning() -> dict[str, int]:
     """Batch size and prefetch, from SECKILL_CONSUMER_BATCH / SECKILL_CONSUMER_PREFETCH if set.
 
-    Failure labs shrink the batch to slow the drain down enough to kill it mid-way.
+    The service's defaults: batches of 200 with five batches (1,000 messages) prefetched. The
+    consume loop writes a batch when it is full *or* when no message is waiting,
+    so with prefetch equal to the batch size a busy queue still yields half-full
+    batches (the broker refills the window only after each ack); five batches'
+    worth in flight keeps them full. Failure labs shrink the batch to slow the
+    drain down enough to kill it mid-way.
     """
     chosen = {}
     for key, env in (("batch_size", "SECKILL_CONSUMER_BATCH"), ("prefetch", "SECKILL_CONSUMER_PREFETCH")):
         raw = os.environ.get(env)
         if raw:
             chosen[key] = max(1, int(raw))
+    chosen.setdefault("batch_size", 200)
+    chosen.setdefault("prefetch", 5 * chosen["batch_size"])
     return chosen
 
 

@@ -247,39 +247,41 @@ class OrderConsumer:
                     raise RuntimeError("stock guard refused the batch; rolling it back")
 
             # 5. Why was each other order not written? Decide in batch order.
-            cur.execute(
-                """
-                SELECT EXISTS (SELECT 1 FROM orders x WHERE x.order_id = o.order_id)
-                       OR EXISTS (SELECT 1 FROM order_rejections r WHERE r.order_id = o.order_id),
-                       EXISTS (SELECT 1 FROM orders x
-                               WHERE x.user_id = o.user_id AND x.product_id = o.product_id)
-                FROM unnest(%s::text[], %s::text[], %s::bigint[])
-                     WITH ORDINALITY AS o(order_id, user_id, product_id, position)
-                ORDER BY o.position
-                """,
-                _columns(orders, "order_id", "user_id", "product_id"),
-            )
-            facts = cur.fetchall()  # (order_id decided already?, user holds this product?)
-            rejections: list[tuple[dict, str]] = []
-            for position, (order, (decided, pair_taken)) in enumerate(zip(orders, facts)):
-                if position in written:
-                    continue
-                if order["product_id"] not in stock:
-                    reason = "unknown_product"
-                elif position in sold_out:
-                    reason = "sold_out"
-                elif decided:
-                    continue  # a copy of an order already handled: nothing to record
-                elif pair_taken:
-                    reason = "already_bought"
-                else:
-                    # The user's earlier order in this batch was sold out and
-                    # taken back out, so this one would have been sold out too.
-                    reason = "sold_out"
-                rejections.append((order, reason))  # a repeated order_id keeps its first reason
+            #    (Nothing to decide when every order was written: the common case.)
+            if len(written) < len(orders):
+                cur.execute(
+                    """
+                    SELECT EXISTS (SELECT 1 FROM orders x WHERE x.order_id = o.order_id)
+                           OR EXISTS (SELECT 1 FROM order_rejections r WHERE r.order_id = o.order_id),
+                           EXISTS (SELECT 1 FROM orders x
+                                   WHERE x.user_id = o.user_id AND x.product_id = o.product_id)
+                    FROM unnest(%s::text[], %s::text[], %s::bigint[])
+                         WITH ORDINALITY AS o(order_id, user_id, product_id, position)
+                    ORDER BY o.position
+                    """,
+                    _columns(orders, "order_id", "user_id", "product_id"),
+                )
+                facts = cur.fetchall()  # (order_id decided already?, user holds this product?)
+                rejections: list[tuple[dict, str]] = []
+                for position, (order, (decided, pair_taken)) in enumerate(zip(orders, facts)):
+                    if position in written:
+                        continue
+                    if order["product_id"] not in stock:
+                        reason = "unknown_product"
+                    elif position in sold_out:
+                        reason = "sold_out"
+                    elif decided:
+                        continue  # a copy of an order already handled: nothing to record
+                    elif pair_taken:
+                        reason = "already_bought"
+                    else:
+                        # The user's earlier order in this batch was sold out and
+                        # taken back out, so this one would have been sold out too.
+                        reason = "sold_out"
+                    rejections.append((order, reason))  # a repeated order_id keeps its first reason
 
-            # 6. Record the refusals.
-            _record_rejections(cur, rejections)
+                # 6. Record the refusals.
+                _record_rejections(cur, rejections)
         # Leaving the `with` block committed the transaction.
         return [position in written for position in range(len(orders))]
         # END SOLUTION
