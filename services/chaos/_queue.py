@@ -13,7 +13,7 @@ import time
 
 import redis as redis_lib
 
-from .. import bots, broker, burst, invariants, processes, reconcile, tiers
+from .. import bots, broker, burst, invariants, local_stock, processes, reconcile, tiers
 from ..config import Settings, settings
 from ..sale import create_sale
 from . import ChaosError, ChaosReport
@@ -84,11 +84,16 @@ def buy(base_url: str, product_id: int, plan: list[tuple[str, str]], concurrency
 
 
 def redis_books(s: Settings, product_id: int) -> tuple[int | None, int]:
-    """(stock left, number of buyers) as Redis holds them for this sale."""
+    """(units unsold, number of buyers) as Redis holds them for this sale.
+
+    Units unsold = stock:{id} plus what local-stock instances still hold in their
+    leases (tier T4 moves units from the one to the other without selling them).
+    """
     r = redis_lib.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=2)
     try:
         raw = r.get(f"stock:{product_id}")
-        return (int(raw) if raw is not None else None), r.scard(f"buyers:{product_id}")
+        leased = sum(int(v) for v in r.hvals(local_stock.leases_key(product_id)))
+        return (int(raw) + leased if raw is not None else None), r.scard(f"buyers:{product_id}")
     finally:
         r.close()
 
@@ -162,8 +167,10 @@ def check_books(report: ChaosReport, s: Settings, product_id: int, confirmed: se
     report.check("each order took one item in PostgreSQL", check.pg_stock == check.initial_stock - check.orders,
                  f"stock {check.initial_stock} − {check.orders} orders = {check.initial_stock - check.orders}, "
                  f"PostgreSQL holds {check.pg_stock}")
-    report.check("Redis agrees with PostgreSQL", check.redis_stock == check.pg_stock,
-                 f"stock left: Redis {check.redis_stock}, PostgreSQL {check.pg_stock}")
+    held = getattr(check, "held_locally", 0)  # tier local-stock: units leased by live instances
+    report.check("Redis agrees with PostgreSQL", (check.redis_stock or 0) + held == check.pg_stock,
+                 f"stock left: Redis {check.redis_stock}" + (f" + {held} leased" if held else "")
+                 + f", PostgreSQL {check.pg_stock}")
     rec = reconcile.reconcile(s, product_id)  # a look only: stock, buyers and sale window against the truth
     report.check("reconciliation finds nothing to repair", rec.consistent,
                  ", ".join(sorted({d.kind for d in rec.discrepancies})) or "stock, buyers and sale window agree")

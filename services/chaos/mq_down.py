@@ -179,7 +179,7 @@ def run(tier: str | None = None, product_id: int = 9301, stock: int = 1000, befo
         report.check("every burst buy while the broker is down answers 503",
                      b.statuses.get(503, 0) == b.total == during, f"statuses {dict(b.statuses)}")
         report.check("nothing reserved while the broker is down", books_before == books_after,
-                     f"Redis stock, buyers: {books_before} before → {books_after} after")
+                     f"Redis units unsold, buyers: {books_before} before → {books_after} after")
         confirmed |= set(b.order_ids)  # empty when the check above holds; kept honest if not
 
         t_start = round(time.monotonic() - report.started, 2)
