@@ -199,7 +199,12 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     s = settings()
     stack.up(out=None if stack.healthy() else out)  # progress only when something starts
     down(out=None)
+    unknown = set(limits or {}) - set(asdict(s.limits))
+    if unknown:
+        raise TierError(f"no limit called {', '.join(sorted(unknown))}; the limits are: {', '.join(asdict(s.limits))}")
     chosen = replace(s.limits, **(limits or {}))
+    if chosen.local_slice < 1:
+        raise TierError(f"local_slice must be at least 1 (SECKILL_LOCAL_SLICE / --local-slice), not {chosen.local_slice}")
     env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen), **(extra_env or {})})
     started = []
     try:

@@ -128,3 +128,13 @@ def test_fastapi_publishes_nothing_unconfirmed_when_the_broker_is_unreachable(s,
 def test_unknown_tier_is_one_clear_error(stack_urls):
     with pytest.raises(tiers.TierError, match="choose one of: db-direct, flask, flask-x4, fastapi, local-stock"):
         tiers.up("flask-x9", out=None)
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"local_slice": 0}, "local_slice must be at least 1"),
+    ({"bucket_sise": 5.0}, "no limit called bucket_sise"),
+])
+def test_bad_limits_are_one_clear_error_and_start_nothing(s, stack_urls, limits, message):
+    with pytest.raises(tiers.TierError, match=message):
+        tiers.up("local-stock", limits=limits, out=None)
+    assert tiers.current(s) is None and not processes.port_open(s.ports.gateway)
