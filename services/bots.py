@@ -17,12 +17,11 @@ import asyncio
 import random
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
 
-from .burst import fake_ip
+from .burst import fake_ip, run_coroutine
 
 
 @dataclass
@@ -75,16 +74,6 @@ async def _hammer(base_url: str, product_id: int, plan: list[tuple[str, str, str
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return answers
-
-
-def run_coroutine(coro):
-    """asyncio.run, also from a notebook, whose kernel already runs an event loop (then in a worker thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def hammer(base_url: str, product_id: int, bot: list[tuple[str, str]], ordinary: list[tuple[str, str]], *,
