@@ -358,16 +358,7 @@ def _json_default(value):
 
 
 def load_results(directory: Path | str | None = None) -> list[dict]:
-    """Every saved run (summary, invariants, history, machine), newest first."""
-    root = Path(directory) if directory else results_dir()
-    records = []
-    for path in root.glob("*.json"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(record, dict) and "summary" in record:
-            record["path"] = str(path)
-            records.append(record)
-    records.sort(key=lambda r: (r["summary"].get("started_at") or "", r["path"]), reverse=True)
-    return records
+    """Every saved load-test run (summary, invariants, history, stores, machine), newest first."""
+    from .results import all_records
+
+    return [record for record in all_records(directory) if record["kind"] == "load"]

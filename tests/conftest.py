@@ -111,3 +111,12 @@ def flask_tier(stack_urls):
     state = tiers.up("flask", limits=BURST_LIMITS, out=None)
     yield state
     tiers.down(out=None)
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    """A module's own empty SECKILL_RESULTS_DIR: what the tests measure and save, read back alone."""
+    path = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SECKILL_RESULTS_DIR", str(path))
+        yield path

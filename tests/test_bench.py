@@ -118,14 +118,6 @@ def test_missing_wrk_says_how_to_install_it(monkeypatch):
 # -- the quick bench on the real stack -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def results_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench-results")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SECKILL_RESULTS_DIR", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def record(stack_urls, results_dir):
     return bench.run(quick=True, progress=False)
 

@@ -20,14 +20,6 @@ USERS, SPAWN_RATE, DURATION_S, STOCK, PER_USER = 800, 200, 8, 300, 4
 
 
 @pytest.fixture(scope="module")
-def results_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("results")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SECKILL_RESULTS_DIR", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def result(flask_tier, results_dir):
     return loadtest.run("flask", product_id=301, users=USERS, spawn_rate=SPAWN_RATE, duration_s=DURATION_S,
                         stock=STOCK, requests_per_user=PER_USER, label="test run", progress=False)
