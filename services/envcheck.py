@@ -41,6 +41,7 @@ import psutil
 
 from . import installer, processes
 from .config import REPO_ROOT, Settings, settings
+from .errors import SeckillError
 
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_MB = 600        # RabbitMQ ~400 MB + Redis + PostgreSQL + one tier
@@ -65,9 +66,28 @@ class Check:
         return "ok" if self.ok else ("warn" if self.warning else "FAIL")
 
 
-@dataclass
+class NotReady(SeckillError):
+    """Raised by :meth:`Report.require`: in a notebook it shows as the list of fixes, without a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for how an exception is shown
+        return [f"\x1b[31m{line}\x1b[0m" if i == 0 else line for i, line in enumerate(str(self).splitlines())]
+
+
+@dataclass(repr=False)
 class Report:
     checks: list[Check]
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def require(self) -> "Report":
+        """Raise NotReady listing every problem with its fix; return the report when there is none."""
+        if self.ok:
+            return self
+        lines = [f"Not ready yet: {len(self.problems)} problem(s). Fix each, then run this notebook again "
+                 "from the top:"]
+        lines += [f"  • {c.group}: {c.name} — {c.found}\n      fix: {c.fix}" for c in self.problems]
+        raise NotReady("\n".join(lines))
 
     @property
     def problems(self) -> list[Check]:
@@ -128,7 +148,7 @@ class Report:
         for group in dict.fromkeys(c.group for c in self.checks):
             passed = [c for c in self.checks if c.group == group and c.ok]
             if passed:
-                names = ", ".join(c.name for c in passed)
+                names = f"{passed[0].name}: {passed[0].found}" if len(passed) == 1 else ", ".join(c.name for c in passed)
                 rows.append(f'<tr><td style="text-align:left;color:{colour["ok"]}">ok</td>'
                             f'<td style="text-align:left">{e(group)}</td>'
                             f'<td style="text-align:left" colspan="2"><small>{e(names)}</small></td></tr>')
@@ -337,8 +357,8 @@ def check_ports(s: Settings | None = None) -> list[Check]:
             move = f"export {variable}={other}"
         stop = f"kill {pid}" if pid else "stop that program"
         checks.append(Check("ports", f"{label} :{port}", False, f"taken by {owner}, not by this course",
-                            f"{stop} if it is yours to stop, or move the course: {move} and restart "
-                            f"(make lab / seckill up)"))
+                            f"{stop} if it is yours to stop, or move the course: `{move}` in your terminal, "
+                            "then `make lab` again"))
     return checks
 
 

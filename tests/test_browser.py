@@ -236,8 +236,10 @@ def test_start_here_renders_in_jupyterlab(lab, browser, screenshots):
     assert dom["plotly"] >= 1, "the plotly chart did not render"
     assert dom["coursemap"] >= 7, "the course map table is missing rows"
     assert_clean(dom, "00_start_here")
+    shoot(browser, screenshots, "00_start_here-envcheck", ".seckill-envcheck")
     shoot(browser, screenshots, "00_start_here-diagram", ".jp-RenderedSVG")
     shoot(browser, screenshots, "00_start_here-chart", ".js-plotly-plot")
+    shoot(browser, screenshots, "00_start_here-course-map", ".seckill-course-map")
 
 
 def test_capacity_calculator_renders_and_reacts(lab, browser, screenshots):
@@ -259,9 +261,11 @@ def test_capacity_calculator_renders_and_reacts(lab, browser, screenshots):
                             .find(b => b.innerText.includes('db-direct'));
         if (!button) return false; button.click(); return true;""")
     assert clicked, "the design toggle button was not found"
-    verdict = _wait(lambda: (lambda v: v if "PostgreSQL" in v else None)(browser.execute_script(DOM_JS)["verdict"]),
-                    30, "the verdict to name PostgreSQL after switching to db-direct")
-    assert "The bottleneck is PostgreSQL" in verdict
+    def redrawn():
+        verdict = browser.execute_script(DOM_JS)["verdict"]
+        return verdict if "The bottleneck is PostgreSQL" in verdict else None
+
+    _wait(redrawn, 30, "the verdict to name PostgreSQL as the bottleneck after switching to db-direct")
     dom = browser.execute_script(DOM_JS)
     assert dom["plotly"] >= 2
     assert_clean(dom, "01_requirements_and_capacity after a click")

@@ -94,7 +94,7 @@ def test_a_port_held_by_a_foreign_listener_is_named_with_a_way_out(monkeypatch):
         assert not nginx.ok and not nginx.warning
         assert f"pid {os.getpid()}" in nginx.found and "not by this course" in nginx.found
         assert f"kill {os.getpid()}" in nginx.fix and "export SECKILL_NGINX_PORT=" in nginx.fix
-        moved_to = int(nginx.fix.split("export SECKILL_NGINX_PORT=")[1].split()[0])
+        moved_to = int(nginx.fix.split("export SECKILL_NGINX_PORT=")[1].split("`")[0])
         assert moved_to != port and not processes.port_open(moved_to)
     assert [c.ok for c in envcheck.check_ports(settings()) if c.name == f"nginx :{port}"] == [True]
 
@@ -139,3 +139,19 @@ def test_seckill_doctor(tmp_path, stack_urls):
     assert broken.returncode == 1
     assert "[FAIL] servers: redis-server" in broken.stdout and "fix: unset SECKILL_BIN_PATH" in broken.stdout
     assert "Traceback" not in broken.stdout + broken.stderr
+
+
+def test_require_lists_every_fix_and_renders_without_a_traceback():
+    from seckill.errors import SeckillError
+
+    report = envcheck.run(python=(3, 8, 0), available_memory=100 * 2**20)
+    with pytest.raises(envcheck.NotReady) as info:
+        report.require()
+    text = str(info.value)
+    assert text.startswith("Not ready yet: 2 problem(s)")
+    assert "fix: install Python 3.11+" in text and "fix: free at least" in text
+    shown = info.value._render_traceback_()  # what IPython prints instead of a traceback
+    assert len(shown) == len(text.splitlines()) and not any("Traceback" in line for line in shown)
+    assert isinstance(info.value, SeckillError)
+    fine = envcheck.Report([envcheck.Check("python", "Python", True, "3.11.7")])
+    assert fine.require() is fine and repr(fine) == str(fine)
