@@ -169,16 +169,19 @@ def tier() -> None:
 @click.option("--window", "window_s", type=click.FloatRange(min=0.1), default=None, help="Limit window, seconds.")
 @click.option("--nginx-rate", type=click.FloatRange(min=1), default=None, help="nginx limit_req, requests/s.")
 @click.option("--nginx-burst", type=click.IntRange(min=0), default=None, help="nginx limit_req burst.")
+@click.option("--local-slice", type=click.IntRange(min=1), default=None,
+              help="local-stock: units an instance leases from Redis at a time.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
-            nginx_burst, as_json) -> None:
-    """Start tier NAME (db-direct, flask, flask-x4, fastapi) on the running stack; prints its base URL."""
+            nginx_burst, local_slice, as_json) -> None:
+    """Start tier NAME (db-direct, flask, flask-x4, fastapi, local-stock) on the running stack; prints its base URL."""
     from . import tiers
 
     limits = {k: v for k, v in dict(bucket_rate=bucket_rate, bucket_capacity=bucket_capacity,
                                     user_limit=user_limit, ip_limit=ip_limit, window_s=window_s,
-                                    nginx_rate=nginx_rate, nginx_burst=nginx_burst).items()
+                                    nginx_rate=nginx_rate, nginx_burst=nginx_burst,
+                                    local_slice=local_slice).items()
               if v is not None}
     state = tiers.up(name, limits=limits, impl_name=impl_name)
     emit(state, as_json, state["base_url"])
@@ -374,6 +377,37 @@ def checklist_command(as_json: bool, lang: str) -> None:
     emit(report.as_dict(), as_json, checklist.render(report))
 
 
+# -- is this machine ready? ---------------------------------------------------------------
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def doctor(as_json: bool) -> None:
+    """Check Python, packages, server binaries, ports, memory and disk; each problem with its fix (exit 1 if any)."""
+    from . import envcheck
+
+    report = envcheck.run()
+    emit(report.as_dict(), as_json, str(report))
+    sys.exit(0 if report.ok else 1)
+
+
+# -- the benchmark (make bench) ---------------------------------------------------------------
+
+@main.command("bench")
+@click.option("--json", "as_json", is_flag=True, help="Print the record instead of the table.")
+@click.option("--quick", is_flag=True, help="A short smoke run (2 s per tier, small drain and confirm runs).")
+@click.option("--tier", "tier_names", multiple=True, metavar="NAME", help="Only this tier (repeatable).")
+@friendly
+def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...]) -> None:
+    """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
+    from . import bench
+
+    record = bench.run(list(tier_names) or None, quick=quick, progress=True)
+    emit(record, as_json, bench.table(record))
+    if bench.failed_tiers(record):
+        sys.exit(1)
+
+
 @main.command("watch-queue")
 @click.option("--threshold", required=True, type=click.IntRange(min=1),
               help="Alert when more orders than this wait in the queue.")
@@ -397,37 +431,6 @@ def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
         return
     fired = watcher.fired()
     click.echo(f"{len(watcher.samples)} samples, {len(fired)} alerts", err=True)
-
-
-# -- the benchmark (make bench) ---------------------------------------------------------------
-
-@main.command("bench")
-@click.option("--json", "as_json", is_flag=True, help="Print the record instead of the table.")
-@click.option("--quick", is_flag=True, help="A short smoke run (2 s per tier, small drain and confirm runs).")
-@click.option("--tier", "tier_names", multiple=True, metavar="NAME", help="Only this tier (repeatable).")
-@friendly
-def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...]) -> None:
-    """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
-    from . import bench
-
-    record = bench.run(list(tier_names) or None, quick=quick, progress=True)
-    emit(record, as_json, bench.table(record))
-    if bench.failed_tiers(record):
-        sys.exit(1)
-
-
-# -- is this machine ready? ---------------------------------------------------------------
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@friendly
-def doctor(as_json: bool) -> None:
-    """Check Python, packages, server binaries, ports, memory and disk; each problem with its fix (exit 1 if any)."""
-    from . import envcheck
-
-    report = envcheck.run()
-    emit(report.as_dict(), as_json, str(report))
-    sys.exit(0 if report.ok else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover
