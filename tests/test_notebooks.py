@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,7 +30,10 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path, stack_urls, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+    # The kernel talks over local socket files, not TCP ports: two test runs on one
+    # machine (test slots) can never pick the same port for their kernels.
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
+    client = NotebookClient(nb, km=km, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     # The kernel inherits this process's environment: the test stack's ports, SECKILL_IMPL=solutions.
     assert os.environ["SECKILL_IMPL"] == "solutions"
