@@ -587,7 +587,7 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
     started = time.monotonic()
     _say(progress, f"bench: {len(names)} tiers × {load.duration_s:g} s of wrk "
                    f"({'quick' if quick else 'full'}); stops any running tier")
-    s = _ready()
+    _ready()  # the stack up and healthy before the clock runs
     rows: list[dict] = []
     try:
         ceilings = {

@@ -13,7 +13,10 @@ away, and it only ever talks to the base URL it is given (loopback).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import urllib.error
+import urllib.request
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -128,3 +131,17 @@ def run_coroutine(coro):
         return asyncio.run(coro)
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def buy_once(base_url: str, product_id: int, user: str, ip: str = "10.250.0.1",
+             timeout_s: float = 10.0) -> tuple[int | None, dict]:
+    """One blocking buy: (HTTP status, JSON body), or (None, {}) when nothing answered at all."""
+    req = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
+                                 headers={"Content-Type": "application/json", "X-Forwarded-For": ip})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+    except OSError:
+        return None, {}

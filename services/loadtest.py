@@ -44,7 +44,7 @@ import pandas as pd
 from .results import results_dir
 from . import db, invariants
 from .store_sampler import StoreSampler
-from .config import REPO_ROOT, settings
+from .config import settings
 from .errors import SeckillError
 
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")

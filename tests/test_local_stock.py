@@ -13,7 +13,6 @@ import time
 
 import psutil
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from seckill import burst, invariants, local_stock, processes, tiers

@@ -26,7 +26,6 @@ one, drain, check.
 from __future__ import annotations
 
 import json
-import time
 
 from .. import broker, db, order_service, processes
 from ..config import settings

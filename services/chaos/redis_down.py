@@ -19,29 +19,17 @@ shows the other two on one Redis:
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 from .. import stack
 from ..config import settings
 from . import ChaosReport
 from .stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
+from ..burst import buy_once
 from .traffic import Traffic
 
 TITLE = "Redis stopped mid-sale, then back empty and rebuilt by reconciliation"
 NO_HANG_MS = 2000  # "at once": far above a healthy answer, far below a client's patience
-
-
-def _buy_once(base_url: str, product_id: int, user: str) -> tuple[int, dict]:
-    req = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
-                                 headers={"Content-Type": "application/json", "X-Forwarded-For": "10.250.0.1"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9202, stock: int = 2000,
@@ -83,7 +71,7 @@ def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9
 
             # a buyer from before the outage tries again: buyers were rebuilt, so no second item
             earlier = sorted(traffic.successful_users((0, t_down), open_product))
-            retry = _buy_once(base, open_product, earlier[0]) if earlier else (None, {})
+            retry = buy_once(base, open_product, earlier[0], "10.250.0.1") if earlier else (None, {})
             report.event(f"{earlier[0] if earlier else '-'} (bought before the outage) tries again: "
                          f"{retry[0]} {retry[1].get('error', '')}")
             time.sleep(after_s)

@@ -28,10 +28,7 @@ What happens, in order:
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 import redis as redis_lib
 
@@ -39,21 +36,10 @@ from .. import db, invariants, sentinel, stack
 from ..config import HOST, settings
 from . import ChaosReport
 from .stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
+from ..burst import buy_once
 from .traffic import Traffic
 
 TITLE = "primary killed with a replica and Sentinel watching"
-
-
-def _buy_once(base_url: str, product_id: int, user: str) -> tuple[int | None, dict]:
-    req = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
-                                 headers={"Content-Type": "application/json", "X-Forwarded-For": "10.252.0.1"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-    except OSError:
-        return None, {}
 
 
 def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: float = 100.0,
@@ -101,12 +87,12 @@ def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: fl
                              f"{len(lost)} of them are not on the new primary (made during the cut)")
                 if lost:  # one of them buys again: Redis forgot them, PostgreSQL did not
                     again = sorted(lost)[0]
-                    probe = _buy_once(base, product_id, again)
+                    probe = buy_once(base, product_id, again, "10.252.0.1")
                     for _ in range(50):  # 503 says "try again": so does this user (bounded)
                         if probe[0] != 503:
                             break
                         time.sleep(0.2)
-                        probe = _buy_once(base, product_id, again)
+                        probe = buy_once(base, product_id, again, "10.252.0.1")
                     report.event(f"{again} buys again: the gateway answers {probe[0]} "
                                  f"{probe[1].get('error') or ('success' if probe[1].get('success') else '')}")
                 traffic.wait_for(lambda a: traffic.now() >= t_promoted + after_s, timeout_s=after_s + 10)
