@@ -15,12 +15,9 @@ import redis as redis_lib
 
 from .. import bots, broker, burst, invariants, local_stock, processes, reconcile, tiers
 from ..config import Settings, settings
-from ..sale import create_sale
 from . import ChaosError, ChaosReport
+from .stage import CHAOS_LIMITS
 
-# Every simulated buyer sends once from an address of their own, so the per-user and
-# per-IP limits (5 and 100 per 10 s) never trigger; only the global bucket could.
-CHAOS_LIMITS = {"bucket_capacity": 100_000.0, "bucket_rate": 100_000.0}
 ORDER_SERVICE = tiers.ORDER_SERVICE.name
 
 
@@ -47,14 +44,6 @@ def tier_for(report: ChaosReport, tier: str | None) -> dict:
     state = tiers.up(name, limits=CHAOS_LIMITS, out=None)
     report.event(f"started the {name} tier at {state['base_url']}")
     return state
-
-
-def fresh_sale(report: ChaosReport, s: Settings, product_id: int, stock: int) -> None:
-    """Create the scenario's own sale, after letting orders of earlier runs drain (bounded)."""
-    if broker.queue_depth(s.amqp_url, s.queue):
-        invariants.wait_for_drain(s, product_id, timeout_s=30)
-    create_sale(s, product_id, stock, name=f"chaos {report.scenario}", force=True)
-    report.event(f"sale created: product {product_id}, stock {stock}")
 
 
 def buyers(prefix: str, n: int, first_ip: int) -> list[tuple[str, str]]:

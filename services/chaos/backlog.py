@@ -19,7 +19,8 @@ from .. import alerts, db
 from ..config import settings
 from ..invariants import order_count
 from . import ChaosReport
-from ._queue import (buy, buyers, check_books, fresh_sale, start_order_service, stop_order_service, tier_for,
+from .stage import fresh_sale
+from ._queue import (buy, buyers, check_books, start_order_service, stop_order_service, tier_for,
                      wait_until)
 
 TITLE = "order service stopped under load: the queue grows and an alert fires"

@@ -31,7 +31,8 @@ from .. import broker, db, order_service, processes
 from ..config import settings
 from ..invariants import written_order_ids
 from . import ChaosError, ChaosReport
-from ._queue import (ORDER_SERVICE, buy, buyers, check_books, fresh_sale, start_order_service,
+from .stage import fresh_sale
+from ._queue import (ORDER_SERVICE, buy, buyers, check_books, start_order_service,
                      start_order_service_unwatched, stop_order_service, tier_for, wait_until)
 
 TITLE = "order service killed after commit before ack, and before commit"

@@ -36,7 +36,8 @@ from .. import broker, burst, stack
 from ..invariants import written_order_ids
 from ..config import settings
 from . import ChaosReport
-from ._queue import (buy, buyers, check_books, consumers, fresh_sale, pause_order_service, redis_books, tier_for,
+from .stage import fresh_sale
+from ._queue import (buy, buyers, check_books, consumers, pause_order_service, redis_books, tier_for,
                      wait_until)
 
 TITLE = "RabbitMQ stopped mid-sale, then back"
