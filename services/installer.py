@@ -39,10 +39,17 @@ SERVERS = {
     "nginx": Server("nginx", "nginx", "nginx", "nginx", extra_dirs=("/usr/sbin",)),
 }
 
-# Tools the tests and benchmarks use besides the servers (Debian packages).
+# Tools the tests and benchmarks use besides the servers: a command (or a file) that
+# shows it is installed → its Debian package.
 TOOLS = {"docker-compose": "docker-compose", "wrk": "wrk", "redis-benchmark": "redis-tools",
          # the browser test drives JupyterLab in Debian's headless Chromium (no browser download)
-         "chromium": "chromium", "chromedriver": "chromium-driver"}
+         "chromium": "chromium", "chromedriver": "chromium-driver",
+         # a small CJK font, so the 中文 in the browser test's screenshots is text, not boxes
+         "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc": "fonts-wqy-microhei"}
+
+
+def _tool_present(tool: str) -> bool:
+    return os.path.exists(tool) if tool.startswith("/") else shutil.which(tool) is not None
 
 
 def _search_dirs(server: Server) -> list[str]:
@@ -129,7 +136,7 @@ def ensure_servers(names: list[str] | None = None, *, tools: list[str] = ()) -> 
     and cannot be installed here.
     """
     need = missing(names)
-    need_tools = [TOOLS[t] for t in tools if shutil.which(t) is None]
+    need_tools = [TOOLS[t] for t in tools if not _tool_present(t)]
     if not need and not need_tools:
         return
     if can_apt():
