@@ -137,7 +137,9 @@ def run_forever(max_backoff: float = 5.0) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)  # one line per order batch is enough
+    # pika logs every failed connection attempt as an ERROR with a traceback; while the
+    # broker is down that buries the log, and run_forever says the same in one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     run_forever()
 
 
