@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,9 +40,14 @@ class StackError(SeckillError):
     """The stack could not be brought to the asked state; the message says what to do."""
 
 
+_SAY = threading.Lock()  # the three servers start in parallel threads: one whole line at a time
+
+
 def _say(out: TextIO | None, text: str) -> None:
     if out is not None:
-        print(text, file=out, flush=True)
+        with _SAY:
+            out.write(text + "\n")
+            out.flush()
 
 
 # -- backend choice ------------------------------------------------------------
