@@ -142,7 +142,7 @@ TEXT: dict[str, dict] = {
                          "over-engineering (YAGNI). The choice flips when you need replay, many independent "
                          "consumers of the same events, or far more events than orders.",
                 "yours": "RabbitMQ took {confirms_pipelined} with pipelined confirms against "
-                         "{confirms_per_request} waiting for each confirm ({confirms_ratio}); your order service "
+                         "{confirms_per_request} waiting for each confirm, a ratio of {confirms_ratio}; your order service "
                          "wrote {drain_batched} in batches. Is that enough for 100,000 items in 10 s (seed)?",
             },
             "spamming": {
@@ -299,7 +299,7 @@ TEXT: dict[str, dict] = {
                          "补充：一条消息就是一件已售商品，不能丢，所以要消费者 ACK 和发布确认；当你需要回放、"
                          "多个独立消费者或远多于订单的事件量时，选择才会反过来。",
                 "yours": "RabbitMQ 流水线发布确认达到 {confirms_pipelined}，逐条等待确认是 {confirms_per_request}"
-                         "（{confirms_ratio}）；你的订单服务批量写入 {drain_batched}。这够 10 秒卖完 100000 件"
+                         "，比值 {confirms_ratio}；你的订单服务批量写入 {drain_batched}。这够 10 秒卖完 100000 件"
                          "（原文）吗？",
             },
             "spamming": {

@@ -279,3 +279,53 @@ def test_capacity_calculator_renders_and_reacts(lab, browser, screenshots):
     assert dom["plotly"] >= 2
     assert_clean(dom, "01_requirements_and_capacity after a click")
     shoot(browser, screenshots, "01_calculator-db-direct", ".seckill-verdict")
+
+
+REHEARSAL_JS = """
+const node = window.jupyterapp.shell.currentWidget.node;
+const eyes = Array.from(node.querySelectorAll('button')).filter(b => b.querySelector('.fa-eye'));
+return {
+  plays: node.querySelectorAll('.widget-play').length,
+  bars: node.querySelectorAll('.widget-hprogress').length,
+  textareas: node.querySelectorAll('.widget-textarea textarea').length,
+  reveal_disabled: eyes.map(b => b.disabled),
+  clock_labels: Array.from(node.querySelectorAll('.widget-play')).map(
+      p => (p.parentElement.querySelector(':scope > .widget-label') || {}).innerText || ''),
+  text: node.innerText,
+};
+"""
+
+
+def test_rehearsal_clock_ticks_and_model_answers_wait_for_yours(lab, browser, screenshots):
+    """Notebook 90 in a real browser: four clocks that run in the page, reveal refused until you wrote."""
+    from selenium.webdriver.common.by import By
+
+    base, token = lab
+    state = run_all(browser, base, token, "90_interview_rehearsal.ipynb", timeout=120)
+    assert not state["errors"], state["errors"]
+    dom = browser.execute_script(REHEARSAL_JS)
+    assert_clean(dom, "90_interview_rehearsal")
+    assert dom["plays"] == 4 and dom["bars"] >= 4, dom  # 30 s, 60 s, 60 s, 30 s
+    assert dom["reveal_disabled"] and all(dom["reveal_disabled"]), "a model answer can be revealed before writing"
+    assert "30 s left" in dom["clock_labels"][0], dom["clock_labels"]
+
+    # the first clock: press play, and the page counts down (Play ticks in the browser, the label in the kernel)
+    play = browser.find_elements(By.CSS_SELECTOR, ".widget-play button")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", play)
+    play.click()
+    ticked = _wait(lambda: (lambda label: label if label and "30 s left" not in label else None)(
+        browser.execute_script(REHEARSAL_JS)["clock_labels"][0]), 15, "the first clock to count down")
+    assert "s left" in ticked or "Time's up" in ticked
+    shoot(browser, screenshots, "90_rehearsal-clock", ".widget-play")
+
+    # the first card: write an answer, and only then may the model answer be revealed
+    eye = [b for b in browser.find_elements(By.CSS_SELECTOR, "button") if b.find_elements(By.CSS_SELECTOR, ".fa-eye")][0]
+    card_text = eye.find_element(By.XPATH, "./ancestor::div[contains(@class, 'widget-vbox')][1]")
+    answer = card_text.find_elements(By.CSS_SELECTOR, "textarea")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", answer)
+    answer.send_keys("RabbitMQ: acks and confirms; Kafka for a log of events.")
+    answer.send_keys("\t")  # leave the box: the widget syncs its value to the kernel
+    _wait(lambda: eye.is_enabled() or None, 15, "the reveal button to open once an answer is written")
+    eye.click()
+    _wait(lambda: "Model answer" in card_text.text or None, 15, "the model answer after the reveal")
+    shoot(browser, screenshots, "90_rehearsal-card", ".fa-eye")
