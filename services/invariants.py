@@ -102,8 +102,7 @@ def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | se
         try:
             raw = r.get(f"stock:{product_id}")
             redis_stock = int(raw) if raw is not None else None
-            held = sum(local_stock.live_leases(r, product_id).values())
-            stranded = sum(local_stock.stranded_leases(r, product_id).values())
+            held, stranded = local_stock.lease_totals(r, product_id)
         except redis_lib.RedisError:
             pass
     return SaleCheck(

@@ -252,6 +252,12 @@ def leases(redis, product_id: int) -> dict[str, tuple[int, bool]]:
     return out
 
 
+def lease_totals(redis, product_id: int) -> tuple[int, int]:
+    """(units held by live instances, units stranded by dead ones), from one read of the leases."""
+    all_leases = leases(redis, product_id).values()
+    return (sum(held for held, alive in all_leases if alive), sum(held for held, alive in all_leases if not alive))
+
+
 def live_leases(redis, product_id: int) -> dict[str, int]:
     """Units held by instances that are alive (they will sell them, or give them back)."""
     return {i: held for i, (held, alive) in leases(redis, product_id).items() if alive}

@@ -295,11 +295,9 @@ def _rejected(s: Settings, order_ids: list[str]) -> set[str]:
 
 def _leases(r, product_id: int) -> tuple[int, int]:
     """(units held by live local-stock instances, units stranded by dead ones); (0, 0) without tier T4."""
-    try:
-        from . import local_stock
-    except ImportError:
-        return 0, 0
-    return sum(local_stock.live_leases(r, product_id).values()), sum(local_stock.stranded_leases(r, product_id).values())
+    from . import local_stock
+
+    return local_stock.lease_totals(r, product_id)
 
 
 def snapshot(s: Settings, r, product_id: int | None = None, queue_timeout_s: float = 30.0) -> dict[int, Snapshot]:
