@@ -51,7 +51,7 @@ def main() -> None:
 @friendly
 def up() -> None:
     """Start Redis, PostgreSQL and RabbitMQ (reuses what runs) and print their URLs."""
-    urls = stack.up()
+    urls = stack.up(out=sys.stderr)  # progress on stderr: stdout stays the URLs
     for name, url in urls.items():
         click.echo(f"{name}={url}")
 
@@ -60,7 +60,7 @@ def up() -> None:
 @friendly
 def down() -> None:
     """Stop everything this checkout started (services and tiers), and nothing else."""
-    stack.down()
+    stack.down(out=sys.stderr)
 
 
 @main.command()
@@ -90,7 +90,7 @@ def reset(yes: bool) -> None:
     """Stop everything and wipe all data under .run/."""
     if not yes and sys.stdin.isatty():
         click.confirm("Wipe all Redis, RabbitMQ and PostgreSQL data of this checkout?", abort=True)
-    stack.reset()
+    stack.reset(out=sys.stderr)
 
 
 @main.command("install-servers")
@@ -183,7 +183,7 @@ def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit,
                                     nginx_rate=nginx_rate, nginx_burst=nginx_burst,
                                     local_slice=local_slice).items()
               if v is not None}
-    state = tiers.up(name, limits=limits, impl_name=impl_name)
+    state = tiers.up(name, limits=limits, impl_name=impl_name, out=sys.stderr)
     emit(state, as_json, state["base_url"])
 
 
@@ -193,7 +193,7 @@ def tier_down() -> None:
     """Stop the running tier (the stack keeps running)."""
     from . import tiers
 
-    tiers.down()
+    tiers.down(out=sys.stderr)
 
 
 @tier.command("status")
@@ -230,7 +230,7 @@ def lab(headless: bool, port: int) -> None:
     from .config import REPO_ROOT
     from . import processes
 
-    stack.up()
+    stack.up(out=sys.stderr)
     if processes.port_open(port):
         raise UserError(f"port {port} is taken by {processes.who_listens(port)}; pass --port with a free one")
     token = os.environ.get("SECKILL_LAB_TOKEN") or secrets.token_hex(16)

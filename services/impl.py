@@ -4,6 +4,13 @@
 ``SECKILL_IMPL=labs`` runs the learner's code in labs/, so their own token
 bucket and Lua script face the load test. A path to a folder holding the same
 modules works too (graders use it to try other implementations).
+
+The running system (gateways, order service, tiers started with ``labs``) uses
+:func:`running`: each piece comes from labs/ when the learner has started it
+(the file is no longer the generated skeleton) and from solutions/ otherwise,
+so lab 10's bucket runs in the real system before labs 11-14 are written.
+:func:`describe` says which is which in one line. A notebook's own experiments
+keep :func:`load`, which never substitutes: the learner sees their own code.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from types import ModuleType
 from .errors import SeckillError
 
 PIECES = ("token_bucket", "rate_limit", "stock", "producer", "consumer")
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ImplError(SeckillError):
@@ -52,3 +60,62 @@ def load(piece: str, impl: str | None = None) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _make_labs() -> ModuleType:
+    """tools/make_labs.py, which knows what the untouched skeleton of each lab looks like."""
+    name = "_seckill_make_labs"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "make_labs.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def started(piece: str, labs_dir: Path | None = None, solutions_dir: Path | None = None) -> bool:
+    """Has the learner started ``piece``: is labs/<piece>.py anything but the generated skeleton?
+
+    An untouched skeleton only raises NotImplementedError, so the running system
+    uses the reference for it. A file the learner edited counts as theirs, even
+    half-written: they are working on it and want to see it run (or fail).
+    """
+    labs_dir = labs_dir or REPO_ROOT / "labs"
+    solutions_dir = solutions_dir or REPO_ROOT / "solutions"
+    lab = labs_dir / f"{piece}.py"
+    if not lab.is_file():
+        return False
+    solution = solutions_dir / f"{piece}.py"
+    skeleton = _make_labs().make_lab(solution.read_text(encoding="utf-8"), solution.name)
+    return lab.read_text(encoding="utf-8") != skeleton
+
+
+def choice(piece: str, impl: str | None = None) -> str:
+    """Where the running system takes ``piece`` from: "labs" or "solutions" (or impl's folder)."""
+    impl = impl or current()
+    if impl != "labs":
+        return impl
+    return "labs" if started(piece) else "solutions"
+
+
+def running(piece: str, impl: str | None = None) -> ModuleType:
+    """The module the running system uses for ``piece`` (see :func:`choice`)."""
+    return load(piece, choice(piece, impl))
+
+
+def describe(impl: str | None = None) -> str:
+    """One line: whose code each piece runs, e.g.
+    "token_bucket: yours · rate_limit, stock, producer, consumer: reference"."""
+    impl = impl or current()
+    if impl == "solutions":
+        return "all pieces: reference (solutions/)"
+    if impl != "labs":
+        return f"all pieces: {impl}"
+    yours = [p for p in PIECES if choice(p, impl) == "labs"]
+    ours = [p for p in PIECES if p not in yours]
+    parts = []
+    if yours:
+        parts.append(f"{', '.join(yours)}: yours (labs/)")
+    if ours:
+        parts.append(f"{', '.join(ours)}: reference (solutions/)")
+    return " · ".join(parts)

@@ -83,7 +83,7 @@ def _compose(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
 
 # -- up ------------------------------------------------------------------------
 
-def up(out: TextIO | None = sys.stderr) -> dict[str, str]:
+def up(out: TextIO | None = sys.stdout) -> dict[str, str]:
     """Start Redis, PostgreSQL and RabbitMQ unless they run; return their URLs.
 
     Idempotent: a second call finds them running and only checks them.
@@ -227,7 +227,7 @@ def healthy() -> bool:
 
 # -- down, logs, reset -------------------------------------------------------------
 
-def down(out: TextIO | None = sys.stderr) -> list[str]:
+def down(out: TextIO | None = sys.stdout) -> list[str]:
     """Stop every process this checkout started (tiers included). Returns their names."""
     s = settings()
     if backend() == "docker":
@@ -258,7 +258,7 @@ def logs(service: str, lines: int = 60) -> str:
     return processes.tail(path, lines)
 
 
-def reset(out: TextIO | None = sys.stderr) -> None:
+def reset(out: TextIO | None = sys.stdout) -> None:
     """Stop everything and wipe all data: the next `up` starts from empty servers."""
     s = settings()
     down(out)

@@ -9,6 +9,7 @@ stock) are added to TIERS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from . import broker, impl, nginx, processes, stack
 from .errors import SeckillError
@@ -185,11 +186,14 @@ def limits_env(limits: Limits) -> dict[str, str]:
 
 
 def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-       out: TextIO | None = sys.stderr, extra_env: dict[str, str] | None = None) -> dict:
+       out: TextIO | None = sys.stdout, extra_env: dict[str, str] | None = None) -> dict:
     """Start tier ``name`` (and the stack if needed); return its record with base_url.
 
     ``extra_env`` reaches every process of the tier: failure labs use it to switch
     an injection point on (SECKILL_INJECT=...) or to point the gateways at Sentinel.
+    With ``impl_name="labs"`` each piece is the learner's once they started it and
+    the reference before (see impl.running); the record's "pieces" says which, and
+    that line is printed first. Progress goes to ``out`` (stdout: it is not an error).
     """
     if name not in TIERS:
         raise TierError(f"no tier called {name!r}; choose one of: {', '.join(TIERS)}")
@@ -205,6 +209,9 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     chosen = replace(s.limits, **(limits or {}))
     if chosen.local_slice < 1:
         raise TierError(f"local_slice must be at least 1 (SECKILL_LOCAL_SLICE / --local-slice), not {chosen.local_slice}")
+    pieces = impl.describe(impl_name)
+    if out and impl_name == "labs":
+        print(f"• code: {pieces}", file=out, flush=True)
     env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen), **(extra_env or {})})
     started = []
     try:
@@ -226,13 +233,29 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
         for pname in started:
             processes.stop(s.run_dir, pname, timeout=10)
         raise
-    state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name,
+    state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name, "pieces": pieces,
              "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {})}
     _state_path(s).write_text(json.dumps(state, indent=2))
     return state
 
 
-def down(out: TextIO | None = sys.stderr) -> list[str]:
+@contextlib.contextmanager
+def running(name: str, *, limits: dict | None = None, impl_name: str | None = None,
+            out: TextIO | None = sys.stdout, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+    """``with tiers.running("flask", impl_name="labs") as tier:`` — :func:`up`, and :func:`down` however the block ends.
+
+    A notebook section that starts a tier does its work inside the block, so a
+    failing cell (a crash in the learner's code, an interrupt) never leaves the
+    gateways running; assertions come after the block, on what it recorded.
+    """
+    state = up(name, limits=limits, impl_name=impl_name, out=out, extra_env=extra_env)
+    try:
+        yield state
+    finally:
+        down(out=out)
+
+
+def down(out: TextIO | None = sys.stdout) -> list[str]:
     """Stop the running tier's processes (gateways and order service), not the stack."""
     s = settings()
     names = set()
