@@ -16,6 +16,7 @@ keep :func:`load`, which never substitutes: the learner sees their own code.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -41,11 +42,33 @@ def learner() -> str:
     return os.environ.get("SECKILL_IMPL") or "labs"
 
 
+class _FolderFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules load() imported from a folder again, so importlib.reload() works on them too."""
+
+    files: dict[str, Path] = {}
+
+    @classmethod
+    def install(cls) -> None:
+        if not any(isinstance(f, cls) for f in sys.meta_path):
+            sys.meta_path.append(cls())
+
+    def find_spec(self, name, path=None, target=None):
+        file = self.files.get(name)
+        return importlib.util.spec_from_file_location(name, file) if file else None
+
+
+def labs_dir() -> Path:
+    """The learner's workspace: labs/ of this checkout, or $SECKILL_LABS_DIR (tests use a copy)."""
+    return Path(os.environ.get("SECKILL_LABS_DIR") or REPO_ROOT / "labs").expanduser().resolve()
+
+
 def load(piece: str, impl: str | None = None) -> ModuleType:
     """Import ``piece`` (e.g. "stock") from the chosen implementation."""
     if piece not in PIECES:
         raise ImplError(f"unknown piece {piece!r}; the pieces are {', '.join(PIECES)}")
     impl = impl or current()
+    if impl == "labs" and labs_dir() != REPO_ROOT / "labs":
+        impl = str(labs_dir())
     if impl in ("solutions", "labs"):
         return importlib.import_module(f"{impl}.{piece}")
     folder = Path(impl).expanduser().resolve()
@@ -55,6 +78,8 @@ def load(piece: str, impl: str | None = None) -> ModuleType:
     name = f"_seckill_impl_{abs(hash(str(folder)))}_{piece}"
     if name in sys.modules:
         return sys.modules[name]
+    _FolderFinder.install()
+    _FolderFinder.files[name] = path
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -73,16 +98,16 @@ def _make_labs() -> ModuleType:
     return sys.modules[name]
 
 
-def started(piece: str, labs_dir: Path | None = None, solutions_dir: Path | None = None) -> bool:
+def started(piece: str, folder: Path | None = None, solutions_dir: Path | None = None) -> bool:
     """Has the learner started ``piece``: is labs/<piece>.py anything but the generated skeleton?
 
     An untouched skeleton only raises NotImplementedError, so the running system
     uses the reference for it. A file the learner edited counts as theirs, even
     half-written: they are working on it and want to see it run (or fail).
     """
-    labs_dir = labs_dir or REPO_ROOT / "labs"
+    folder = folder or labs_dir()
     solutions_dir = solutions_dir or REPO_ROOT / "solutions"
-    lab = labs_dir / f"{piece}.py"
+    lab = folder / f"{piece}.py"
     if not lab.is_file():
         return False
     solution = solutions_dir / f"{piece}.py"

@@ -43,6 +43,21 @@ class StackError(SeckillError):
 _SAY = threading.Lock()  # the three servers start in parallel threads: one whole line at a time
 
 
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is at the time (a notebook cell's, pytest's capture), not at import."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+# Where progress lines go by default: stdout, because "• redis already running" is not an error
+# (in a notebook, stderr shows as a pink error box). The CLI passes sys.stderr: its stdout is data.
+STDOUT = _CurrentStdout()
+
+
 def _say(out: TextIO | None, text: str) -> None:
     if out is not None:
         with _SAY:
@@ -83,7 +98,7 @@ def _compose(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
 
 # -- up ------------------------------------------------------------------------
 
-def up(out: TextIO | None = sys.stdout) -> dict[str, str]:
+def up(out: TextIO | None = STDOUT) -> dict[str, str]:
     """Start Redis, PostgreSQL and RabbitMQ unless they run; return their URLs.
 
     Idempotent: a second call finds them running and only checks them.
@@ -227,7 +242,7 @@ def healthy() -> bool:
 
 # -- down, logs, reset -------------------------------------------------------------
 
-def down(out: TextIO | None = sys.stdout) -> list[str]:
+def down(out: TextIO | None = STDOUT) -> list[str]:
     """Stop every process this checkout started (tiers included). Returns their names."""
     s = settings()
     if backend() == "docker":
@@ -258,7 +273,7 @@ def logs(service: str, lines: int = 60) -> str:
     return processes.tail(path, lines)
 
 
-def reset(out: TextIO | None = sys.stdout) -> None:
+def reset(out: TextIO | None = STDOUT) -> None:
     """Stop everything and wipe all data: the next `up` starts from empty servers."""
     s = settings()
     down(out)

@@ -186,7 +186,7 @@ def limits_env(limits: Limits) -> dict[str, str]:
 
 
 def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-       out: TextIO | None = sys.stdout, extra_env: dict[str, str] | None = None) -> dict:
+       out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None) -> dict:
     """Start tier ``name`` (and the stack if needed); return its record with base_url.
 
     ``extra_env`` reaches every process of the tier: failure labs use it to switch
@@ -241,7 +241,7 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
 
 @contextlib.contextmanager
 def running(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-            out: TextIO | None = sys.stdout, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+            out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
     """``with tiers.running("flask", impl_name="labs") as tier:`` — :func:`up`, and :func:`down` however the block ends.
 
     A notebook section that starts a tier does its work inside the block, so a
@@ -255,7 +255,7 @@ def running(name: str, *, limits: dict | None = None, impl_name: str | None = No
         down(out=out)
 
 
-def down(out: TextIO | None = sys.stdout) -> list[str]:
+def down(out: TextIO | None = stack.STDOUT) -> list[str]:
     """Stop the running tier's processes (gateways and order service), not the stack."""
     s = settings()
     names = set()
