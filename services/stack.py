@@ -147,10 +147,11 @@ def _start_missing(s: Settings, out: TextIO | None, only: tuple[str, ...] = SERV
             continue
         # Something of ours may be half-alive after a crash: clear it first.
         processes.stop(s.run_dir, server.name, timeout=10)
-        if processes.port_open(server.port):
+        if not processes.port_free(server.port):  # by binding, as the server will
             env_var = f"SECKILL_{'AMQP' if server.name == 'rabbitmq' else server.name.upper()}_PORT"
             raise StackError(f"port {server.port} for {server.name} is taken by "
-                             f"{processes.who_listens(server.port)}; stop it or set {env_var} to a free port")
+                             f"{processes.who_listens(server.port)}; stop it or "
+                             f"`export {env_var}={processes.free_port_near(server.port)}`")
         to_start.append(server)
 
     def launch(server: servers.NativeServer) -> processes.Record:

@@ -218,9 +218,12 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
         for proc in tier.procs:
             t0 = time.monotonic()
             port = proc.port(s)
-            if port and processes.port_open(port):
+            if port and not processes.port_free(port):  # by binding, as the gateway will
+                base = s.ports.nginx if port == s.ports.nginx else s.ports.gateway  # flask-x4: gateway + 1..4
+                variable = "SECKILL_NGINX_PORT" if port == s.ports.nginx else "SECKILL_GATEWAY_PORT"
                 raise TierError(f"port {port} for {proc.name} is taken by {processes.who_listens(port)}; "
-                                f"stop it or move the tier with SECKILL_GATEWAY_PORT / SECKILL_NGINX_PORT")
+                                f"stop it or move the tier: `export {variable}="
+                                f"{processes.free_port_near(base, taken=(port,))}`")
             if out:
                 print(f"• {proc.name:<14}starting …", file=out, flush=True)
             ready = (lambda p=proc: p.ready(s)) if proc.ready else None
