@@ -220,30 +220,24 @@ def consumer() -> None:
 
 @main.command()
 @click.option("--headless", is_flag=True, help="Print the URL instead of opening a browser.")
-@click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535))
+@click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535),
+              envvar="SECKILL_LAB_PORT", show_envvar=True, help="JupyterLab's port (make lab PORT=...).")
 @friendly
 def lab(headless: bool, port: int) -> None:
-    """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C)."""
-    import os
-    import secrets
+    """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C).
 
-    from .config import REPO_ROOT
-    from . import processes
+    Progress on stdout, Jupyter's own log in .run/logs/jupyterlab.log, and the
+    URL with its token as the last line.
+    """
+    from . import jupyterlab
 
-    stack.up(out=sys.stderr)
-    if processes.port_open(port):
-        raise UserError(f"port {port} is taken by {processes.who_listens(port)}; pass --port with a free one")
-    token = os.environ.get("SECKILL_LAB_TOKEN") or secrets.token_hex(16)
-    url = f"http://127.0.0.1:{port}/lab?token={token}"
-    click.echo(f"JupyterLab: {url}", err=True)
-    args = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={REPO_ROOT / 'notebooks'}",
-            "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-            "--ServerApp.port_retries=0"]
-    if headless:
-        args.append("--no-browser")
-    if os.geteuid() == 0:
-        args.append("--allow-root")
-    os.execv(sys.executable, args)
+    jupyterlab.install_sigterm()
+    try:
+        stack.up(out=sys.stdout)
+        code = jupyterlab.serve(port, headless=headless)
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
 
 
 # -- graded labs -------------------------------------------------------------------------
