@@ -3,7 +3,9 @@
 What it adds to a plain `jupyter lab`, each because a learner hit it:
   * its port from ``--port``, ``$SECKILL_LAB_PORT`` or ``make lab PORT=…``, checked by binding;
   * no "get notified about official Jupyter news?" pop-up over every page: the
-    course's settings say Never (an ``overrides.json`` in this venv's JupyterLab);
+    course's settings say Never (an ``overrides.json`` in this venv's JupyterLab),
+    and widget state is saved with the notebook (a reopened calculator shows its
+    last chart, not "model not found");
   * terminals opened in it find ``seckill``: the server (and so every terminal it
     starts) has this venv's bin/ first on PATH;
   * Jupyter's own log goes to ``.run/logs/jupyterlab.log``; the terminal shows the
@@ -31,6 +33,8 @@ DEFAULT_PORT = 18888
 # JupyterLab reads default settings from <sys.prefix>/share/jupyter/lab/settings/overrides.json.
 OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+    # Save widget state with the notebook: a calculator reopened without a kernel still shows its last chart.
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
 }
 
 
