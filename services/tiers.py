@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import urllib.request
@@ -26,6 +27,34 @@ from .config import HOST, Limits, Settings, settings
 
 class TierError(SeckillError):
     """A tier cannot be started or found; the message says what to do."""
+
+
+class LabCodeError(TierError):
+    """The tier ran a piece of the learner's labs/ that is not written yet; one line says which and where."""
+
+
+# What a tier process logs when it ran a skeleton (the message tools/make_labs.py writes).
+_SKELETON_IN_LOG = re.compile(r"NotImplementedError: ([\w.]+ in labs/\w+\.py is not written yet — see \S+)")
+
+
+def lab_problems(state: dict) -> list[str]:
+    """One line per distinct unwritten lab the tier's processes ran since ``state`` was started (from their logs)."""
+    from . import lab_errors
+
+    s = settings()
+    found: list[str] = []
+    for name, offset in (state.get("log_offsets") or {}).items():
+        try:
+            with open(s.run_dir / "logs" / f"{name}.log", "rb") as f:
+                f.seek(offset)
+                text = f.read(4_000_000).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for message in dict.fromkeys(_SKELETON_IN_LOG.findall(text)):
+            line = f"{name} ran {lab_errors.one_line(NotImplementedError(message))}"
+            if line not in found:
+                found.append(line)
+    return found
 
 
 @dataclass(frozen=True)
@@ -214,6 +243,13 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
         print(f"• code: {pieces}", file=out, flush=True)
     env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen), **(extra_env or {})})
     started = []
+    # Where each process's log ends now: lab_problems() reads only what this run of the tier wrote.
+    offsets = {}
+    for proc in tier.procs:
+        try:
+            offsets[proc.name] = (s.run_dir / "logs" / f"{proc.name}.log").stat().st_size
+        except OSError:
+            offsets[proc.name] = 0
     try:
         for proc in tier.procs:
             t0 = time.monotonic()
@@ -237,7 +273,8 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
             processes.stop(s.run_dir, pname, timeout=10)
         raise
     state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name, "pieces": pieces,
-             "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {})}
+             "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {}),
+             "log_offsets": offsets}
     _state_path(s).write_text(json.dumps(state, indent=2))
     return state
 
@@ -250,12 +287,18 @@ def running(name: str, *, limits: dict | None = None, impl_name: str | None = No
     A notebook section that starts a tier does its work inside the block, so a
     failing cell (a crash in the learner's code, an interrupt) never leaves the
     gateways running; assertions come after the block, on what it recorded.
+    When the block ends and the tier's logs show it ran an unwritten lab (a file
+    the learner started but not finished), LabCodeError says which, in one line,
+    instead of leaving them to wonder about a burst of 500s.
     """
     state = up(name, limits=limits, impl_name=impl_name, out=out, extra_env=extra_env)
     try:
         yield state
     finally:
+        problems = lab_problems(state)
         down(out=out)
+    if problems:
+        raise LabCodeError(" · ".join(problems))
 
 
 def down(out: TextIO | None = stack.STDOUT) -> list[str]:

@@ -88,3 +88,21 @@ def test_running_stops_the_tier_when_the_block_fails(s, stack_urls):
         with tiers.running("flask", impl_name="solutions", limits=BURST_LIMITS, out=None):
             1 / 0
     assert tiers.current(s) is None
+
+
+def test_a_started_but_unfinished_piece_runs_and_the_block_ends_in_one_line(s, stack_urls, workspace):
+    """The learner began labs/stock.py (any edit) but reserve_once still raises: the tier runs THEIR code
+    (500s), and the `with` block ends in one line naming the function, the file and the section."""
+    stock = workspace / "stock.py"
+    stock.write_text(stock.read_text() + "\n# I started here\n")
+    with pytest.raises(tiers.LabCodeError) as caught:
+        with tiers.running("flask", impl_name="labs", limits=BURST_LIMITS, out=None) as state:
+            create_sale(s, 523, 10, force=True)
+            result = burst.buy_burst(state["base_url"], 523, users=20, requests=20, concurrency=5)
+    assert result.counts["server_error"] == 20, result.summary()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("gateway ran labs/stock.py: StockCache.reserve_once is not written yet — "
+                              "notebooks/12_stock_reservation.ipynb, section"), message
+    assert caught.value._render_traceback_() == [f"\x1b[31mLabCodeError\x1b[0m: {message}"]
+    assert tiers.current(s) is None
