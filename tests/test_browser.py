@@ -345,7 +345,8 @@ w.content.widgets.forEach((cell, i) => {
     if (out.output_type === 'stream' && out.name === 'stdout') text.push(out.text);
   }
 });
-const shown = Array.from(w.node.querySelectorAll('.jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]'))
+// JupyterLab renders an error's traceback (and stderr) under the stderr mime type
+const shown = Array.from(w.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'))
                    .map(e => e.innerText);
 return {errors, stderr, stdout: text.join(''), shown};
 """
@@ -367,13 +368,16 @@ def first_hour(stack_urls, tmp_path_factory):
     autosave = root / "settings" / "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings"
     autosave.parent.mkdir(parents=True, exist_ok=True)
     autosave.write_text(json.dumps({"autosave": False}))
+    # The test drives JupyterLab through window.jupyterapp (as the other browser tests do via the flag).
+    (root / "config").mkdir()
+    (root / "config" / "jupyter_lab_config.json").write_text(json.dumps({"LabApp": {"expose_app_in_browser": True}}))
     from seckill import processes
 
     port, token = processes.free_port_near(20_300 + os.getpid() % 500), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "SECKILL_IMPL"}  # a learner has none: their labs/
     env.update(SECKILL_LAB_TOKEN=token, SECKILL_LABS_DIR=str(workspace), PATH="/usr/bin:/bin",
                JUPYTERLAB_SETTINGS_DIR=str(root / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
-               JUPYTER_RUNTIME_DIR=str(root / "runtime"))
+               JUPYTER_RUNTIME_DIR=str(root / "runtime"), JUPYTER_CONFIG_DIR=str(root / "config"))
     out = open(root / "make-lab.out", "w+")
     proc = subprocess.Popen(["make", "--no-print-directory", "lab", "HEADLESS=1", f"PORT={port}"], cwd=REPO,
                             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -406,7 +410,12 @@ def test_lab_10_done_runs_to_the_end_in_the_real_system(first_hour, browser, scr
     base, token = first_hour
     state = run_all(browser, base, token, "10_token_bucket.ipynb", timeout=280)
     outputs = browser.execute_script(OUTPUTS_JS)
-    shoot(browser, screenshots, "10_first_hour-end", ".jp-Cell:last-child")
+    browser.execute_script("""
+        const outs = Array.from(window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-OutputArea-output'));
+        const tier = outs.find(o => o.innerText.includes('• code:'));
+        if (tier) tier.scrollIntoView({block: 'start'});""")
+    time.sleep(0.5)
+    shoot(browser, screenshots, "10_first_hour-real-system")
     assert not state["errors"] and state["unrun"] == 0, state
     assert not outputs["stderr"], outputs["stderr"]
     assert "• code: token_bucket: yours (labs/) · rate_limit, stock, producer, consumer: reference" \
@@ -422,7 +431,7 @@ def test_lab_12_with_the_skeleton_stops_with_one_line(first_hour, browser, scree
     base, token = first_hour
     state = run_all(browser, base, token, "12_stock_reservation.ipynb", timeout=200)
     outputs = browser.execute_script(OUTPUTS_JS)
-    shoot(browser, screenshots, "12_skeleton-error", ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    shoot(browser, screenshots, "12_skeleton-error", ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert len(outputs["errors"]) == 1, outputs["errors"]
     [error] = outputs["errors"]
     assert error["ename"] == "NotImplementedError" and len(error["traceback"]) == 1, error
