@@ -143,6 +143,7 @@ def _ipython_handler(shell, etype, value, tb, tb_offset=None):
         else:
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset, running_compiled_code=True)
         return []
+    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # %debug still reaches the frames
     stb = [f"\x1b[31m{etype.__name__}\x1b[0m: {line}"]
     shell._showtraceback(etype, value, stb)
     return stb
