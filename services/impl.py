@@ -111,7 +111,10 @@ def started(piece: str, folder: Path | None = None, solutions_dir: Path | None =
     if not lab.is_file():
         return False
     solution = solutions_dir / f"{piece}.py"
-    skeleton = _make_labs().make_lab(solution.read_text(encoding="utf-8"), solution.name)
+    try:
+        skeleton = _make_labs().make_lab(solution.read_text(encoding="utf-8"), solution.name)
+    except (OSError, ImportError):  # no generator or reference at hand: the learner's file is all we have
+        return True
     return lab.read_text(encoding="utf-8") != skeleton
 
 
