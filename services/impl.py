@@ -94,7 +94,11 @@ def _make_labs() -> ModuleType:
         spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "make_labs.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
     return sys.modules[name]
 
 
