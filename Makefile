@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (see README):
 #   make lab    install everything, start the stack, open JupyterLab on notebooks/
-#               (make lab HEADLESS=1 prints the URL instead of opening a browser)
+#               (make lab HEADLESS=1 prints the URL instead of opening a browser;
+#                make lab PORT=8890 serves JupyterLab on another port, as does SECKILL_LAB_PORT)
 #   make test   install everything, then run every test against real services
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,12 +9,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HEADLESS ?=
+PORT ?=
 PYTEST_ARGS ?=
 
 .PHONY: lab test servers tools down clean labs-sync help bench
 
 help:
-	@echo "make lab [HEADLESS=1]   start the stack and JupyterLab on the course"
+	@echo "make lab [HEADLESS=1] [PORT=18888]   start the stack and JupyterLab on the course"
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
@@ -39,7 +41,7 @@ tools: $(STAMP)
 	@$(BIN)/seckill install-servers --with-tools
 
 lab: servers
-	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,)
+	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,) $(if $(filter command line,$(origin PORT)),--port $(PORT),)
 
 test: tools
 	@$(BIN)/python tools/make_labs.py --check

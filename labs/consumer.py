@@ -129,7 +129,7 @@ class OrderConsumer:
         order_rejections with their reason.
         """
         order = validate_order(order)
-        raise NotImplementedError("Lab: implement OrderConsumer.handle — see notebooks/14_order_consumer.ipynb")
+        raise NotImplementedError("OrderConsumer.handle in labs/consumer.py is not written yet — see notebooks/14_order_consumer.ipynb")
 
     # -- a batch at a time -----------------------------------------------------
 
@@ -201,7 +201,7 @@ class OrderConsumer:
 
     def _write_then_ack(self, channel, batch: list[tuple[int, dict]]) -> None:
         """Commit the batch, THEN acknowledge it: a crash in between only causes a redelivery."""
-        raise NotImplementedError("Lab: implement OrderConsumer._write_then_ack — see notebooks/14_order_consumer.ipynb")
+        raise NotImplementedError("OrderConsumer._write_then_ack in labs/consumer.py is not written yet — see notebooks/14_order_consumer.ipynb")
 
 
 def _columns(orders: list[dict], *fields: str) -> list[list]:

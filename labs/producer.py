@@ -61,7 +61,7 @@ class OrderProducer:
 
     def _open_channel(self):
         """Connect and prepare a channel: durable queue, publisher confirms on."""
-        raise NotImplementedError("Lab: implement OrderProducer._open_channel — see notebooks/13_order_producer.ipynb")
+        raise NotImplementedError("OrderProducer._open_channel in labs/producer.py is not written yet — see notebooks/13_order_producer.ipynb")
 
     def _usable_channel(self):
         """The open channel, reconnecting if there is none or the broker went away.
@@ -84,7 +84,7 @@ class OrderProducer:
         """Publish `order` and wait for the broker's confirm; raise PublishError if it fails."""
         body = json.dumps(order).encode("utf-8")
         order_id = order.get("order_id")
-        raise NotImplementedError("Lab: implement OrderProducer.send_order — see notebooks/13_order_producer.ipynb")
+        raise NotImplementedError("OrderProducer.send_order in labs/producer.py is not written yet — see notebooks/13_order_producer.ipynb")
 
     def _discard_connection(self) -> None:
         """Forget the connection (closing it if still open) so the next send reconnects."""

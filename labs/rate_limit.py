@@ -101,7 +101,7 @@ class RedisRateLimiter:
 
     def allow(self, key: str) -> bool:
         """Count one request for `key`; True while the window's count is within the limit."""
-        raise NotImplementedError("Lab: implement RedisRateLimiter.allow — see notebooks/11_rate_limits.ipynb")
+        raise NotImplementedError("RedisRateLimiter.allow in labs/rate_limit.py is not written yet — see notebooks/11_rate_limits.ipynb")
 
     def retry_after(self, key: str) -> float:
         """Seconds until `key`'s window resets (0.0 when it has no window running).
@@ -109,7 +109,7 @@ class RedisRateLimiter:
         A blocked client should be told this (HTTP Retry-After) rather than
         left to retry at once and make the storm worse.
         """
-        raise NotImplementedError("Lab: implement RedisRateLimiter.retry_after — see notebooks/11_rate_limits.ipynb")
+        raise NotImplementedError("RedisRateLimiter.retry_after in labs/rate_limit.py is not written yet — see notebooks/11_rate_limits.ipynb")
 
 
 class SlidingWindowLimiter:
@@ -171,4 +171,4 @@ class LayeredLimiter:
 
     def check(self, user_id: str, client_ip: str) -> LimitVerdict:
         """Count this request against the user, then the IP; say which layer (if any) blocks it."""
-        raise NotImplementedError("Lab: implement LayeredLimiter.check — see notebooks/11_rate_limits.ipynb")
+        raise NotImplementedError("LayeredLimiter.check in labs/rate_limit.py is not written yet — see notebooks/11_rate_limits.ipynb")

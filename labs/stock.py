@@ -102,18 +102,18 @@ class StockCache:
         `stock` callers see a result >= 0. The others put their decrement back.
         The counter may dip below zero for a moment, but it ends at zero.
         """
-        raise NotImplementedError("Lab: implement StockCache.try_reserve — see notebooks/12_stock_reservation.ipynb")
+        raise NotImplementedError("StockCache.try_reserve in labs/stock.py is not written yet — see notebooks/12_stock_reservation.ipynb")
 
     def reserve_once(self, product_id: int, user_id: str) -> Reservation:
         """Take one item for `user_id`: at most one per user, never more than the stock."""
-        raise NotImplementedError("Lab: implement StockCache.reserve_once — see notebooks/12_stock_reservation.ipynb")
+        raise NotImplementedError("StockCache.reserve_once in labs/stock.py is not written yet — see notebooks/12_stock_reservation.ipynb")
 
     def release(self, product_id: int, user_id: str) -> bool:
         """Undo reserve_once for `user_id`. True if an item went back to stock.
 
         Safe to call twice: only the call that removes the buyer returns the item.
         """
-        raise NotImplementedError("Lab: implement StockCache.release — see notebooks/12_stock_reservation.ipynb")
+        raise NotImplementedError("StockCache.release in labs/stock.py is not written yet — see notebooks/12_stock_reservation.ipynb")
 
     def clear_buyers(self, product_id: int) -> None:
         """Forget who bought `product_id` (before a new sale of it)."""

@@ -63,4 +63,4 @@ class TokenBucket:
         """
         if tokens <= 0:
             raise ValueError(f"tokens must be > 0, got {tokens!r}")
-        raise NotImplementedError("Lab: implement TokenBucket.allow_request — see notebooks/10_token_bucket.ipynb")
+        raise NotImplementedError("TokenBucket.allow_request in labs/token_bucket.py is not written yet — see notebooks/10_token_bucket.ipynb")

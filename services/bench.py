@@ -193,7 +193,7 @@ def drain(n: int = 5000, *, impl_name: str | None = None, progress: bool | TextI
     """
     _check_count(n, "the number of orders")
     s = _ready()
-    consumer_mod = impl.load("consumer", impl_name)
+    consumer_mod = impl.running("consumer", impl_name)
     queue = f"bench-drain-{uuid.uuid4().hex[:8]}"
     service = consumer_mod.OrderConsumer(s.amqp_url, s.postgres_url, queue=queue, **order_service.tuning())
     try:

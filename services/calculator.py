@@ -125,12 +125,14 @@ class Calculator:
             control.observe(lambda _change: self._reload_capacities(), names="value")
         for key, control in self.cap_inputs.items():
             control.observe(lambda _change, key=key: self._typed_capacity(key), names="value")
+        # The chart and verdict first: a learner dragging a slider just below sees the chart move.
         self.widget = w.VBox([
+            self.output,
             w.HTML("<b>Step 1 · 需求澄清</b> — the traffic and the sale"),
             self.client_qps, self.peak_qps, self.items, self.sell_out_s, self.design, self.drain_target_s,
             w.HTML("<b>Step 2 · 能力评估</b> — what one instance of each layer takes"),
             w.HBox([self.numbers, self.app_tier, self.reset]),
-            *self.cap_inputs.values(), self.sources, self.output,
+            *self.cap_inputs.values(), self.sources,
         ])
         self.plan: Plan | None = None
         self.error: str | None = None
@@ -203,10 +205,41 @@ class Calculator:
             control.value = value
         return self.plan
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The live widget, plus a static copy for when no kernel runs (GitHub, nbconvert, a reopened file).
 
-        display(self.widget)
+        JupyterLab shows the widget (and, with the course's saveState setting, its
+        last chart from the saved widget state); viewers without widgets show the
+        text/html: the verdict and the chart as drawn when the calculator was shown.
+        """
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/html"] = static_html(self.plan, self.error)
+        bundle["text/plain"] = (self.plan.verdict("en") if self.plan else (self.error or "capacity calculator"))
+        return bundle
+
+
+def static_html(plan: Plan | None, error: str | None = None) -> str:
+    """The verdict and a bar chart in plain HTML (no script): readable where widgets and plotly cannot run."""
+    e = html.escape
+    if plan is None:
+        return f'<p style="color:#cf222e"><b>{e(error or "no plan")}</b></p>'
+    top = max(max(layer.demand or 0, layer.capacity) for layer in plan.layers) or 1
+    rows = []
+    for layer in plan.layers:
+        colour = BOTTLENECK_COLOUR if layer.bottleneck else DEMAND_COLOUR
+        demand_w = 100 * (layer.demand or 0) / top
+        cap_w = 100 * layer.capacity / top
+        rows.append(
+            f"<tr><td style='text-align:left'>{e(layer.label)} · {e(layer.label_zh)}</td>"
+            f"<td style='text-align:left;width:50%'>"
+            f"<div style='background:{colour};width:{demand_w:.1f}%;height:10px'></div>"
+            f"<div style='background:{CAPACITY_COLOUR};width:{cap_w:.1f}%;height:10px'></div></td>"
+            f"<td>{layer.demand or 0:,.0f}</td><td>{layer.capacity:,.0f}</td><td>{layer.instances}</td></tr>")
+    return (f"<div class='seckill-static'><p><i>Capacity calculator — a static copy (run the cell for the "
+            f"live one) · 静态副本</i></p>"
+            "<table><thead><tr><th style='text-align:left'>layer · 层</th><th>demand (colour) vs one instance "
+            "(grey), linear</th><th>demand /s</th><th>one instance /s</th><th>instances</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{verdict_html(plan)}</div>")
 
 
 def show(measured: dict | None = None, scenario: Scenario | None = None, app_tier: str = "flask") -> Calculator:
@@ -214,8 +247,8 @@ def show(measured: dict | None = None, scenario: Scenario | None = None, app_tie
     from IPython.display import display
 
     calc = Calculator(measured, scenario, app_tier)
-    display(calc.widget)
+    display(calc)
     return calc
 
 
-__all__ = ["Calculator", "figure", "show", "verdict_html", "sources_html"]
+__all__ = ["Calculator", "figure", "show", "static_html", "verdict_html", "sources_html"]

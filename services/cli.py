@@ -51,7 +51,7 @@ def main() -> None:
 @friendly
 def up() -> None:
     """Start Redis, PostgreSQL and RabbitMQ (reuses what runs) and print their URLs."""
-    urls = stack.up()
+    urls = stack.up(out=sys.stderr)  # progress on stderr: stdout stays the URLs
     for name, url in urls.items():
         click.echo(f"{name}={url}")
 
@@ -60,7 +60,7 @@ def up() -> None:
 @friendly
 def down() -> None:
     """Stop everything this checkout started (services and tiers), and nothing else."""
-    stack.down()
+    stack.down(out=sys.stderr)
 
 
 @main.command()
@@ -90,7 +90,7 @@ def reset(yes: bool) -> None:
     """Stop everything and wipe all data under .run/."""
     if not yes and sys.stdin.isatty():
         click.confirm("Wipe all Redis, RabbitMQ and PostgreSQL data of this checkout?", abort=True)
-    stack.reset()
+    stack.reset(out=sys.stderr)
 
 
 @main.command("install-servers")
@@ -183,7 +183,7 @@ def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit,
                                     nginx_rate=nginx_rate, nginx_burst=nginx_burst,
                                     local_slice=local_slice).items()
               if v is not None}
-    state = tiers.up(name, limits=limits, impl_name=impl_name)
+    state = tiers.up(name, limits=limits, impl_name=impl_name, out=sys.stderr)
     emit(state, as_json, state["base_url"])
 
 
@@ -193,7 +193,7 @@ def tier_down() -> None:
     """Stop the running tier (the stack keeps running)."""
     from . import tiers
 
-    tiers.down()
+    tiers.down(out=sys.stderr)
 
 
 @tier.command("status")
@@ -220,30 +220,24 @@ def consumer() -> None:
 
 @main.command()
 @click.option("--headless", is_flag=True, help="Print the URL instead of opening a browser.")
-@click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535))
+@click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535),
+              envvar="SECKILL_LAB_PORT", show_envvar=True, help="JupyterLab's port (make lab PORT=...).")
 @friendly
 def lab(headless: bool, port: int) -> None:
-    """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C)."""
-    import os
-    import secrets
+    """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C).
 
-    from .config import REPO_ROOT
-    from . import processes
+    Progress on stdout, Jupyter's own log in .run/logs/jupyterlab.log, and the
+    URL with its token as the last line.
+    """
+    from . import jupyterlab
 
-    stack.up()
-    if processes.port_open(port):
-        raise UserError(f"port {port} is taken by {processes.who_listens(port)}; pass --port with a free one")
-    token = os.environ.get("SECKILL_LAB_TOKEN") or secrets.token_hex(16)
-    url = f"http://127.0.0.1:{port}/lab?token={token}"
-    click.echo(f"JupyterLab: {url}", err=True)
-    args = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={REPO_ROOT / 'notebooks'}",
-            "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-            "--ServerApp.port_retries=0"]
-    if headless:
-        args.append("--no-browser")
-    if os.geteuid() == 0:
-        args.append("--allow-root")
-    os.execv(sys.executable, args)
+    jupyterlab.install_sigterm()
+    try:
+        stack.up(out=sys.stdout)
+        code = jupyterlab.serve(port, headless=headless)
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
 
 
 # -- graded labs -------------------------------------------------------------------------

@@ -373,10 +373,10 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
 
     limits = limits or s.limits
     r = redis_for(s)
-    token_bucket = impl.load("token_bucket", impl_name)
-    rate_limit = impl.load("rate_limit", impl_name)
-    stock = impl.load("stock", impl_name)
-    producer = impl.load("producer", impl_name)
+    token_bucket = impl.running("token_bucket", impl_name)
+    rate_limit = impl.running("rate_limit", impl_name)
+    stock = impl.running("stock", impl_name)
+    producer = impl.running("producer", impl_name)
     local = threading.local()
 
     def orders_db(order_id: str) -> str | None:

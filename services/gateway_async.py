@@ -240,7 +240,7 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
 
     limits = limits or s.limits
     r = async_redis_for(s)
-    token_bucket = impl.load("token_bucket", impl_name)
+    token_bucket = impl.running("token_bucket", impl_name)
     state = {"conn": None}
     lock = asyncio.Lock()
 
@@ -261,8 +261,8 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     return AsyncGateway(
         redis=r,
         stock=(AsyncLocalStock(r, slice_size=limits.local_slice) if local_stock
-               else AsyncStock(r, impl.load("stock", impl_name))),
-        limiter=AsyncLayeredLimiter(r, impl.load("rate_limit", impl_name), limits),
+               else AsyncStock(r, impl.running("stock", impl_name))),
+        limiter=AsyncLayeredLimiter(r, impl.running("rate_limit", impl_name), limits),
         bucket=token_bucket.TokenBucket(limits.bucket_capacity, limits.bucket_rate),
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),
         sales=AsyncSaleCatalog(r),

@@ -99,7 +99,7 @@ def inject_faults(consumer):
 
 def run_forever(max_backoff: float = 5.0) -> None:
     s = settings()
-    consumer_mod = impl.load("consumer")
+    consumer_mod = impl.running("consumer")
     stop = {"now": False}
 
     def on_term(signum, frame):
@@ -108,7 +108,7 @@ def run_forever(max_backoff: float = 5.0) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     backoff = 0.2
-    log.info("order service starting (impl=%s, queue=%s)", impl.current(), s.queue)
+    log.info("order service starting (impl=%s: %s, queue=%s)", impl.current(), impl.describe(), s.queue)
     while not stop["now"]:
         consumer = inject_faults(consumer_mod.OrderConsumer(s.amqp_url, s.postgres_url, queue=s.queue, **tuning()))
         started = time.monotonic()

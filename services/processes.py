@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -92,6 +93,30 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can a server bind ``port`` now? Checked by binding, as the server will.
+
+    Connecting is not enough: a port can be unusable although nothing listens on
+    it (the local end of some program's outgoing connection), and then a server
+    fails to start although a connect check said "free". SO_REUSEADDR, as
+    servers set it, so a connection of ours closing (TIME_WAIT) does not count.
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# The kernel's ephemeral range on Linux (net.ipv4.ip_local_port_range): outgoing connections take
+# their local port from it, so a port suggested there may be taken at any moment.
+EPHEMERAL = range(32768, 61000)
+
+
 def _environ(proc: psutil.Process) -> dict[str, str]:
     try:
         return proc.environ()
@@ -131,19 +156,70 @@ def alive(run_dir: Path, record: Record | None) -> psutil.Process | None:
 
 
 def who_listens(port: int) -> str:
-    """A short description of whoever holds a TCP port, for error messages."""
+    """A short description of whoever holds a TCP port, for error messages.
+
+    A listener first; else the program whose connection uses the port as its
+    local end (nothing listens, yet no server can bind it).
+    """
+    def name(pid: int | None) -> str:
+        if not pid:
+            return "another process"
+        try:
+            return f"pid {pid} ({psutil.Process(pid).name()})"
+        except psutil.Error:
+            return f"pid {pid}"
+
     try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-                if conn.pid:
-                    try:
-                        return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
-                    except psutil.Error:
-                        return f"pid {conn.pid}"
-                return "another process"
-    except psutil.Error:
-        pass
+        conns = [c for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port]
+    except (psutil.Error, OSError):
+        return "another process"
+    for conn in conns:
+        if conn.status == psutil.CONN_LISTEN:
+            return name(conn.pid)
+    for conn in conns:
+        if conn.status != psutil.CONN_TIME_WAIT:
+            return f"a connection of {name(conn.pid)} (nothing listens there, but the port is in use)"
     return "another process"
+
+
+def free_port_near(port: int, taken=()) -> int:
+    """A port a server can bind, 100 above ``port`` (then 200, ...; then below) so the course's ports stay
+    together, and never in the kernel's ephemeral range (32768-60999), where any outgoing connection
+    may take it next."""
+    taken = set(taken)
+    candidates = [port + 100 * k for k in range(1, 330)] + [port - 100 * k for k in range(1, 330)]
+    for candidate in candidates:
+        if 1024 <= candidate < 65536 and candidate not in EPHEMERAL and candidate not in taken \
+                and port_free(candidate):
+            return candidate
+    raise StartError(f"no free port found near {port}")
+
+
+_REASON = re.compile(r"error|fatal|fail|cannot|can't|could not|unable|denied|in use|refused|no such|not found",
+                     re.I)
+
+
+def log_reason(log_path: Path, max_chars: int = 200) -> str:
+    """': <the line of the server's log that says why>' (or "" when the log says nothing), for one-line errors.
+
+    The last line naming an error wins (a server logs its reason just before it
+    exits); otherwise the last line of the log. Python tracebacks give their
+    final "SomeError: message" line, which is the reason.
+    """
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16_384))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    reason = next((ln for ln in reversed(lines) if _REASON.search(ln)), lines[-1])
+    reason = " ".join(reason.split())
+    if len(reason) > max_chars:
+        reason = reason[: max_chars - 1] + "…"
+    return f": {reason}"
 
 
 def start(
@@ -191,15 +267,20 @@ def start(
         if ready is not None:
             def check() -> bool:
                 if not executor.running():
-                    raise StartError(f"{name} exited while starting; see {log_path}")
+                    raise StartError(f"{name} exited while starting; whole log: {log_path}")
                 return ready()
             executor.wait_for(check)
     except mirakuru.exceptions.ProcessExitedWithError as exc:
         log.close()
-        raise StartError(f"{name} exited while starting (code {exc.exit_code}); see {log_path}") from None
+        raise StartError(f"{name} exited while starting (code {exc.exit_code}){log_reason(log_path)}; "
+                         f"whole log: {log_path}") from None
     except mirakuru.exceptions.TimeoutExpired:
         log.close()
-        raise StartError(f"{name} was not ready within {timeout:.0f} s; see {log_path}") from None
+        raise StartError(f"{name} was not ready within {timeout:.0f} s{log_reason(log_path)}; "
+                         f"whole log: {log_path}") from None
+    except StartError as exc:
+        log.close()
+        raise StartError(f"{exc}{log_reason(log_path)}") from None
     finally:
         log.close()
     assert executor.process is not None

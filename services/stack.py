@@ -43,6 +43,21 @@ class StackError(SeckillError):
 _SAY = threading.Lock()  # the three servers start in parallel threads: one whole line at a time
 
 
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is at the time (a notebook cell's, pytest's capture), not at import."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+# Where progress lines go by default: stdout, because "• redis already running" is not an error
+# (in a notebook, stderr shows as a pink error box). The CLI passes sys.stderr: its stdout is data.
+STDOUT = _CurrentStdout()
+
+
 def _say(out: TextIO | None, text: str) -> None:
     if out is not None:
         with _SAY:
@@ -83,7 +98,7 @@ def _compose(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
 
 # -- up ------------------------------------------------------------------------
 
-def up(out: TextIO | None = sys.stderr) -> dict[str, str]:
+def up(out: TextIO | None = STDOUT) -> dict[str, str]:
     """Start Redis, PostgreSQL and RabbitMQ unless they run; return their URLs.
 
     Idempotent: a second call finds them running and only checks them.
@@ -132,10 +147,11 @@ def _start_missing(s: Settings, out: TextIO | None, only: tuple[str, ...] = SERV
             continue
         # Something of ours may be half-alive after a crash: clear it first.
         processes.stop(s.run_dir, server.name, timeout=10)
-        if processes.port_open(server.port):
+        if not processes.port_free(server.port):  # by binding, as the server will
             env_var = f"SECKILL_{'AMQP' if server.name == 'rabbitmq' else server.name.upper()}_PORT"
             raise StackError(f"port {server.port} for {server.name} is taken by "
-                             f"{processes.who_listens(server.port)}; stop it or set {env_var} to a free port")
+                             f"{processes.who_listens(server.port)}; stop it or "
+                             f"`export {env_var}={processes.free_port_near(server.port)}`")
         to_start.append(server)
 
     def launch(server: servers.NativeServer) -> processes.Record:
@@ -227,7 +243,7 @@ def healthy() -> bool:
 
 # -- down, logs, reset -------------------------------------------------------------
 
-def down(out: TextIO | None = sys.stderr) -> list[str]:
+def down(out: TextIO | None = STDOUT) -> list[str]:
     """Stop every process this checkout started (tiers included). Returns their names."""
     s = settings()
     if backend() == "docker":
@@ -258,7 +274,7 @@ def logs(service: str, lines: int = 60) -> str:
     return processes.tail(path, lines)
 
 
-def reset(out: TextIO | None = sys.stderr) -> None:
+def reset(out: TextIO | None = STDOUT) -> None:
     """Stop everything and wipe all data: the next `up` starts from empty servers."""
     s = settings()
     down(out)

@@ -9,14 +9,16 @@ stock) are added to TIERS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from . import broker, impl, nginx, processes, stack
 from .errors import SeckillError
@@ -25,6 +27,34 @@ from .config import HOST, Limits, Settings, settings
 
 class TierError(SeckillError):
     """A tier cannot be started or found; the message says what to do."""
+
+
+class LabCodeError(TierError):
+    """The tier ran a piece of the learner's labs/ that is not written yet; one line says which and where."""
+
+
+# What a tier process logs when it ran a skeleton (the message tools/make_labs.py writes).
+_SKELETON_IN_LOG = re.compile(r"NotImplementedError: ([\w.]+ in labs/\w+\.py is not written yet — see \S+)")
+
+
+def lab_problems(state: dict) -> list[str]:
+    """One line per distinct unwritten lab the tier's processes ran since ``state`` was started (from their logs)."""
+    from . import lab_errors
+
+    s = settings()
+    found: list[str] = []
+    for name, offset in (state.get("log_offsets") or {}).items():
+        try:
+            with open(s.run_dir / "logs" / f"{name}.log", "rb") as f:
+                f.seek(offset)
+                text = f.read(4_000_000).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for message in dict.fromkeys(_SKELETON_IN_LOG.findall(text)):
+            line = f"{name} ran {lab_errors.one_line(NotImplementedError(message))}"
+            if line not in found:
+                found.append(line)
+    return found
 
 
 @dataclass(frozen=True)
@@ -185,11 +215,14 @@ def limits_env(limits: Limits) -> dict[str, str]:
 
 
 def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-       out: TextIO | None = sys.stderr, extra_env: dict[str, str] | None = None) -> dict:
+       out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None) -> dict:
     """Start tier ``name`` (and the stack if needed); return its record with base_url.
 
     ``extra_env`` reaches every process of the tier: failure labs use it to switch
     an injection point on (SECKILL_INJECT=...) or to point the gateways at Sentinel.
+    With ``impl_name="labs"`` each piece is the learner's once they started it and
+    the reference before (see impl.running); the record's "pieces" says which, and
+    that line is printed first. Progress goes to ``out`` (stdout: it is not an error).
     """
     if name not in TIERS:
         raise TierError(f"no tier called {name!r}; choose one of: {', '.join(TIERS)}")
@@ -205,15 +238,28 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     chosen = replace(s.limits, **(limits or {}))
     if chosen.local_slice < 1:
         raise TierError(f"local_slice must be at least 1 (SECKILL_LOCAL_SLICE / --local-slice), not {chosen.local_slice}")
+    pieces = impl.describe(impl_name)
+    if out and impl_name == "labs":
+        print(f"• code: {pieces}", file=out, flush=True)
     env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen), **(extra_env or {})})
     started = []
+    # Where each process's log ends now: lab_problems() reads only what this run of the tier wrote.
+    offsets = {}
+    for proc in tier.procs:
+        try:
+            offsets[proc.name] = (s.run_dir / "logs" / f"{proc.name}.log").stat().st_size
+        except OSError:
+            offsets[proc.name] = 0
     try:
         for proc in tier.procs:
             t0 = time.monotonic()
             port = proc.port(s)
-            if port and processes.port_open(port):
+            if port and not processes.port_free(port):  # by binding, as the gateway will
+                base = s.ports.nginx if port == s.ports.nginx else s.ports.gateway  # flask-x4: gateway + 1..4
+                variable = "SECKILL_NGINX_PORT" if port == s.ports.nginx else "SECKILL_GATEWAY_PORT"
                 raise TierError(f"port {port} for {proc.name} is taken by {processes.who_listens(port)}; "
-                                f"stop it or move the tier with SECKILL_GATEWAY_PORT / SECKILL_NGINX_PORT")
+                                f"stop it or move the tier: `export {variable}="
+                                f"{processes.free_port_near(base, taken=(port,))}`")
             if out:
                 print(f"• {proc.name:<14}starting …", file=out, flush=True)
             ready = (lambda p=proc: p.ready(s)) if proc.ready else None
@@ -226,13 +272,36 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
         for pname in started:
             processes.stop(s.run_dir, pname, timeout=10)
         raise
-    state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name,
-             "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {})}
+    state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name, "pieces": pieces,
+             "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {}),
+             "log_offsets": offsets}
     _state_path(s).write_text(json.dumps(state, indent=2))
     return state
 
 
-def down(out: TextIO | None = sys.stderr) -> list[str]:
+@contextlib.contextmanager
+def running(name: str, *, limits: dict | None = None, impl_name: str | None = None,
+            out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+    """``with tiers.running("flask", impl_name="labs") as tier:`` — :func:`up`, and :func:`down` however the block ends.
+
+    A notebook section that starts a tier does its work inside the block, so a
+    failing cell (a crash in the learner's code, an interrupt) never leaves the
+    gateways running; assertions come after the block, on what it recorded.
+    When the block ends and the tier's logs show it ran an unwritten lab (a file
+    the learner started but not finished), LabCodeError says which, in one line,
+    instead of leaving them to wonder about a burst of 500s.
+    """
+    state = up(name, limits=limits, impl_name=impl_name, out=out, extra_env=extra_env)
+    try:
+        yield state
+    finally:
+        problems = lab_problems(state)
+        down(out=out)
+    if problems:
+        raise LabCodeError(" · ".join(problems))
+
+
+def down(out: TextIO | None = stack.STDOUT) -> list[str]:
     """Stop the running tier's processes (gateways and order service), not the stack."""
     s = settings()
     names = set()

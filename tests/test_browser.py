@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -329,3 +330,114 @@ def test_rehearsal_clock_ticks_and_model_answers_wait_for_yours(lab, browser, sc
     eye.click()
     _wait(lambda: "Model answer" in card_text.text or None, 15, "the model answer after the reveal")
     shoot(browser, screenshots, "90_rehearsal-card", ".fa-eye")
+
+
+# -- the learner's first hour: `make lab HEADLESS=1`, lab 10 written, labs 11-14 still skeletons -----------
+
+OUTPUTS_JS = """
+const w = window.jupyterapp.shell.currentWidget;
+const errors = [], stderr = [], text = [];
+w.content.widgets.forEach((cell, i) => {
+  if (cell.model.type !== 'code') return;
+  for (const out of cell.model.outputs.toJSON()) {
+    if (out.output_type === 'error') errors.push({cell: i, ename: out.ename, traceback: out.traceback});
+    if (out.output_type === 'stream' && out.name === 'stderr') stderr.push({cell: i, text: out.text});
+    if (out.output_type === 'stream' && out.name === 'stdout') text.push(out.text);
+  }
+});
+// JupyterLab renders an error's traceback (and stderr) under the stderr mime type
+const shown = Array.from(w.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'))
+                   .map(e => e.innerText);
+return {errors, stderr, stdout: text.join(''), shown};
+"""
+
+
+@pytest.fixture(scope="module")
+def first_hour(stack_urls, tmp_path_factory):
+    """`make lab HEADLESS=1 PORT=…` as a learner runs it, with a workspace where lab 10 is done.
+
+    The workspace is a copy of labs/ (SECKILL_LABS_DIR) whose token_bucket.py is the reference; the
+    other labs are the generated skeletons. JupyterLab serves the repository's notebooks/ (as make lab
+    does) with autosave off, so nothing is written into them. Yields (base_url, token).
+    """
+    root = tmp_path_factory.mktemp("first-hour")
+    workspace = root / "labs"
+    shutil.copytree(REPO / "labs", workspace, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "solutions" / "token_bucket.py", workspace / "token_bucket.py")
+    _lab_settings(root / "settings")
+    autosave = root / "settings" / "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings"
+    autosave.parent.mkdir(parents=True, exist_ok=True)
+    autosave.write_text(json.dumps({"autosave": False}))
+    # The test drives JupyterLab through window.jupyterapp (as the other browser tests do via the flag).
+    (root / "config").mkdir()
+    (root / "config" / "jupyter_lab_config.json").write_text(json.dumps({"LabApp": {"expose_app_in_browser": True}}))
+    from seckill import processes
+
+    port, token = processes.free_port_near(20_300 + os.getpid() % 500), secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if k != "SECKILL_IMPL"}  # a learner has none: their labs/
+    env.update(SECKILL_LAB_TOKEN=token, SECKILL_LABS_DIR=str(workspace), PATH="/usr/bin:/bin",
+               JUPYTERLAB_SETTINGS_DIR=str(root / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
+               JUPYTER_RUNTIME_DIR=str(root / "runtime"), JUPYTER_CONFIG_DIR=str(root / "config"))
+    out = open(root / "make-lab.out", "w+")
+    proc = subprocess.Popen(["make", "--no-print-directory", "lab", "HEADLESS=1", f"PORT={port}"], cwd=REPO,
+                            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        def url_printed():
+            if proc.poll() is not None:
+                pytest.fail(f"make lab exited ({proc.returncode}): {(root / 'make-lab.out').read_text()}")
+            lines = (root / "make-lab.out").read_text().splitlines()
+            return lines and lines[-1].startswith("JupyterLab: http") and lines
+        lines = _wait(url_printed, 180, "make lab to print the URL as its last line")
+        assert f"http://127.0.0.1:{port}/lab?token={token}" in lines[-1]
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        out.close()
+        tiers.down(out=None)
+    assert not subprocess.run(["git", "status", "--porcelain", "notebooks", "labs"], cwd=REPO, capture_output=True,
+                              text=True).stdout, "the browser run wrote into the repository"
+
+
+def test_lab_10_done_runs_to_the_end_in_the_real_system(first_hour, browser, screenshots):
+    """Notebook 10 with a correct bucket and skeletons for labs 11-14: every cell runs, the sale succeeds,
+    no error and nothing on stderr (no pink boxes), and the tier says whose code runs."""
+    base, token = first_hour
+    state = run_all(browser, base, token, "10_token_bucket.ipynb", timeout=280)
+    outputs = browser.execute_script(OUTPUTS_JS)
+    browser.execute_script("""
+        const outs = Array.from(window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-OutputArea-output'));
+        const tier = outs.find(o => o.innerText.includes('• code:'));
+        if (tier) tier.scrollIntoView({block: 'start'});""")
+    time.sleep(0.5)
+    shoot(browser, screenshots, "10_first_hour-real-system")
+    assert not state["errors"] and state["unrun"] == 0, state
+    assert not outputs["stderr"], outputs["stderr"]
+    assert "• code: token_bucket: yours (labs/) · rate_limit, stock, producer, consumer: reference" \
+        in outputs["stdout"], outputs["stdout"][-2000:]
+    assert "stopped gateway, order-service" in outputs["stdout"]
+    dom = browser.execute_script(DOM_JS)
+    assert_clean(dom, "10_token_bucket")
+    assert dom["plotly"] >= 1
+    assert tiers.current() is None, "the notebook left its tier running"
+
+
+def test_lab_12_with_the_skeleton_stops_with_one_line(first_hour, browser, screenshots):
+    base, token = first_hour
+    state = run_all(browser, base, token, "12_stock_reservation.ipynb", timeout=200)
+    outputs = browser.execute_script(OUTPUTS_JS)
+    shoot(browser, screenshots, "12_skeleton-error", ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert len(outputs["errors"]) == 1, outputs["errors"]
+    [error] = outputs["errors"]
+    assert error["ename"] == "NotImplementedError" and len(error["traceback"]) == 1, error
+    assert "labs/stock.py: StockCache." in error["traceback"][0] and "is not written yet" in error["traceback"][0]
+    assert "notebooks/12_stock_reservation.ipynb, section" in error["traceback"][0]
+    [shown] = outputs["shown"]
+    assert len(shown.strip().splitlines()) == 1 and "concurrent" not in shown, shown
+    assert not outputs["stderr"], outputs["stderr"]
+    assert tiers.current() is None

@@ -243,3 +243,17 @@ def test_course_map_of_the_real_notebooks_covers_every_graded_lab():
     labs = [r["lab"] for r in rows if r["lab"]]
     assert labs == list(grader.LABS)
     assert all("not graded yet" in r["grade"] for r in rows if r["lab"])
+
+
+def test_calculator_shows_the_chart_first_and_carries_a_static_copy():
+    """The chart sits above the sliders (seen while dragging); without a kernel its output still reads."""
+    from seckill import calculator
+
+    calc = calculator.Calculator({})
+    assert calc.widget.children[0] is calc.output
+    bundle = calc._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    static = bundle["text/html"]
+    assert "<script" not in static and "The bottleneck is app tier" in static
+    assert static.count("<tr>") == 1 + len(calc.plan.layers)  # header + one row per layer
+    assert bundle["text/plain"].startswith("The bottleneck is") and "VBox" not in bundle["text/plain"]

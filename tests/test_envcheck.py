@@ -155,3 +155,43 @@ def test_require_lists_every_fix_and_renders_without_a_traceback():
     assert isinstance(info.value, SeckillError)
     fine = envcheck.Report([envcheck.Check("python", "Python", True, "3.11.7")])
     assert fine.require() is fine and repr(fine) == str(fine)
+
+
+def _bindable_port() -> int:
+    """A port outside the ephemeral range that a server could bind now."""
+    return processes.free_port_near(21_000 + os.getpid() % 500)
+
+
+def test_a_port_held_by_an_outgoing_connection_is_taken_though_nothing_listens(monkeypatch):
+    """A connect check says "free" here, and the server then fails to start: the check binds."""
+    held = _bindable_port()
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client.bind(("127.0.0.1", held))  # the local end of an outgoing connection, as the kernel would pick
+        client.connect(listener.getsockname())
+        assert not processes.port_open(held)  # nothing listens ...
+        assert not processes.port_free(held)  # ... yet no server can bind it
+        monkeypatch.setenv("SECKILL_NGINX_PORT", str(held))
+        [nginx] = [c for c in envcheck.check_ports(settings()) if c.name == f"nginx :{held}"]
+        assert not nginx.ok and "connection" in nginx.found, nginx
+        moved_to = int(nginx.fix.split("export SECKILL_NGINX_PORT=")[1].split("`")[0])
+        assert processes.port_free(moved_to) and moved_to not in processes.EPHEMERAL
+
+
+def test_suggested_ports_stay_outside_the_ephemeral_range():
+    for port in (18_000, 32_700, 40_000, 60_950):
+        suggested = processes.free_port_near(port)
+        assert suggested not in processes.EPHEMERAL and processes.port_free(suggested), (port, suggested)
+
+
+def test_a_start_failure_is_one_line_quoting_the_logs_reason(tmp_path):
+    script = "echo 'booting'; echo '# FATAL: could not bind IPv4 address: Address already in use'; " \
+             "echo 'shutting down'; exit 3"
+    with pytest.raises(processes.StartError) as caught:
+        processes.start(tmp_path, "fake-server", ["sh", "-c", script], port=_bindable_port(), timeout=10)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "fake-server exited while starting (code 3)" in message, message
+    assert "FATAL: could not bind IPv4 address: Address already in use" in message, message
+    assert str(tmp_path / "logs" / "fake-server.log") in message

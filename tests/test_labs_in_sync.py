@@ -87,7 +87,8 @@ def lab_stubs() -> dict[str, str]:
             if isinstance(node, ast.Raise) and "NotImplementedError" in ast.unparse(node):
                 message = ast.unparse(node)
                 assert notebook in message, f"labs/{name}.py: {message} does not name {notebook}"
-                stubs[message.split("implement ")[1].split(" ")[0]] = notebook
+                assert f" in labs/{name}.py is not written yet" in message, message
+                stubs[message.split("NotImplementedError(")[1].strip("'\"").split(" ")[0]] = notebook
     return stubs
 
 
@@ -165,7 +166,7 @@ SCRIPT = "write me"
 class Thing:
     def work(self, x: int) -> int:
         """Doc stays."""
-        raise NotImplementedError("Lab: implement Thing.work — see notebooks/99_sample.ipynb")
+        raise NotImplementedError("Thing.work in labs/sample.py is not written yet — see notebooks/99_sample.ipynb")
 
     def start(self) -> list:
         return []

@@ -38,7 +38,11 @@ def test_notebook_runs_top_to_bottom(path, stack_urls, tmp_path):
     # The kernel inherits this process's environment: the test stack's ports, SECKILL_IMPL=solutions.
     assert os.environ["SECKILL_IMPL"] == "solutions"
     client.execute()
+    nbformat.write(nb, tmp_path / path.name)  # kept for a look when something breaks
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
-    nbformat.write(nb, tmp_path / path.name)  # kept for a look when something breaks
+    # stderr shows as a pink error box in JupyterLab: only errors may go there, and this run has none.
+    stderr = [(i, o["text"]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{path.name}: cells write to stderr though nothing failed: {stderr}"

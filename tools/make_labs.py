@@ -13,7 +13,10 @@ Markers, inside solutions/*.py:
 
 In the lab, the block becomes one line at the marker's indentation:
 
-    raise NotImplementedError("Lab: implement TokenBucket.allow_request — see notebooks/10_token_bucket.ipynb")
+    raise NotImplementedError("TokenBucket.allow_request in labs/token_bucket.py is not written yet — see notebooks/10_token_bucket.ipynb")
+
+(the file and function named, so a one-line message can say what to write
+where: services/lab_errors.py shows it that way in notebooks)
 
 unless the block contains `# LAB: <code>` lines: then those lines, uncommented,
 are the lab's version of the block (a starting point, or a placeholder for a
@@ -122,7 +125,7 @@ def make_lab(source: str, filename: str) -> str:
             raise MarkerError(f"{filename}:{start + 1}: a module-level block needs `{LAB_PREFIX}` lines")
         if notebook is None:
             raise MarkerError(f"{filename}: has solution blocks but no NOTEBOOK constant")
-        out.append(f'{indent}raise NotImplementedError("Lab: implement {name} — see {notebook}")\n')
+        out.append(f'{indent}raise NotImplementedError("{name} in labs/{filename} is not written yet — see {notebook}")\n')
     return "".join(out)
 
 

@@ -79,7 +79,7 @@ def run(tier: str = "flask", stock: int = 50, buyers: int = 400, threads: int = 
         naive_counter = int(r.get(f"stock:{naive_product}"))
         report.event(f"naive check-then-set: {len(winners)} of {buyers} buyers told 'you got it' for {stock} items "
                      f"in {time.monotonic() - t0:.2f} s; the Redis counter ends at {naive_counter}")
-        producer = impl.load("producer").OrderProducer(s.amqp_url, queue=s.queue)
+        producer = impl.running("producer").OrderProducer(s.amqp_url, queue=s.queue)
         naive_orders = [new_order(u, naive_product) for u in winners]
         try:
             for order in naive_orders:  # the naive gateway queues every "winner", like the real one
