@@ -12,7 +12,7 @@ HEADLESS ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test servers tools down clean labs-sync help bench
+.PHONY: lab test servers tools down clean labs-sync notebooks help bench
 
 help:
 	@echo "make lab [HEADLESS=1] [PORT=18888]   start the stack and JupyterLab on the course"
@@ -45,6 +45,7 @@ lab: servers
 
 test: tools
 	@$(BIN)/python tools/make_labs.py --check
+	@$(BIN)/python tools/make_notebooks.py --check
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Optional measurement, not a set-up step: the tier ladder under one wrk load (seckill bench).
@@ -53,6 +54,11 @@ bench: tools
 
 labs-sync: $(STAMP)
 	@$(BIN)/python tools/make_labs.py
+
+# Both editions of the course from notebooks/src/*.md: notebooks/*.ipynb (English), notebooks/zh/*.ipynb (中文).
+# After editing an English .ipynb directly: .venv/bin/python tools/make_notebooks.py --ingest
+notebooks: $(STAMP)
+	@$(BIN)/python tools/make_notebooks.py
 
 down:
 	@test -x $(BIN)/seckill && $(BIN)/seckill down || true

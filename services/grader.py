@@ -34,6 +34,7 @@ from types import ModuleType
 
 from . import impl as impl_mod
 from .errors import SeckillError
+from .i18n import tr
 from .graders import _base
 from .graders._base import CheckFailed, Context, not_implemented
 
@@ -94,39 +95,39 @@ class Report:
         return f"<Report {self.lab} ({self.impl}): {self.summary()}>"
 
     def summary(self) -> str:
-        return f"{self.passed} of {self.total} checks passed"
+        return tr("{passed} of {total} checks passed").format(passed=self.passed, total=self.total)
 
     def __str__(self) -> str:
-        title = LABS[self.lab][2] if self.lab in LABS else self.lab
-        lines = [f"{title} — lab {self.lab!r}, implementation {self.impl}"]
+        title = tr(LABS[self.lab][2]) if self.lab in LABS else self.lab
+        lines = [tr("{title} — lab {lab!r}, implementation {impl}").format(title=title, lab=self.lab, impl=self.impl)]
         for r in self.results:
-            lines.append(f"  [{'pass' if r.passed else 'FAIL'}] {r.name}")
+            lines.append(f"  [{tr('pass') if r.passed else tr('FAIL')}] {tr(r.name)}")
             if not r.passed:
                 if r.hint:
-                    lines.append(f"         hint: {r.hint}")
+                    lines.append(f"         {tr('hint:')} {tr(r.hint)}")
                 if r.detail:
-                    lines.append(f"         seen: {r.detail}")
-        lines.append(self.summary() + (" — well done!" if self.ok else ""))
+                    lines.append(f"         {tr('seen:')} {r.detail}")
+        lines.append(self.summary() + (tr(" — well done!") if self.ok else ""))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         e = html.escape
-        title = LABS[self.lab][2] if self.lab in LABS else self.lab
+        title = tr(LABS[self.lab][2]) if self.lab in LABS else self.lab
         rows = []
         for r in self.results:
-            mark = ('<span style="color:#1a7f37">&#10004; passed</span>' if r.passed
-                    else '<span style="color:#cf222e">&#10008; failed</span>')
+            mark = (f'<span style="color:#1a7f37">&#10004; {tr("passed")}</span>' if r.passed
+                    else f'<span style="color:#cf222e">&#10008; {tr("failed")}</span>')
             notes = ""
             if not r.passed:
-                notes = (f"<b>Hint:</b> {e(r.hint or '')}"
-                         + (f'<br><small style="color:#57606a">seen: {e(r.detail)}</small>' if r.detail else ""))
-            rows.append(f'<tr><td style="text-align:left">{e(r.name)}</td><td>{mark}</td>'
+                notes = (f"<b>{tr('Hint:')}</b> {e(tr(r.hint or ''))}"
+                         + (f'<br><small style="color:#57606a">{tr("seen:")} {e(r.detail)}</small>' if r.detail else ""))
+            rows.append(f'<tr><td style="text-align:left">{e(tr(r.name))}</td><td>{mark}</td>'
                         f'<td style="text-align:left">{notes}</td></tr>')
         colour = "#1a7f37" if self.ok else "#cf222e"
-        return (f"<div><b>{e(title)}</b> <small>(lab <code>{e(self.lab)}</code>, implementation "
+        return (f"<div><b>{e(title)}</b> <small>({tr('lab')} <code>{e(self.lab)}</code>, {tr('implementation')} "
                 f"<code>{e(self.impl)}</code>)</small>"
-                '<table><thead><tr><th style="text-align:left">check</th><th>result</th>'
-                '<th style="text-align:left">hint</th></tr></thead><tbody>'
+                f'<table><thead><tr><th style="text-align:left">{tr("check")}</th><th>{tr("result")}</th>'
+                f'<th style="text-align:left">{tr("hint")}</th></tr></thead><tbody>'
                 + "".join(rows) + "</tbody></table>"
                 f'<p style="color:{colour}"><b>{e(self.summary())}</b></p></div>')
 
@@ -218,7 +219,7 @@ def _run_check(check: _base.Check, mod: ModuleType, path: Path, urls: dict, note
     if isinstance(value, CheckFailed):
         return CheckResult(check.title, False, value.hint, value.detail)
     if not_implemented(value):
-        return CheckResult(check.title, False, f"Not implemented yet — open {notebook}", _where(value, path))
+        return CheckResult(check.title, False, tr("Not implemented yet — open {notebook}").format(notebook=notebook), _where(value, path))
     return CheckResult(check.title, False, check.hint, "raised " + _where(value, path))
 
 
