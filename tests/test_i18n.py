@@ -1,0 +1,267 @@
+"""The Chinese edition cannot go stale unnoticed, and the tooling speaks Chinese when asked.
+
+Notebooks: every Chinese twin records the hash of the English cell it translates (tools/make_notebooks.py);
+a changed English cell, a cell in one edition only, or code that differs between the editions fails here.
+Tooling strings: the catalogue (seckill.i18n_zh) is keyed by the English text; an English hint changed at
+its call site, or a catalogue entry nothing uses any more, fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from seckill import envcheck, i18n
+from seckill.i18n_zh import GRADERS_TRANSLATED, ZH
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = REPO / "services"
+
+# Notebooks whose Chinese edition is complete: every prose cell has an up-to-date twin.
+TRANSLATED = ["00_start_here", "01_requirements_and_capacity", "10_token_bucket"]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO / "tools" / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_notebooks"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mk = _tool()
+
+
+# -- notebooks ---------------------------------------------------------------------------------------
+
+def test_editions_are_generated_from_the_sources():
+    assert mk.sources(), "notebooks/src/ holds no sources"
+    assert mk.generate(check=True) == [], "run `make notebooks` (or --ingest after editing an English .ipynb)"
+    assert {p.stem for p in mk.sources()} == {p.stem for p in (REPO / "notebooks").glob("*.ipynb")}
+
+
+@pytest.mark.parametrize("name", TRANSLATED)
+def test_translated_notebook_has_no_missing_or_stale_cell(name):
+    problems = mk.parity([mk.SRC / f"{name}.md"])
+    assert not problems, "\n".join(map(str, problems))
+
+
+def code_differences(en_path: Path, zh_path: Path) -> list[str]:
+    """What differs between the two editions apart from prose: cell kinds, ids, code."""
+    en = nbformat.read(en_path, as_version=4).cells
+    zh = [c for c in nbformat.read(zh_path, as_version=4).cells if c.get("id") != mk.ZH_SETUP_ID]
+    if [(c.cell_type, c.get("id")) for c in en] != [(c.cell_type, c.get("id")) for c in zh]:
+        return [f"{en_path.stem}: the editions do not have the same cells"]
+    return [f"{en_path.stem}: code cell {a.get('id')} differs" for a, b in zip(en, zh)
+            if a.cell_type == "code" and a.source != b.source]
+
+
+@pytest.mark.parametrize("name", [p.stem for p in mk.sources()])
+def test_code_is_the_same_in_both_editions(name):
+    assert code_differences(REPO / "notebooks" / f"{name}.ipynb", mk.ZH / f"{name}.ipynb") == []
+
+
+def test_chinese_edition_sets_its_language_first():
+    for src in mk.sources():
+        first = nbformat.read(mk.ZH / f"{src.stem}.ipynb", as_version=4).cells[0]
+        assert first.get("id") == mk.ZH_SETUP_ID and 'SECKILL_LANG"] = "zh"' in first.source
+
+
+# The test of the test: a deliberately edited English cell, a missing twin and a changed code cell fail.
+
+def test_parity_fails_on_an_edited_english_cell(tmp_path):
+    src = tmp_path / "10_token_bucket.md"
+    shutil.copy(mk.SRC / src.name, src)
+    assert mk.parity([src]) == []
+    nb = mk.read_source(src)
+    english = next(c for c in nb.cells if c.cell_type == "markdown" and not mk.is_zh(c))
+    english.source += "\n\nOne more English sentence, not yet translated."
+    mk.write_source(nb, src)
+    problems = mk.parity([src])
+    assert [(p.cell_id, p.what) for p in problems] == [(english.metadata["id"], "stale")]
+
+
+def test_parity_fails_on_a_cell_in_one_edition_only(tmp_path):
+    src = tmp_path / "10_token_bucket.md"
+    shutil.copy(mk.SRC / src.name, src)
+    nb = mk.read_source(src)
+    twin = next(c for c in nb.cells if mk.is_zh(c))
+    nb.cells.remove(twin)
+    mk.write_source(nb, src)
+    assert [p.what for p in mk.parity([src])] == ["missing"]
+
+
+def test_code_check_fails_on_a_changed_code_cell(tmp_path):
+    zh = nbformat.read(mk.ZH / "10_token_bucket.ipynb", as_version=4)
+    code = next(c for c in zh.cells if c.cell_type == "code" and c.get("id") != mk.ZH_SETUP_ID)
+    code.source += "\nprint('only in Chinese')"
+    nbformat.write(zh, tmp_path / "zh.ipynb")
+    assert code_differences(REPO / "notebooks" / "10_token_bucket.ipynb", tmp_path / "zh.ipynb") \
+        == [f"10_token_bucket: code cell {code.id} differs"]
+
+
+def test_ingest_folds_an_english_edit_back_and_flags_its_twin(tmp_path, monkeypatch):
+    src, ipynb = tmp_path / "10_token_bucket.md", tmp_path / "10_token_bucket.ipynb"
+    shutil.copy(mk.SRC / src.name, src)
+    nb = nbformat.read(REPO / "notebooks" / ipynb.name, as_version=4)
+    edited = next(c for c in nb.cells if c.cell_type == "markdown")
+    edited.source = edited.source.replace("token bucket", "TOKEN BUCKET", 1)
+    new = nbformat.v4.new_markdown_cell("A new English cell.")
+    nb.cells.insert(3, new)
+    nbformat.write(nb, ipynb)
+    assert mk.ingest_one(ipynb, src) == 2
+    en, _zh, problems = mk.editions(mk.read_source(src), "t")
+    assert [c.source for c in en.cells] == [c.source for c in nb.cells]
+    assert sorted((p.cell_id, p.what) for p in problems) == sorted([(edited.id, "stale"), (new.id, "missing")])
+
+
+# -- strings of the tooling ------------------------------------------------------------------------------
+
+def _literal(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def grader_strings(path: Path) -> set[str]:
+    """Check titles, hints and module-level hint constants of one grader module."""
+    tree = ast.parse(path.read_text())
+    constants = {t.id: _literal(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name) and _literal(n.value)}
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        positions = {"expect": [1], "Check": [0, 2], "CheckFailed": [0]}.get(node.func.id, [])
+        for i in positions:
+            if i < len(node.args):
+                arg = node.args[i]
+                value = _literal(arg) or (constants.get(arg.id) if isinstance(arg, ast.Name) else None)
+                if value:
+                    found.add(value)
+        for kw in node.keywords:
+            if kw.arg == "hint" and _literal(kw.value):
+                found.add(_literal(kw.value))
+    return found
+
+
+def tr_strings(root: Path) -> set[str]:
+    """Every literal passed to tr(...) in the package."""
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tr"
+                    and node.args and _literal(node.args[0])):
+                found.add(_literal(node.args[0]))
+    return found
+
+
+def untranslated(strings: set[str]) -> list[str]:
+    return sorted(s for s in strings if s not in ZH)
+
+
+def test_every_tr_string_is_translated():
+    assert untranslated(tr_strings(SERVICES)) == []
+
+
+@pytest.mark.parametrize("grader", GRADERS_TRANSLATED)
+def test_translated_grader_has_every_title_and_hint_in_chinese(grader):
+    from seckill.grader import LABS, TIMEOUT_HINT
+
+    strings = grader_strings(SERVICES / "graders" / f"{grader}.py") | {TIMEOUT_HINT, LABS[grader][2]}
+    assert untranslated(strings) == []
+
+
+def test_catalogue_has_no_entry_nothing_uses():
+    from seckill.grader import LABS, TIMEOUT_HINT
+
+    used = tr_strings(SERVICES) | {TIMEOUT_HINT} | {title for _m, _n, title in LABS.values()}
+    for grader in GRADERS_TRANSLATED:
+        used |= grader_strings(SERVICES / "graders" / f"{grader}.py")
+    assert sorted(set(ZH) - used) == []
+
+
+def test_an_edited_hint_is_caught(tmp_path):
+    """The test of the test: a hint reworded in English no longer finds its Chinese."""
+    copy = tmp_path / "stock.py"
+    text = (SERVICES / "graders" / "stock.py").read_text()
+    copy.write_text(text.replace("try_reserve says yes while there is stock", "try_reserve answers yes while stock lasts"))
+    assert untranslated(grader_strings(SERVICES / "graders" / "stock.py")) == []
+    assert untranslated(grader_strings(copy)) == ["try_reserve answers yes while stock lasts and no once it is gone."]
+
+
+# -- the language setting, fonts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, expected", [
+    ({"LANG": "zh_CN.UTF-8"}, "zh"), ({"LANG": "en_US.UTF-8"}, "en"), ({}, "en"),
+    ({"LANG": "en_US.UTF-8", "SECKILL_LANG": "zh"}, "zh"), ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_GB"}, "zh"),
+    ({"SECKILL_LANG": "en", "LANG": "zh_CN.UTF-8"}, "en"),
+])
+def test_language_from_environment(monkeypatch, env, expected):
+    for var in ("SECKILL_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert i18n.lang() == expected
+    assert (i18n.tr("FAIL") == "失败") == (expected == "zh")
+
+
+def test_unknown_language_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("SECKILL_LANG", raising=False)
+    with pytest.raises(ValueError, match="use one of en, zh"):
+        i18n.set_lang("klingon")
+
+
+def test_doctor_names_a_font_when_no_cjk_font_is_found(monkeypatch):
+    missing = envcheck.check_cjk_font("")
+    assert not missing.ok and missing.warning and "fonts-noto-cjk" in missing.fix
+    found = envcheck.check_cjk_font("WenQuanYi Micro Hei,文泉驛微米黑\n")
+    assert found.ok and "WenQuanYi Micro Hei" in found.found
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert "方框" in envcheck.check_cjk_font("").found
+
+
+def test_charts_follow_the_language(monkeypatch):
+    from seckill import charts
+
+    run = {"summary": {"tier": "flask", "requests": 10, "users": 5}, "invariants": {}, "history": []}
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert "个请求的结果" in charts.outcomes(run).layout.title.text
+    monkeypatch.setenv("SECKILL_LANG", "en")
+    assert "outcomes of 10 requests" in charts.outcomes(run).layout.title.text
+
+
+# -- seckill grade stock --lang zh ------------------------------------------------------------------------
+
+def _grade(*args, env=None):
+    return subprocess.run([str(REPO / ".venv" / "bin" / "seckill"), "grade", "stock", *args],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_grade_stock_in_chinese(stack_urls, tmp_path):
+    # a StockCache whose get_stock answers a str: one check fails, and its hint must come in Chinese
+    broken = (REPO / "solutions" / "stock.py").read_text().replace(
+        "return None if value is None else int(value)", "return None if value is None else str(int(value))")
+    assert "str(int(value))" in broken
+    (tmp_path / "stock.py").write_text(broken)
+    done = _grade("--impl", str(tmp_path), "--lang", "zh")
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "基于 Redis 的库存预减" in out and "失败" in out and "通过" in out
+    assert "提示： get_stock 要读回 set_stock 存进去的值" in out
+    assert "hint:" not in out
+    english = _grade("--impl", str(tmp_path), env={"SECKILL_LANG": "", "LANG": "C.UTF-8", "LC_ALL": ""})
+    assert "hint: get_stock reads back what set_stock stored" in english.stdout
+
+
+def test_grade_follows_a_chinese_locale(stack_urls):
+    done = _grade("--impl", "solutions", env={"SECKILL_LANG": "", "LC_ALL": "", "LANG": "zh_CN.UTF-8"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "7 项检查通过了 7 项" in done.stdout
