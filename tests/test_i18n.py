@@ -9,6 +9,7 @@ its call site, or a catalogue entry nothing uses any more, fails here.
 from __future__ import annotations
 
 import ast
+import re
 import importlib.util
 import json
 import os
@@ -28,7 +29,8 @@ SERVICES = REPO / "services"
 
 # Notebooks whose Chinese edition is complete: every prose cell has an up-to-date twin.
 TRANSLATED = ["00_start_here", "01_requirements_and_capacity", "10_token_bucket", "11_rate_limits",
-              "12_stock_reservation", "13_order_producer", "14_order_consumer"]
+              "12_stock_reservation", "13_order_producer", "14_order_consumer", "20_tier_ladder_sync",
+              "90_interview_rehearsal"]
 
 
 def _tool():
@@ -266,3 +268,70 @@ def test_grade_follows_a_chinese_locale(stack_urls):
     done = _grade("--impl", "solutions", env={"SECKILL_LANG": "", "LC_ALL": "", "LANG": "zh_CN.UTF-8"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "7 项检查通过了 7 项" in done.stdout
+
+
+# -- the rehearsal in Chinese ----------------------------------------------------------------------------
+
+# The seed's own words, quoted verbatim (half-width brackets and all) and marked as the seed's.
+SEED_QUOTES = ["用户级(10s/5次) → IP级(10s/100次)", "主从切换(< 30s)", "超卖的3种场景：并发竞争 / Redis失败 / MQ丢失",
+               "“用Redis原子操作理论上不会超卖，但MQ发送失败会丢订单，需要对账补偿。”", "水平扩展的3个方案",
+               "“故障处理：Redis主从切换、MQ队列堆积告警、DB读写分离。”"]
+PROOFREAD = {
+    "a Latin unit after a number (30 秒, not 30 s)": r"\d\s?(?:ms|s)\b",
+    "a doubled colon": r"[:：]\s*[:：]",
+    "no space between Chinese and Latin letters or digits": r"[\u4e00-\u9fff][A-Za-z0-9]|[A-Za-z0-9][\u4e00-\u9fff]",
+    "half-width punctuation next to Chinese": r"[\u4e00-\u9fff][,;:?!()]|[,;:?!(][\u4e00-\u9fff]",
+}
+
+
+def proofread(texts) -> list[str]:
+    found = []
+    for where, text in texts:
+        for quote in SEED_QUOTES:
+            text = text.replace(quote, "")
+        for rule, pattern in PROOFREAD.items():
+            found += [f"{where}: {rule}: …{text[max(0, m.start() - 8):m.end() + 8]}…" for m in re.finditer(pattern, text)]
+    return found
+
+
+def _strings(value, where=""):
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}/{i}")
+
+
+def test_rehearsal_chinese_is_proofread():
+    from seckill.rehearsal_content import TEXT
+
+    assert proofread(_strings(TEXT["zh"])) == []
+    # the test of the test: the mistakes the issue names are caught
+    assert len(proofread([("x", "切换用了 30 s，延迟 < 50ms"), ("y", "预减：：完成"), ("z", "用Redis预减(原子)")])) >= 4
+
+
+def test_rehearsal_opens_in_the_editions_language(monkeypatch):
+    from seckill import rehearsal
+    from seckill.rehearsal_ui import CAPACITY_ZH, Rehearsal
+
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert Rehearsal(measured={}, progress={}).lang == "zh"
+    monkeypatch.setenv("SECKILL_LANG", "en")
+    assert Rehearsal(measured={}, progress={}).lang == "en"
+    assert set(CAPACITY_ZH) == set(rehearsal.capacity({})[0])
+    zh = rehearsal.seed_vs_yours_figure({}, "zh")
+    assert "原文" in zh.layout.title.text
+
+
+def test_chinese_notebook_text_is_proofread():
+    """Every Chinese twin, code blocks and inline code aside: 30 秒, full-width punctuation, spaced Latin words."""
+    texts = []
+    for src in mk.sources():
+        for cell in mk.read_source(src).cells:
+            if mk.is_zh(cell):
+                text = re.sub(r"```.*?```", "", cell.source, flags=re.S)
+                texts.append((src.stem, re.sub(r"`[^`]*`", "`x`", text)))
+    assert proofread(texts) == []
