@@ -1,7 +1,8 @@
 # Two commands for a fresh machine (see README):
 #   make lab    install everything, start the stack, open JupyterLab on notebooks/
 #               (make lab HEADLESS=1 prints the URL instead of opening a browser;
-#                make lab PORT=8890 serves JupyterLab on another port, as does SECKILL_LAB_PORT)
+#                make lab PORT=8890 serves JupyterLab on another port, as does SECKILL_LAB_PORT;
+#                make lab LANG=zh opens the 中文 edition with JupyterLab's menus in Chinese, as a zh_* locale does)
 #   make test   install everything, then run every test against real services
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +16,7 @@ PYTEST_ARGS ?=
 .PHONY: lab test servers tools down clean labs-sync notebooks help bench
 
 help:
-	@echo "make lab [HEADLESS=1] [PORT=18888]   start the stack and JupyterLab on the course"
+	@echo "make lab [HEADLESS=1] [PORT=18888] [LANG=zh]   start the stack and JupyterLab on the course (LANG=zh: 中文)"
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
@@ -41,7 +42,8 @@ tools: $(STAMP)
 	@$(BIN)/seckill install-servers --with-tools
 
 lab: servers
-	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,) $(if $(filter command line,$(origin PORT)),--port $(PORT),)
+	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,) $(if $(filter command line,$(origin PORT)),--port $(PORT),) \
+	  $(if $(filter command line,$(origin LANG)),--lang $(if $(filter zh%,$(LANG)),zh,en),)
 
 test: tools
 	@$(BIN)/python tools/make_labs.py --check

@@ -236,6 +236,7 @@ def consumer() -> None:
 @click.option("--headless", is_flag=True, help="Print the URL instead of opening a browser.")
 @click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535),
               envvar="SECKILL_LAB_PORT", show_envvar=True, help="JupyterLab's port (make lab PORT=...).")
+@lang_option
 @friendly
 def lab(headless: bool, port: int) -> None:
     """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C).

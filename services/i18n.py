@@ -44,7 +44,17 @@ def set_lang(value: str) -> str:
     if found is None:
         raise ValueError(f"unknown language {value!r}: use one of {', '.join(LANGS)}")
     os.environ["SECKILL_LANG"] = found
+    # `make lab LANG=zh` puts a bare "zh" in LANG, which is no locale: the servers and Jupyter started
+    # from here get a real one instead (the language itself now lives in SECKILL_LANG).
+    for var in ("LANG", "LC_ALL", "LC_MESSAGES"):
+        if os.environ.get(var, "").lower() in LANGS:
+            os.environ[var] = "C.UTF-8"
     return found
+
+
+def jupyterlab_locale(lang_: str | None = None) -> str:
+    """JupyterLab's interface language for ours: zh_CN (jupyterlab-language-pack-zh-cn) or en."""
+    return "zh_CN" if (lang_ or lang()) == "zh" else "en"
 
 
 def tr(english: str, lang_: str | None = None) -> str:
