@@ -28,9 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services"
 
 # Notebooks whose Chinese edition is complete: every prose cell has an up-to-date twin.
-TRANSLATED = ["00_start_here", "01_requirements_and_capacity", "10_token_bucket", "11_rate_limits",
-              "12_stock_reservation", "13_order_producer", "14_order_consumer", "20_tier_ladder_sync",
-              "90_interview_rehearsal"]
+TRANSLATED = [p.stem for p in sorted((REPO / "notebooks" / "src").glob("*.md"))]
 
 
 def _tool():
