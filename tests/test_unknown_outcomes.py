@@ -1,0 +1,186 @@
+"""Yes, no and unknown (issue 11 §1, §2): a publish that timed out is not a failure; a poison message blocks nothing.
+
+On the real broker and database: the broker is really frozen (SIGSTOP), the poison
+messages are really published by hand to a real queue, and PostgreSQL really
+refuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import string
+import threading
+import time
+
+import pika
+import psycopg
+import pytest
+
+from seckill import chaos, processes, tiers
+from seckill.config import settings
+from solutions import consumer as consumer_mod
+from solutions.consumer import OrderConsumer
+from solutions.producer import OrderProducer, PublishError, PublishUnknown
+
+from test_solutions_consumer import add_products, order
+
+
+# -- §1 the producer: unknown is its own outcome, and it is bounded ------------------------------
+
+def _frozen_broker():
+    s = settings()
+    processes.kill(s.run_dir, "rabbitmq", signal.SIGSTOP)
+    return lambda: processes.kill(s.run_dir, "rabbitmq", signal.SIGCONT)
+
+
+def _send_in_thread(producer, payload, wait_s):
+    """send_order in a thread; (exception or None, seconds) or ("hung", wait_s) when it did not return."""
+    box = {}
+
+    def go():
+        t0 = time.monotonic()
+        try:
+            producer.send_order(payload)
+            box["result"] = (None, time.monotonic() - t0)
+        except Exception as exc:  # the test judges the kind
+            box["result"] = (exc, time.monotonic() - t0)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(wait_s)
+    return box.get("result", ("hung", wait_s))
+
+
+def test_a_frozen_broker_gives_unknown_on_an_open_connection_and_no_on_a_new_one(amqp_url, fresh_queue):
+    warm = OrderProducer(amqp_url, queue=fresh_queue)
+    warm.send_order(order(1))  # connected, channel open, confirms on
+    resume = _frozen_broker()
+    try:
+        exc, took = _send_in_thread(warm, order(2), wait_s=15)
+        assert exc != "hung", "a publish on a frozen broker must give up (bounded), not wait for the thaw"
+        assert isinstance(exc, PublishUnknown), f"sent but not confirmed is UNKNOWN, got {exc!r}"
+        assert took < 10
+        cold = OrderProducer(amqp_url, queue=fresh_queue)
+        exc, took = _send_in_thread(cold, order(3), wait_s=15)
+        assert isinstance(exc, PublishError) and not isinstance(exc, PublishUnknown), \
+            f"no connection (handshake timed out) is a definite failure, got {exc!r}"
+    finally:
+        resume()
+    # the unknown one was in fact queued: the broker read it after the thaw
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        deadline = time.monotonic() + 10
+        count = 0
+        while time.monotonic() < deadline:
+            count = conn.channel().queue_declare(fresh_queue, durable=True).method.message_count
+            if count >= 2:
+                break
+            time.sleep(0.2)
+        assert count == 2, "order 1 (confirmed) and order 2 (unknown) are both queued; order 3 never was"
+    finally:
+        conn.close()
+        warm.close()
+
+
+# -- §1 the failure lab, on each queue tier -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stall_tiers(stack_urls):
+    yield
+    tiers.down(out=None)
+
+
+@pytest.mark.parametrize("tier", ["flask", "fastapi"])
+def test_broker_stall_lab(stall_tiers, tier):
+    report = chaos.run("broker-stall", save=False, tier=tier, before=20, during=20, after=20)
+    assert report.ok, str(report)
+    m = report.metrics
+    assert m["answers_202"] >= 1, "buyers on the open connection got pending (unknown), not 503"
+    assert m["answers_503"] >= 1, "buyers that needed a new connection got 503 (nothing sent)"
+    assert m["pending_confirmed"] >= 1, "the unknown publishes were queued after all and became orders"
+    assert set(report.series["status"]) <= {200, 202, 503}
+
+
+# -- §2 poison messages ------------------------------------------------------------------------------
+
+def _publish_raw(amqp_url, queue, bodies):
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        for body in bodies:
+            ch.basic_publish("", queue, body)
+    finally:
+        conn.close()
+
+
+def _dead_letters(amqp_url, queue):
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        out = []
+        while True:
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append(((props.headers or {}).get("x-dead-reason", ""), body))
+    finally:
+        ch.queue_delete(queue)
+        conn.close()
+
+
+# 9,000 characters that do not compress (a run of "x" would: PostgreSQL compresses index entries)
+LONG_ID = "".join(random.Random(11).choices(string.ascii_letters + string.digits, k=9000))
+POISON = [
+    json.dumps({**order(1), "user_id": "poison", "order_id": LONG_ID}).encode(),  # index row too large
+    b'{"order_id": "o-2", "user_id": "\\ud800", "product_id": 1, "created_at": "2024-11-11T00:00:00+00:00"}',
+]
+
+
+def test_poison_messages_are_dead_lettered_and_the_valid_order_behind_them_is_written(amqp_url, pg_dsn, fresh_queue):
+    add_products(pg_dsn, p1=5)
+    _publish_raw(amqp_url, fresh_queue, POISON + [json.dumps(order(3)).encode()])
+    consumer = OrderConsumer(amqp_url, pg_dsn, queue=fresh_queue, prefetch=10, batch_size=10)
+    try:
+        assert consumer.run(max_messages=3, idle_timeout=5) == 3
+    finally:
+        consumer.close()
+    with psycopg.connect(pg_dsn) as conn:
+        assert [r[0] for r in conn.execute("SELECT order_id FROM orders").fetchall()] == ["o-3"]
+        rejected = dict(conn.execute("SELECT order_id, reason FROM order_rejections").fetchall())
+    assert list(rejected) == ["o-2"] and rejected["o-2"].startswith("invalid"), rejected
+    dead = _dead_letters(amqp_url, f"{fresh_queue}.dead")
+    assert len(dead) == 2
+    assert "9000 characters" in dead[0][0] and "Unicode" in dead[1][0]
+
+
+def test_an_order_the_database_refuses_is_isolated_retried_and_dead_lettered(amqp_url, pg_dsn, fresh_queue,
+                                                                                 monkeypatch):
+    """Validation switched off for length: PostgreSQL itself refuses the 9,000-character id (index row too big).
+
+    The batch of five fails as a whole; it is split until the one bad order is alone, that one is
+    tried MAX_ATTEMPTS times and dead-lettered, and the four good orders around it are written.
+    """
+    monkeypatch.setattr(consumer_mod, "MAX_ID_CHARS", 100_000)
+    add_products(pg_dsn, p1=10)
+    bodies = [json.dumps(order(n)).encode() for n in (1, 2)] + [POISON[0]] + \
+        [json.dumps(order(n)).encode() for n in (4, 5)]
+    _publish_raw(amqp_url, fresh_queue, bodies)
+    consumer = OrderConsumer(amqp_url, pg_dsn, queue=fresh_queue, prefetch=10, batch_size=5)
+    calls = []
+    original = consumer.handle_batch
+    consumer.handle_batch = lambda orders: calls.append(len(orders)) or original(orders)
+    try:
+        time.sleep(0.3)  # let all five arrive, so they form one batch
+        assert consumer.run(max_messages=5, idle_timeout=5) == 5
+    finally:
+        consumer.close()
+    with psycopg.connect(pg_dsn) as conn:
+        written = sorted(r[0] for r in conn.execute("SELECT order_id FROM orders").fetchall())
+    assert written == ["o-1", "o-2", "o-4", "o-5"]
+    assert calls.count(1) >= consumer_mod.MAX_ATTEMPTS, f"the lone bad order was retried: batches {calls}"
+    dead = _dead_letters(amqp_url, f"{fresh_queue}.dead")
+    assert len(dead) == 1 and "refused by PostgreSQL" in dead[0][0]
