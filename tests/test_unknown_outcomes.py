@@ -184,3 +184,46 @@ def test_an_order_the_database_refuses_is_isolated_retried_and_dead_lettered(amq
     assert calls.count(1) >= consumer_mod.MAX_ATTEMPTS, f"the lone bad order was retried: batches {calls}"
     dead = _dead_letters(amqp_url, f"{fresh_queue}.dead")
     assert len(dead) == 1 and "refused by PostgreSQL" in dead[0][0]
+
+
+# -- §2 and §3 as failure labs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("tier", ["flask", "fastapi"])
+def test_poison_lab(stall_tiers, tier):
+    report = chaos.run("poison", save=False, tier=tier)
+    assert report.ok, str(report)
+    assert report.metrics["dead_lettered"] == 2
+
+
+@pytest.mark.parametrize("tier", ["flask", "fastapi"])
+def test_pg_down_lab_on_queue_tiers(stall_tiers, tier):
+    report = chaos.run("pg-down", save=False, tier=tier)
+    assert report.ok, str(report)
+    assert report.metrics["stop_s"] < 10, "fast shutdown: PostgreSQL does not wait for its clients"
+
+
+@pytest.mark.xfail(reason="db-direct answers 500 on the second buy while PostgreSQL is down (reconnect outside "
+                          "its error handling): fixed on helper C's branch (issue 11 §3), not on this one")
+def test_pg_down_lab_on_db_direct(stall_tiers):
+    report = chaos.run("pg-down", save=False, tier="db-direct")
+    assert report.ok, str(report)
+
+
+def test_postgres_restarts_right_after_a_stop_with_clients_connected(stack_urls):
+    from seckill import stack
+
+    s = settings()
+    clients = [psycopg.connect(s.postgres_url) for _ in range(3)]
+    try:
+        for conn in clients:
+            conn.execute("SELECT 1")
+        for _ in range(2):  # twice: the second start must not trip on a stale postmaster.pid
+            t0 = time.monotonic()
+            stack.stop_service("postgres")
+            assert time.monotonic() - t0 < 10, "fast shutdown, not smart (which waits for every client)"
+            stack.start_service("postgres")
+        with psycopg.connect(s.postgres_url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        for conn in clients:
+            conn.close()
