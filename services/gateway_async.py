@@ -232,8 +232,9 @@ class AsyncGateway:
             await self._release(product_id, user_id)
             log.warning("publish failed, reservation released: %s", exc)
             return unavailable("order queue")
-        # Cancelled while publishing: the outcome is unknown too, so the reservation is
-        # kept (never released for an order that may be queued); reconcile settles it.
+        # (Cancelled while publishing, CancelledError passes through: its outcome is unknown
+        # too, so the reservation is kept, never released for an order that may be queued;
+        # reconciliation returns it if the order never arrives.)
         await self._mark_pending(order)
         return accepted(order)
 

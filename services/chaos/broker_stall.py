@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import signal
+import statistics
 import threading
 import time
 import urllib.error
@@ -90,6 +91,8 @@ def run(tier: str | None = None, product_id: int = 9311, stock: int = 1000, befo
     """
     report = ChaosReport("broker-stall", TITLE)
     s = settings()
+    frozen_for = 0.0
+    by_status: dict[int, list[float]] = {}
     state = tier_for(report, tier)
     base_url = state["base_url"]
     fresh_sale(report, s, product_id, stock)
@@ -140,9 +143,9 @@ def run(tier: str | None = None, product_id: int = 9311, stock: int = 1000, befo
             time.sleep(left)
         freeze_broker(False)
         frozen = False
-        report.event(f"RabbitMQ resumed (SIGCONT) after {time.monotonic() - t_freeze:.1f} s")
+        frozen_for = time.monotonic() - t_freeze
+        report.event(f"RabbitMQ resumed (SIGCONT) after {frozen_for:.1f} s")
 
-        by_status: dict[int, list[float]] = {}
         for user, sent_s, waited_s, status, body in sorted(answers, key=lambda r: r[1]):
             series["sent_s"].append(round(sent_s, 3))
             series["waited_ms"].append(round(waited_s * 1000, 1))
@@ -203,9 +206,12 @@ def run(tier: str | None = None, product_id: int = 9311, stock: int = 1000, befo
     written = written_order_ids(s, product_id)
     report.check("told 200 → an order", told_200 <= written,
                  f"{len(told_200)} told 200, {len(told_200 - written)} without an order")
-    report.metrics.update(answers_200=len(told_200), answers_202=len(pending_ids), answers_503=len(told_503_users),
-                          pending_confirmed=len(confirmed_pending), freeze_s=freeze_s, oversold=check.oversold,
-                          lost=check.lost)
+    report.metrics.update(tier=state["tier"], answers_200=len(told_200), answers_202=len(pending_ids),
+                          answers_503=len(told_503_users), pending_confirmed=len(confirmed_pending),
+                          pending_rejected=len(resolved) - len(confirmed_pending), frozen_s=round(frozen_for, 1),
+                          oversold=check.oversold, lost=check.lost,
+                          # the learner's own measurement: how long a buyer waited for each kind of answer
+                          median_wait_s={str(k): round(statistics.median(v), 2) for k, v in sorted(by_status.items())})
     report.series = series
     return report
 
@@ -225,3 +231,27 @@ def _post(base_url: str, product_id: int, user: str, ip: str) -> tuple[int, dict
             return err.code, {}
     except (OSError, ValueError):
         return 0, {}
+
+
+def chart(report):
+    """Each buy during the freeze: when it was sent (x) and how long its buyer waited (y), coloured by answer."""
+    import plotly.graph_objects as go
+
+    data = report if isinstance(report, dict) else report.as_dict()
+    series, m = data["series"], data["metrics"]
+    names = {200: "200 yes: confirmed", 202: "202 unknown: pending, item kept", 503: "503 no: nothing sent",
+             0: "no answer"}
+    colours = {200: "#2ca02c", 202: "#ff7f0e", 503: "#d62728", 0: "#8c564b"}
+    fig = go.Figure()
+    for status in sorted(set(series["status"])):
+        rows = [(x, y) for x, y, st in zip(series["sent_s"], series["waited_ms"], series["status"]) if st == status]
+        fig.add_trace(go.Scatter(x=[r[0] for r in rows], y=[r[1] / 1000 for r in rows], mode="markers",
+                                 name=names.get(status, str(status)),
+                                 marker={"color": colours.get(status, "#7f7f7f"), "size": 8}))
+    fig.add_vrect(x0=0, x1=m.get("frozen_s", 0), fillcolor="#1f77b4", opacity=0.08, line_width=0,
+                  annotation_text="broker frozen (SIGSTOP)", annotation_position="top left")
+    fig.update_layout(title=(f"broker-stall on {m.get('tier')}: what each buyer got during a {m.get('frozen_s')} s "
+                             f"freeze, and how long they waited"),
+                      xaxis_title="sent at (s after the freeze began)", yaxis_title="waited for the answer (s)",
+                      height=450, legend={"orientation": "h", "y": -0.2})
+    return fig
