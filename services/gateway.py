@@ -432,14 +432,19 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     local = threading.local()
 
     def orders_db(order_id: str) -> str | None:
-        conn = getattr(local, "conn", None)
-        if conn is None or conn.closed:
-            conn = local.conn = db.connect(s.postgres_url, autocommit=True)
-        try:
-            return db.order_status(conn, order_id)
-        except Exception:
-            conn.close()
-            raise
+        # Twice at most: a connection kept from before a PostgreSQL restart fails on first
+        # use; that says nothing about PostgreSQL now, so try once more on a fresh one.
+        for attempt in (1, 2):
+            conn = getattr(local, "conn", None)
+            fresh = conn is None or conn.closed
+            if fresh:
+                conn = local.conn = db.connect(s.postgres_url, autocommit=True)
+            try:
+                return db.order_status(conn, order_id)
+            except Exception:
+                conn.close()
+                if fresh or attempt == 2:
+                    raise
 
     return Gateway(
         redis=r,

@@ -292,17 +292,20 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
 
     async def orders_db(order_id: str) -> str | None:
         async with lock:  # the status endpoint is not the hot path: one connection is plenty
-            conn = state["conn"]
-            if conn is None or conn.closed:
-                conn = state["conn"] = await psycopg.AsyncConnection.connect(
-                    s.postgres_url, autocommit=True, connect_timeout=3)
-            try:
-                cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
-                row = await cur.fetchone()
-                return row[0] if row else None
-            except Exception:
-                await conn.close()
-                raise
+            for attempt in (1, 2):  # a connection from before a PostgreSQL restart: retry on a fresh one
+                conn = state["conn"]
+                fresh = conn is None or conn.closed
+                if fresh:
+                    conn = state["conn"] = await psycopg.AsyncConnection.connect(
+                        s.postgres_url, autocommit=True, connect_timeout=3)
+                try:
+                    cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
+                    row = await cur.fetchone()
+                    return row[0] if row else None
+                except Exception:
+                    await conn.close()
+                    if fresh or attempt == 2:
+                        raise
 
     return AsyncGateway(
         redis=r,

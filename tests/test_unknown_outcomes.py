@@ -17,6 +17,7 @@ import time
 import pika
 import psycopg
 import pytest
+import redis
 
 from seckill import chaos, processes, tiers
 from seckill.config import settings
@@ -227,3 +228,83 @@ def test_postgres_restarts_right_after_a_stop_with_clients_connected(stack_urls)
     finally:
         for conn in clients:
             conn.close()
+
+
+# -- §1 the gateway's decision: unknown keeps the item, no gives it back (real Redis and PostgreSQL) --------
+
+class _Producer:
+    """A producer whose publish ends as told: the decision under test is the gateway's, not the broker's."""
+
+    def __init__(self, error: Exception | None):
+        self.error = error
+
+    def send_order(self, order):
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_unknown_publish_answers_202_and_keeps_the_item_and_a_definite_failure_503_and_releases(stack_urls, kind):
+    import asyncio
+
+    from seckill import gateway, gateway_async
+    from seckill.sale import create_sale
+
+    s = settings()
+    product = 9341 if kind == "sync" else 9342
+    create_sale(s, product, 10, force=True)
+
+    async def run_async():
+        gw = gateway_async.build(s)
+        answers = {}
+        try:
+            for name, error in (("unknown", gateway_async.PublishUnknown("sent, no confirm")),
+                                ("no", gateway_async.PublishError("no connection"))):
+                gw.producer = _AsyncProducer(error)
+                reply = await gw.buy(str(product), json.dumps({"user_id": f"u-{name}"}).encode(), f"10.9.0.{len(answers)}")
+                status = await gw.order_status(reply.body["order_id"]) if reply.status == 202 else None
+                answers[name] = (reply, status, await gw.stock.get_stock(product))
+            return answers
+        finally:
+            await gw.producer.close()
+
+    if kind == "sync":
+        gw = gateway.build(s)
+        answers = {}
+        for name, error in (("unknown", PublishUnknown("sent, no confirm")), ("no", PublishError("no connection"))):
+            gw.producer = _Producer(error)
+            reply = gw.buy(str(product), json.dumps({"user_id": f"u-{name}"}).encode(), f"10.9.0.{len(answers)}")
+            status = gw.order_status(reply.body["order_id"]) if reply.status == 202 else None
+            answers[name] = (reply, status, gw.stock.get_stock(product))
+    else:
+        answers = asyncio.run(run_async())
+
+    reply, status, stock = answers["unknown"]
+    assert reply.status == 202 and reply.body["status"] == "pending", reply
+    assert status.body["status"] == "pending", "the status endpoint says pending while the item is held"
+    assert stock == 9, "an unknown outcome keeps the reservation"
+    reply, _, stock = answers["no"]
+    assert reply.status == 503 and stock == 9, "a definite failure releases the reservation"
+
+    # reconciliation proved the pending order lost and gave its item back: the status turns rejected
+    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    r.srem(f"buyers:{product}", "u-unknown")
+    order_id = answers["unknown"][0].body["order_id"]
+    if kind == "sync":
+        assert gw.order_status(order_id).body["status"] == "rejected"
+    else:
+        async def status_now():
+            gw2 = gateway_async.build(s)
+            try:
+                return (await gw2.order_status(order_id)).body["status"]
+            finally:
+                await gw2.producer.close()
+        assert asyncio.run(status_now()) == "rejected"
+
+
+class _AsyncProducer(_Producer):
+    async def send_order(self, order):
+        super().send_order(order)
+
+    async def close(self):
+        pass
