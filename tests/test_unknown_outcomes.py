@@ -308,3 +308,57 @@ class _AsyncProducer(_Producer):
 
     async def close(self):
         pass
+
+
+@pytest.mark.parametrize("tier", ["fastapi", "flask"])
+def test_the_issue_example_stock_5_frozen_broker(stall_tiers, tier):
+    """Issue 11 §1 as reported: stock 5; a0…a4 buy while the broker is frozen; b0…b4 after it resumed.
+
+    Wrong (before): a0…a4 told 503 yet hold the orders, b0…b4 told 200 and rejected. Right: a0…a4 told
+    202 pending and their items kept, so b0…b4 are told sold out; a0…a4's orders are written and
+    confirmed; nobody told 503 holds an order; Redis and PostgreSQL both end at 0.
+    """
+    from seckill import invariants
+    from seckill.chaos import broker_stall
+    from seckill.chaos._queue import tier_for
+    from seckill.chaos import ChaosReport
+    from seckill.sale import create_sale
+
+    s = settings()
+    product = 9351
+    base = tier_for(ChaosReport("example", ""), tier)["base_url"]
+    invariants.wait_for_drain(s, product, timeout_s=30)
+    create_sale(s, product, 5, force=True)
+    create_sale(s, product + 1, 100, force=True)
+    ips = iter(f"10.77.{i // 250}.{i % 250 + 1}" for i in range(1000))
+    for i in range(12):  # open the gateway's broker connections first (each worker's), on another sale
+        assert broker_stall._post(base, product + 1, f"warm-{i}", next(ips))[0] == 200
+    answers = {}
+    broker_stall.freeze_broker(True)
+    try:
+        threads = [threading.Thread(target=lambda u=f"a{i}", ip=next(ips): answers.__setitem__(
+            u, broker_stall._post(base, product, u, ip))) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        broker_stall.freeze_broker(False)
+    statuses = {u: a[0] for u, a in answers.items()}
+    assert set(statuses.values()) <= {202, 503}, f"sent but unconfirmed → 202; no connection → 503: {statuses}"
+    assert 202 in statuses.values(), f"buyers on an open connection are told pending: {statuses}"
+    time.sleep(1)
+    later = {f"b{i}": broker_stall._post(base, product, f"b{i}", next(ips)) for i in range(5)}
+    held = [u for u, st in statuses.items() if st in (200, 202)]
+    told_503 = [u for u, st in statuses.items() if st == 503]
+    # the items of the a's that were not told 503 are still theirs: the b's find only what 503s gave back
+    assert sum(1 for st, _ in later.values() if st == 200) == len(told_503), later
+    assert all(st == 409 for st, body in later.values() if st != 200), later
+    ids = [a[1]["order_id"] for u, a in answers.items() if u in held]
+    ids += [body["order_id"] for st, body in later.values() if st == 200]
+    assert invariants.wait_for_drain(s, product, expected_orders=len(ids), timeout_s=60)
+    for order_id in ids:
+        assert broker_stall.order_status(base, order_id) == "confirmed"
+    assert not broker_stall.orders_of_users(s, product, told_503), "told 503 → no order"
+    check = invariants.check_sale(s, product, ids)
+    assert check.ok and check.orders == 5 and check.redis_stock == 0, check.as_dict()
