@@ -104,7 +104,8 @@ class Gateway:
     """Everything the buy endpoint needs, passed in so tests and tiers can swap pieces."""
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, publish_error: type[Exception],
-                 sales: SaleCatalog, publish_unknown: type[Exception] | tuple = (), orders_db: Callable[[str], str | None] | None = None,
+                 sales: SaleCatalog, publish_unknown: type[Exception] | tuple = (),
+                 orders_db: Callable[[str], str | None] | None = None,
                  trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1"), bucket_rate: float = 1.0,
                  clock: Callable[[], float] = time.time, sold_out: SoldOutMemory | None = None,
                  crash_users: str | None = None):

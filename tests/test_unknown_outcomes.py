@@ -261,7 +261,8 @@ def test_unknown_publish_answers_202_and_keeps_the_item_and_a_definite_failure_5
             for name, error in (("unknown", gateway_async.PublishUnknown("sent, no confirm")),
                                 ("no", gateway_async.PublishError("no connection"))):
                 gw.producer = _AsyncProducer(error)
-                reply = await gw.buy(str(product), json.dumps({"user_id": f"u-{name}"}).encode(), f"10.9.0.{len(answers)}")
+                body = json.dumps({"user_id": f"u-{name}"}).encode()
+                reply = await gw.buy(str(product), body, f"10.9.0.{len(answers)}")
                 status = await gw.order_status(reply.body["order_id"]) if reply.status == 202 else None
                 answers[name] = (reply, status, await gw.stock.get_stock(product))
             return answers
