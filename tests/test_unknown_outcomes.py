@@ -363,3 +363,29 @@ def test_the_issue_example_stock_5_frozen_broker(stall_tiers, tier):
     assert not broker_stall.orders_of_users(s, product, told_503), "told 503 → no order"
     check = invariants.check_sale(s, product, ids)
     assert check.ok and check.orders == 5 and check.redis_stock == 0, check.as_dict()
+
+
+def test_a_pending_order_that_never_reached_the_queue_is_proven_lost_by_reconcile_then_rejected(stack_urls):
+    """The one case where "unknown" turns out "no": the message never left the gateway.
+
+    The item stays reserved (never released on a guess); `reconcile --fix` finds a buyer with no
+    order in PostgreSQL and none in the queue, twice, returns the item, and the status says rejected.
+    """
+    from seckill import gateway, invariants, reconcile
+    from seckill.sale import create_sale
+
+    s = settings()
+    product = 9361
+    invariants.wait_for_drain(s, product, timeout_s=30)
+    create_sale(s, product, 3, force=True)
+    gw = gateway.build(s)
+    gw.producer = _Producer(PublishUnknown("cut off before it was written to the socket"))
+    reply = gw.buy(str(product), json.dumps({"user_id": "lost-1"}).encode(), "10.9.1.1")
+    assert reply.status == 202 and gw.stock.get_stock(product) == 2
+    order_id = reply.body["order_id"]
+    assert gw.order_status(order_id).body["status"] == "pending"
+
+    reconcile.reconcile(s, product, fix=True, settle_s=1.0)
+    assert gw.stock.get_stock(product) == 3, "reconciliation proved the order lost and returned its item"
+    assert gw.order_status(order_id).body["status"] == "rejected"
+    assert reconcile.reconcile(s, product).consistent
