@@ -124,6 +124,7 @@ class AsyncOrderProducer:
         self._connection = None
         self._channel = None
         self._lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Task] = set()  # publishes still waiting for their confirm
 
     async def _open(self):
         async with self._lock:
@@ -157,18 +158,36 @@ class AsyncOrderProducer:
         except Exception as exc:  # no connection (refused, handshake timed out): nothing was sent
             await self._discard()
             raise PublishError(f"cannot reach the broker for order {order['order_id']}: {exc!r}") from exc
+        # The publish runs as a task of its own and only the WAIT is bounded. aio-pika's own
+        # timeout would also cancel a publish still queued behind others on this channel
+        # (never written): the buyer would be told "pending" for a message that is then never
+        # sent. Shielded, a publish that is late still goes out and is confirmed later.
+        task = asyncio.ensure_future(channel.default_exchange.publish(message, routing_key=self.queue,
+                                                                      mandatory=True))
+        self._in_flight.add(task)
+        task.add_done_callback(self._settled)
         try:
-            # Returns once the broker confirmed (ack); a nack, a return or a timeout raises.
-            await channel.default_exchange.publish(message, routing_key=self.queue, mandatory=True,
-                                                   timeout=self.timeout_s)
+            # Returns once the broker confirmed (ack); a nack or a return raises.
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout_s)
         except (aio_pika.exceptions.DeliveryError, aio_pika.exceptions.ChannelInvalidStateError) as exc:
             await self._discard()  # nacked, returned (reached no queue), or the channel was closed: not queued
             raise PublishError(f"order {order['order_id']} refused by the broker: {exc!r}") from exc
-        except Exception as exc:  # timeout, connection lost while waiting: unknown
-            await self._discard()
+        except Exception as exc:  # late confirm, or the connection broke while waiting: unknown
+            # A late confirm (a slow or frozen broker) is no reason to close the channel that
+            # every other request publishes on; drop it only when it is already broken.
+            if channel.is_closed:
+                await self._discard()
             raise PublishUnknown(f"order {order['order_id']} sent, confirm not received: {exc!r}") from exc
 
+    def _settled(self, task: asyncio.Task) -> None:
+        """A publish ended (maybe after its buyer was told pending): forget it, log a late failure."""
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a publish answered pending ended without a confirm: %r", task.exception())
+
     async def close(self) -> None:
+        if self._in_flight:  # let late publishes finish (bounded) before the connection goes
+            await asyncio.wait(list(self._in_flight), timeout=self.timeout_s)
         await self._discard()
 
 

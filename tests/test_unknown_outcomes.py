@@ -99,7 +99,8 @@ def test_broker_stall_lab(stall_tiers, tier):
     assert report.ok, str(report)
     m = report.metrics
     assert m["answers_202"] >= 1, "buyers on the open connection got pending (unknown), not 503"
-    assert m["answers_503"] >= 1, "buyers that needed a new connection got 503 (nothing sent)"
+    if tier == "flask":  # a connection per thread: threads without one cannot open one → 503, nothing sent
+        assert m["answers_503"] >= 1, "buyers that needed a new connection got 503 (nothing sent)"
     assert m["pending_confirmed"] >= 1, "the unknown publishes were queued after all and became orders"
     assert set(report.series["status"]) <= {200, 202, 503}
 
