@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-OUTCOMES = ("success", "sold_out", "already_bought", "limited", "client_error", "server_error", "failed")
+OUTCOMES = ("success", "pending", "sold_out", "already_bought", "limited", "client_error", "server_error",
+            "failed")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class BurstResult:
     counts: Counter = field(default_factory=Counter)
     order_ids: list[str] = field(default_factory=list)
     buyers: list[str] = field(default_factory=list)
+    pending: list[tuple[str, str]] = field(default_factory=list)  # (order_id, user) answered 202 pending
     statuses: Counter = field(default_factory=Counter)
     elapsed_s: float = 0.0
 
@@ -57,6 +59,8 @@ def classify(status: int, body: dict | None) -> str:
     error = (body or {}).get("error")
     if status == 200 and (body or {}).get("success"):
         return "success"
+    if status == 202 and (body or {}).get("status") == "pending":
+        return "pending"  # sent, confirm late: an unknown outcome, the item stays reserved
     if status == 409 and error in ("sold_out", "already_bought"):
         return error
     if status == 429:
@@ -101,6 +105,8 @@ async def _burst(base_url: str, product_id: int, plan: list[tuple[str, str]], co
             if outcome == "success":
                 result.order_ids.append(body["order_id"])
                 result.buyers.append(user_id)
+            elif outcome == "pending":
+                result.pending.append((body["order_id"], user_id))
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))

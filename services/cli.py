@@ -340,7 +340,7 @@ def load(target, users, spawn_rate, duration, product_id, stock, requests_per_us
 @friendly
 def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
     """Break the running system on purpose (race, redis-down, redis-failover, mq-down,
-    crash-between, consumer-crash, backlog); exit 1 if an invariant broke."""
+    crash-between, consumer-crash, backlog, broker-stall, poison, pg-down); exit 1 if an invariant broke."""
     import inspect
 
     from . import chaos

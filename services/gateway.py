@@ -11,8 +11,12 @@ answers exactly alike.
 
 Rules that keep the books right:
   * nothing is reserved before the request is known to be valid and allowed;
-  * a reservation is released when the publish fails (503), so a broker outage
-    never leaks stock;
+  * a reservation is released only when the publish DEFINITELY failed (no
+    connection, nack: 503), so a broker outage never leaks stock; when the
+    outcome is UNKNOWN (sent, confirm not back in time) the order may well be
+    queued, so the reservation is kept and the answer is 202 "pending" with the
+    order id: told-503 users never get an order, and the status endpoint tells
+    a pending user when theirs is written (or refused);
   * a dependency that is down answers 503 at once (short socket timeouts), never
     a 500 and never a hang; with Redis down, a product this process saw sold out
     is answered 409 from memory (sold_out.py).
@@ -100,7 +104,8 @@ class Gateway:
     """Everything the buy endpoint needs, passed in so tests and tiers can swap pieces."""
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, publish_error: type[Exception],
-                 sales: SaleCatalog, orders_db: Callable[[str], str | None] | None = None,
+                 sales: SaleCatalog, publish_unknown: type[Exception] | tuple = (),
+                 orders_db: Callable[[str], str | None] | None = None,
                  trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1"), bucket_rate: float = 1.0,
                  clock: Callable[[], float] = time.time, sold_out: SoldOutMemory | None = None,
                  crash_users: str | None = None):
@@ -110,6 +115,7 @@ class Gateway:
         self.bucket = bucket
         self.producer = producer
         self.publish_error = publish_error
+        self.publish_unknown = publish_unknown  # a kind of publish_error: sent, but not confirmed in time
         self.sales = sales
         self.orders_db = orders_db
         self.trusted_proxies = trusted_proxies
@@ -147,6 +153,10 @@ class Gateway:
         order = new_order(user_id, product_id)
         try:
             self.producer.send_order(order)
+        except self.publish_unknown as exc:
+            log.warning("publish outcome unknown, reservation kept, answered pending: %s", exc)
+            self._mark_pending(order)
+            return pending(order)
         except self.publish_error as exc:
             self._release(product_id, user_id)
             log.warning("publish failed, reservation released: %s", exc)
@@ -154,11 +164,14 @@ class Gateway:
         except Exception:
             self._release(product_id, user_id)
             raise
+        self._mark_pending(order)
+        return accepted(order)
+
+    def _mark_pending(self, order: dict) -> None:
         try:
-            self.redis.set(order_key(order["order_id"]), "pending", ex=PENDING_TTL_S)
+            self.redis.set(order_key(order["order_id"]), pending_marker(order), ex=PENDING_TTL_S)
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
-        return accepted(order)
 
     def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -180,10 +193,11 @@ class Gateway:
         if written:
             return order_reply(order_id, written)
         try:
-            pending = self.redis.exists(order_key(order_id))
+            marker = self.redis.get(order_key(order_id))
+            reserved = still_reserved(marker, lambda p, u: self.redis.sismember(f"buyers:{p}", u))
         except redis_lib.RedisError:
-            pending = False
-        return order_reply(order_id, "pending" if pending else None)
+            marker, reserved = None, False
+        return order_reply(order_id, pending_status(marker, reserved))
 
 
 # -- the steps every tier shares (pure: no I/O) ---------------------------------------------
@@ -211,6 +225,34 @@ def sale_problem(product_id: int, window, now: float) -> Reply | None:
 def bucket_retry_after(rate: float) -> int:
     """Whole seconds until the global bucket has a token again (Retry-After); 60 for a shut bucket."""
     return max(1, math.ceil(1.0 / rate)) if rate > 0 else 60
+
+
+def pending_marker(order: dict) -> str:
+    """What order:{id} holds in Redis until the order is written: whose reservation backs it."""
+    return json.dumps({"product_id": order["product_id"], "user_id": order["user_id"]})
+
+
+def still_reserved(marker: str | bytes | None, is_buyer: Callable[[int, str], Any]) -> bool:
+    """Does the reservation behind a pending order still stand (its user still in buyers:{product})?"""
+    if marker is None:
+        return False
+    try:
+        data = json.loads(marker)
+        return bool(is_buyer(int(data["product_id"]), str(data["user_id"])))
+    except (ValueError, TypeError, KeyError):
+        return True  # an old plain "pending" marker: nothing to check against
+
+
+def pending_status(marker, reserved: bool) -> str | None:
+    """The status of an order PostgreSQL does not hold (yet).
+
+    pending while its reservation stands; rejected when reconciliation proved the
+    order never reached the queue and returned its item (an unknown publish that
+    turned out lost); None (404) when nobody knows the order.
+    """
+    if marker is None:
+        return None
+    return "pending" if reserved else "rejected"
 
 
 def order_reply(order_id: str, status: str | None) -> Reply:
@@ -292,6 +334,17 @@ def crash_point(crash_users: str | None, user_id: str) -> None:
 
 def accepted(order: dict) -> Reply:
     return Reply(200, {"success": True, "order_id": order["order_id"]})
+
+
+def pending(order: dict) -> Reply:
+    """202: the order was sent to the queue but its confirm did not come back in time (an UNKNOWN outcome).
+
+    Not a failure: the item stays reserved for this user and the order is most
+    likely queued. GET /api/orders/{order_id} answers pending until the order
+    service has written it (confirmed) or refused it (rejected).
+    """
+    return Reply(202, {"order_id": order["order_id"], "status": "pending",
+                       "message": "order sent, its confirmation is late: see GET /api/orders/{order_id}"})
 
 
 def unavailable(what: str) -> Reply:
@@ -380,14 +433,19 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     local = threading.local()
 
     def orders_db(order_id: str) -> str | None:
-        conn = getattr(local, "conn", None)
-        if conn is None or conn.closed:
-            conn = local.conn = db.connect(s.postgres_url, autocommit=True)
-        try:
-            return db.order_status(conn, order_id)
-        except Exception:
-            conn.close()
-            raise
+        # Twice at most: a connection kept from before a PostgreSQL restart fails on first
+        # use; that says nothing about PostgreSQL now, so try once more on a fresh one.
+        for attempt in (1, 2):
+            conn = getattr(local, "conn", None)
+            fresh = conn is None or conn.closed
+            if fresh:
+                conn = local.conn = db.connect(s.postgres_url, autocommit=True)
+            try:
+                return db.order_status(conn, order_id)
+            except Exception:
+                conn.close()
+                if fresh or attempt == 2:
+                    raise
 
     return Gateway(
         redis=r,
@@ -397,6 +455,8 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         bucket=token_bucket.TokenBucket(limits.bucket_capacity, limits.bucket_rate),
         producer=ThreadLocalProducer(lambda: producer.OrderProducer(s.amqp_url, queue=s.queue)),
         publish_error=producer.PublishError,
+        # a learner's producer without the unknown kind: every error is treated as definite
+        publish_unknown=getattr(producer, "PublishUnknown", ()),
         sales=SaleCatalog(r),
         orders_db=orders_db,
         trusted_proxies=s.trusted_proxies,

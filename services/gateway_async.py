@@ -32,7 +32,8 @@ import redis as redis_lib
 from . import db, impl
 from .config import Limits, Settings
 from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
-                      new_order, order_reply, parse_request, reservation_problem, sale_problem, unavailable)
+                      new_order, order_reply, parse_request, pending,
+                      pending_marker, pending_status, reservation_problem, sale_problem, unavailable)
 from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
 from .sold_out import SoldOutMemory
 from .sale import AsyncSaleCatalog, order_key
@@ -41,7 +42,23 @@ log = logging.getLogger("seckill.gateway")
 
 
 class PublishError(Exception):
-    """The broker did not confirm the order: it is not safely queued."""
+    """The order is definitely not queued (no connection, nack, unroutable): release and answer 503."""
+
+
+class PublishUnknown(PublishError):
+    """Sent, but no confirm within the timeout (or the connection broke meanwhile): it MAY be queued.
+
+    The gateway keeps the reservation and answers 202 pending (see gateway.pending).
+    """
+
+
+def _marker_fields(marker) -> tuple[int, str] | None:
+    """(product_id, user_id) from a pending marker (gateway.pending_marker), None for an old plain one."""
+    try:
+        data = json.loads(marker)
+        return int(data["product_id"]), str(data["user_id"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _text(value) -> str | None:
@@ -107,6 +124,7 @@ class AsyncOrderProducer:
         self._connection = None
         self._channel = None
         self._lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Task] = set()  # publishes still waiting for their confirm
 
     async def _open(self):
         async with self._lock:
@@ -126,18 +144,50 @@ class AsyncOrderProducer:
                 pass
 
     async def send_order(self, order: dict) -> None:
+        """Publish and await the confirm (at most ``timeout_s``).
+
+        Raises PublishError when the order is definitely not queued (no
+        connection or channel, a nack, a return) and PublishUnknown when it was
+        sent but the confirm did not come in time or the connection broke while
+        waiting: then the broker may have queued it.
+        """
         message = aio_pika.Message(json.dumps(order).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=str(order["order_id"]))
         try:
-            channel = await self._open()
-            # Returns once the broker confirmed (ack); a nack, a return or a timeout raises.
-            await channel.default_exchange.publish(message, routing_key=self.queue, mandatory=True,
-                                                   timeout=self.timeout_s)
-        except Exception as exc:  # every way of not being confirmed is one error for the gateway
+            channel = await asyncio.wait_for(self._open(), timeout=self.timeout_s)
+        except Exception as exc:  # no connection (refused, handshake timed out): nothing was sent
             await self._discard()
-            raise PublishError(f"order {order['order_id']} not confirmed: {exc!r}") from exc
+            raise PublishError(f"cannot reach the broker for order {order['order_id']}: {exc!r}") from exc
+        # The publish runs as a task of its own and only the WAIT is bounded. aio-pika's own
+        # timeout would also cancel a publish still queued behind others on this channel
+        # (never written): the buyer would be told "pending" for a message that is then never
+        # sent. Shielded, a publish that is late still goes out and is confirmed later.
+        task = asyncio.ensure_future(channel.default_exchange.publish(message, routing_key=self.queue,
+                                                                      mandatory=True))
+        self._in_flight.add(task)
+        task.add_done_callback(self._settled)
+        try:
+            # Returns once the broker confirmed (ack); a nack or a return raises.
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout_s)
+        except (aio_pika.exceptions.DeliveryError, aio_pika.exceptions.ChannelInvalidStateError) as exc:
+            await self._discard()  # nacked, returned (reached no queue), or the channel was closed: not queued
+            raise PublishError(f"order {order['order_id']} refused by the broker: {exc!r}") from exc
+        except Exception as exc:  # late confirm, or the connection broke while waiting: unknown
+            # A late confirm (a slow or frozen broker) is no reason to close the channel that
+            # every other request publishes on; drop it only when it is already broken.
+            if channel.is_closed:
+                await self._discard()
+            raise PublishUnknown(f"order {order['order_id']} sent, confirm not received: {exc!r}") from exc
+
+    def _settled(self, task: asyncio.Task) -> None:
+        """A publish ended (maybe after its buyer was told pending): forget it, log a late failure."""
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a publish answered pending ended without a confirm: %r", task.exception())
 
     async def close(self) -> None:
+        if self._in_flight:  # let late publishes finish (bounded) before the connection goes
+            await asyncio.wait(list(self._in_flight), timeout=self.timeout_s)
         await self._discard()
 
 
@@ -192,17 +242,26 @@ class AsyncGateway:
         order = new_order(user_id, product_id)
         try:
             await self.producer.send_order(order)
-        except (PublishError, asyncio.CancelledError) as exc:
+        except PublishUnknown as exc:
+            # Not a failure: the broker may hold the order. Keep the item reserved for this user.
+            log.warning("publish outcome unknown, reservation kept, answered pending: %s", exc)
+            await self._mark_pending(order)
+            return pending(order)
+        except PublishError as exc:
             await self._release(product_id, user_id)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             log.warning("publish failed, reservation released: %s", exc)
             return unavailable("order queue")
+        # (Cancelled while publishing, CancelledError passes through: its outcome is unknown
+        # too, so the reservation is kept, never released for an order that may be queued;
+        # reconciliation returns it if the order never arrives.)
+        await self._mark_pending(order)
+        return accepted(order)
+
+    async def _mark_pending(self, order: dict) -> None:
         try:
-            await self.redis.set(order_key(order["order_id"]), "pending", ex=PENDING_TTL_S)
+            await self.redis.set(order_key(order["order_id"]), pending_marker(order), ex=PENDING_TTL_S)
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
-        return accepted(order)
 
     async def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -221,10 +280,16 @@ class AsyncGateway:
         if written:
             return order_reply(order_id, written)
         try:
-            pending = await self.redis.exists(order_key(order_id))
-        except redis_lib.RedisError:
-            pending = False
-        return order_reply(order_id, "pending" if pending else None)
+            marker = await self.redis.get(order_key(order_id))
+            reserved = False
+            if marker is not None:
+                reserved = True
+                data = _marker_fields(marker)
+                if data is not None:
+                    reserved = bool(await self.redis.sismember(f"buyers:{data[0]}", data[1]))
+        except (redis_lib.RedisError, OSError):
+            marker, reserved = None, False
+        return order_reply(order_id, pending_status(marker, reserved))
 
 
 def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None,
@@ -246,17 +311,20 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
 
     async def orders_db(order_id: str) -> str | None:
         async with lock:  # the status endpoint is not the hot path: one connection is plenty
-            conn = state["conn"]
-            if conn is None or conn.closed:
-                conn = state["conn"] = await psycopg.AsyncConnection.connect(
-                    s.postgres_url, autocommit=True, connect_timeout=3)
-            try:
-                cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
-                row = await cur.fetchone()
-                return row[0] if row else None
-            except Exception:
-                await conn.close()
-                raise
+            for attempt in (1, 2):  # a connection from before a PostgreSQL restart: retry on a fresh one
+                conn = state["conn"]
+                fresh = conn is None or conn.closed
+                if fresh:
+                    conn = state["conn"] = await psycopg.AsyncConnection.connect(
+                        s.postgres_url, autocommit=True, connect_timeout=3)
+                try:
+                    cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
+                    row = await cur.fetchone()
+                    return row[0] if row else None
+                except Exception:
+                    await conn.close()
+                    if fresh or attempt == 2:
+                        raise
 
     return AsyncGateway(
         redis=r,

@@ -37,6 +37,9 @@ ERROR_STATUSES = {
     413: f"the body is larger than {MAX_BODY} bytes", 422: "the body or the sale is not right (see error)",
     429: "a rate limit (see the Retry-After header)", 503: "a dependency is down; nothing was reserved, try again",
 }
+# 202: the order was sent but its publisher confirm did not come back in time (an unknown outcome)
+PENDING_OK = {"type": "object", "required": ["order_id", "status"], "properties": {
+    "order_id": {"type": "string"}, "status": {"enum": ["pending"]}, "message": {"type": "string"}}}
 ERROR_SCHEMA = {"type": "object", "required": ["error", "message"],
                 "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
 
@@ -99,7 +102,9 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
     app = FastAPI(title="seckill gateway (FastAPI tier)", lifespan=lifespan)
 
     @app.post("/api/seckill/{product_id}", openapi_extra={"requestBody": BUY_BODY},
-              responses=documented(BUY_OK, 400, 409, 413, 422, 429, 503))
+              responses={**documented(BUY_OK, 400, 409, 413, 422, 429, 503),
+                         202: {"description": "sent, confirm late: pending, the item stays reserved",
+                               "content": {"application/json": {"schema": PENDING_OK}}}})
     async def buy(product_id: str, request: Request):
         gw = state["gw"]
         body = await read_capped(request)

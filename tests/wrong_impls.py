@@ -49,11 +49,14 @@ MISTAKES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {'consumer/ack_bef
                                   '            channel.queue_declare(queue=self.queue)\n')]),
  'producer/raw_errors': ('connection errors escape as pika exceptions.',
                          'producer.py',
-                         [('        except (pika.exceptions.AMQPError, OSError) as exc:\n'
-                           '            self._discard_connection()\n'
-                           '            raise PublishError(f"cannot publish order {order_id}: {exc!r}") from '
-                           'exc\n',
-                           '')]),
+                         [('        try:\n'
+                           '            channel = self._usable_channel()\n'
+                           '        except Exception as exc:  # refused, handshake timed out (pika raises several '
+                           'kinds): nothing was sent\n'
+                           '            self._discard_connection()  # a definite failure\n'
+                           '            raise PublishError(f"cannot reach the broker for order {order_id}: {exc!r}") '
+                           'from exc\n',
+                           '        channel = self._usable_channel()\n')]),
  'producer/transient': ('messages are not persistent.',
                         'producer.py',
                         [('            delivery_mode=pika.DeliveryMode.Persistent,\n',

@@ -34,6 +34,9 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "crash-between": ("crash_between", "gateway killed between the Redis reservation and the publish"),
     "consumer-crash": ("consumer_crash", "order service killed after commit before ack, and before commit"),
     "backlog": ("backlog", "order service stopped under load: the queue grows and an alert fires"),
+    "broker-stall": ("broker_stall", "RabbitMQ frozen (SIGSTOP): confirms stop; yes, no and unknown answers"),
+    "pg-down": ("pg_down", "PostgreSQL stopped mid-sale: queue tiers keep answering, orders wait; db-direct 503"),
+    "poison": ("poison", "messages no database takes, ahead of good orders: dead-lettered, nothing blocked"),
 }
 
 

@@ -25,7 +25,7 @@ import aiohttp
 
 from ..burst import fake_ip
 
-OUTCOMES = ("success", "sold_out", "already_bought", "unavailable", "not_found", "limited", "client_error",
+OUTCOMES = ("success", "pending", "sold_out", "already_bought", "unavailable", "not_found", "limited", "client_error",
             "server_error", "failed")
 
 
@@ -36,6 +36,8 @@ def outcome(status: int | None, body: dict | None) -> str:
         return "failed"  # no answer at all: connection refused or reset, or a timeout
     if status == 200 and body.get("success"):
         return "success"
+    if status == 202 and body.get("status") == "pending":
+        return "pending"  # sent, its confirm late: unknown, not failed (the item stays reserved)
     if status == 409 and body.get("error") in ("sold_out", "already_bought"):
         return body["error"]
     if status == 503:
