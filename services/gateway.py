@@ -29,6 +29,7 @@ import re
 import signal
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,7 +44,7 @@ from .sold_out import SoldOutMemory
 
 log = logging.getLogger("seckill.gateway")
 
-PRODUCT_ID = re.compile(r"^[0-9]{1,18}$")
+PRODUCT_ID = re.compile(r"^[1-9][0-9]{0,17}$")  # the canonical form only: no sign, no leading zero
 ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_USER_ID = 64
 MAX_BODY = 4096
@@ -190,10 +191,26 @@ class Gateway:
 
 def parse_request(product_id_raw: str, body: bytes) -> tuple[int | None, str | None, Reply | None]:
     """Product id from the path and user id from the body, or the 4xx that explains what is wrong."""
-    if not PRODUCT_ID.match(product_id_raw or ""):
-        return None, None, error(404, "unknown_product", "product id must be a positive whole number")
+    problem = product_id_problem(product_id_raw)
+    if problem:
+        return None, None, problem
     user_id, problem = parse_user(body)
     return int(product_id_raw), user_id, problem
+
+
+def product_id_problem(product_id_raw: str | None) -> Reply | None:
+    """404 unless the path holds a product id in its one canonical form (211, never 0211 or +211).
+
+    One product, one URL: ``int("0211")`` is 211, so accepting it would give a
+    product two names (and two cache keys, two log spellings) for one stock.
+    """
+    raw = product_id_raw or ""
+    if PRODUCT_ID.match(raw):
+        return None
+    if re.fullmatch(r"0+[0-9]+", raw) and raw.lstrip("0") and PRODUCT_ID.match(raw.lstrip("0")):
+        return error(404, "unknown_product",
+                     f"product ids are written without leading zeros: use {raw.lstrip('0')}, not {raw}")
+    return error(404, "unknown_product", "product id must be a positive whole number like 211")
 
 
 def sale_problem(product_id: int, window, now: float) -> Reply | None:
@@ -314,13 +331,29 @@ def parse_user(body: bytes) -> tuple[str | None, Reply | None]:
         return None, error(422, "missing_user_id", "user_id is required")
     if not isinstance(user_id, str):
         return None, error(422, "invalid_user_id", "user_id must be a string")
-    if not user_id.strip():
+    try:
+        user_id = canonical_user_id(user_id)
+    except UnicodeError:
+        return None, error(422, "invalid_user_id", "user_id must be valid Unicode text (no lone surrogates)")
+    if not user_id:
         return None, error(422, "invalid_user_id", "user_id must not be empty")
     if len(user_id) > MAX_USER_ID:
         return None, error(422, "invalid_user_id", f"user_id must be at most {MAX_USER_ID} characters")
     if not user_id.isprintable():
         return None, error(422, "invalid_user_id", "user_id must not contain control characters")
     return user_id, None
+
+
+def canonical_user_id(raw: str) -> str:
+    """The one form a user id is stored and counted under: surrounding white space
+    dropped, then Unicode NFC ("cafe\u0301" and "caf\u00e9" are one user).
+
+    Applied before the limits, the reservation and the database, so two spellings
+    of one visible name can neither buy twice nor dodge the per-user limit.
+    Raises UnicodeError for text that is not valid Unicode (a lone surrogate).
+    """
+    raw.encode("utf-8")  # a lone surrogate cannot be a name: refuse it here, not in PostgreSQL
+    return unicodedata.normalize("NFC", raw.strip())
 
 
 def fast_fail_options() -> dict:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import impl
 from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, PRODUCT_ID, MAX_USER_ID, Reply, client_ip, error
+from .gateway import MAX_BODY, product_id_problem, MAX_USER_ID, Reply, client_ip, error
 from .gateway_async import AsyncGateway, build
 
 BUY_BODY = {
@@ -115,8 +115,9 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
 
     @app.get("/api/sales/{product_id}", responses=documented(SALE_OK, 503))
     async def sale_state(product_id: str):
-        if not PRODUCT_ID.match(product_id):
-            return respond(error(404, "unknown_product", "product id must be a positive whole number"))
+        problem = product_id_problem(product_id)
+        if problem:
+            return respond(problem)
         left = await state["gw"].stock.get_stock(int(product_id))
         if left is None:
             return respond(error(404, "unknown_product", f"no sale for product {product_id}"))

@@ -20,7 +20,7 @@ from flask import Flask, Response, jsonify, request
 
 from . import impl
 from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, PRODUCT_ID, Gateway, Reply, build, client_ip, error
+from .gateway import MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error
 
 
 def respond(reply: Reply) -> Response:
@@ -70,8 +70,9 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
 
     @app.get("/api/sales/<product_id>")
     def sale_state(product_id: str):
-        if not PRODUCT_ID.match(product_id):
-            return respond(error(404, "unknown_product", "product id must be a positive whole number"))
+        problem = product_id_problem(product_id)
+        if problem:
+            return respond(problem)
         left = gw.stock.get_stock(int(product_id))
         if left is None:
             return respond(error(404, "unknown_product", f"no sale for product {product_id}"))
