@@ -174,10 +174,13 @@ def tier() -> None:
 @click.option("--nginx-burst", type=click.IntRange(min=0), default=None, help="nginx limit_req burst.")
 @click.option("--local-slice", type=click.IntRange(min=1), default=None,
               help="local-stock: units an instance leases from Redis at a time.")
+@click.option("--load-test", is_flag=True,
+              help="Believe X-Forwarded-For from every loopback peer, for wrk / locust that simulate many "
+                   "clients from one address (off by default; never with real clients).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
-            nginx_burst, local_slice, as_json) -> None:
+            nginx_burst, local_slice, load_test, as_json) -> None:
     """Start tier NAME (db-direct, flask, flask-x4, fastapi, local-stock) on the running stack; prints its base URL."""
     from . import tiers
 
@@ -186,7 +189,8 @@ def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit,
                                     nginx_rate=nginx_rate, nginx_burst=nginx_burst,
                                     local_slice=local_slice).items()
               if v is not None}
-    state = tiers.up(name, limits=limits, impl_name=impl_name)
+    state = tiers.up(name, limits=limits, impl_name=impl_name,
+                     extra_env={"SECKILL_LOADTEST_FORWARDED": "1"} if load_test else None)
     emit(state, as_json, state["base_url"])
 
 

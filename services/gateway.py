@@ -49,6 +49,7 @@ ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 MAX_USER_ID = 64
 MAX_BODY = 4096
 PENDING_TTL_S = 24 * 3600
+PRODUCT_EXISTS_SQL = "SELECT 1 FROM products WHERE id = %s"
 
 
 @dataclass
@@ -62,13 +63,66 @@ def error(status: int, code: str, message: str, **extra) -> Reply:
     return Reply(status, {"error": code, "message": message, **extra})
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+class TrustedProxies:
+    """The peers whose X-Forwarded-For is believed: addresses or networks (``"127.0.80.80"``,
+    ``"10.0.0.0/8"``), and with ``loopback=True`` (the load-test switch) every loopback address.
+
+    ``address in trusted`` is all client_ip asks. Empty by default: anything on the host
+    that reaches a gateway directly would otherwise choose its own address, and with it
+    dodge the per-IP limit or push a neighbour over it.
+    """
+
+    def __init__(self, entries=(), *, loopback: bool = False):
+        self.networks = []
+        for entry in entries:
+            try:
+                self.networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+            except ValueError:
+                from .config import ConfigError
+
+                raise ConfigError(f"SECKILL_TRUSTED_PROXIES: {entry!r} is not an address or network "
+                                  "like 127.0.80.80 or 10.0.0.0/8") from None
+        if loopback:
+            self.networks.extend(LOOPBACK)
+        self.loopback = loopback
+
+    def __contains__(self, address) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except (TypeError, ValueError):
+            return False
+        return any(ip.version == net.version and ip in net for net in self.networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({', '.join(map(str, self.networks)) or 'nobody'})"
+
+
+def trusted_from(s: Settings) -> TrustedProxies:
+    """The gateway's trusted proxies from the settings; the load-test switch is said out loud."""
+    trusted = TrustedProxies(s.trusted_proxies, loopback=s.loadtest_forwarded)
+    if s.loadtest_forwarded:
+        import sys
+
+        print(f"seckill gateway (pid {os.getpid()}): LOAD-TEST MODE — X-Forwarded-For is believed from every "
+              "loopback peer (SECKILL_LOADTEST_FORWARDED=1); never use this with real clients",
+              file=sys.stderr, flush=True)
+    return trusted
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted) -> str:
     """The address limits count against.
 
-    The peer, unless the peer is a trusted proxy (nginx, or a load generator on
-    loopback simulating many clients): then the right-most address in
-    X-Forwarded-For that is not itself a trusted proxy. Right-most, because a
-    client can write anything into the left part of that header.
+    The peer, unless the peer is a trusted proxy (nginx from its own source
+    address; every loopback peer only with the load-test switch): then the
+    right-most address in X-Forwarded-For that is not itself a trusted proxy.
+    Right-most, because a client can write anything into the left part of that
+    header. ``trusted`` is a TrustedProxies (or any container of addresses).
     """
     peer = peer or "unknown"
     if peer not in trusted or not forwarded_for:
@@ -102,9 +156,10 @@ class Gateway:
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, publish_error: type[Exception],
                  sales: SaleCatalog, orders_db: Callable[[str], str | None] | None = None,
-                 trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1"), bucket_rate: float = 1.0,
+                 trusted_proxies=TrustedProxies(), bucket_rate: float = 1.0,
                  clock: Callable[[], float] = time.time, sold_out: SoldOutMemory | None = None,
-                 crash_users: str | None = None):
+                 crash_users: str | None = None, sale_in_db: Callable[[int], bool] | None = None,
+                 rebuild=None, health_checks: dict[str, Callable[[], Any]] | None = None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -118,6 +173,11 @@ class Gateway:
         self.clock = clock
         self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
         self.crash_users = crash_users  # the crash-between injection point; None: off
+        # Redis lost a sale? PostgreSQL says whether it exists (None: no database, a missing sale is 404)
+        self.sale_in_db = sale_in_db
+        self.known_in_db = ProductMemory()
+        self.rebuild = rebuild            # rebuild.RedisRebuild, started when Redis lost a sale
+        self.health_checks = health_checks or {}
 
     # -- POST /api/seckill/{product_id} ------------------------------------------------
     def buy(self, product_id_raw: str, body: bytes, client: str) -> Reply:
@@ -131,7 +191,10 @@ class Gateway:
         product_id, user_id, problem = parse_request(product_id_raw, body)
         if problem:
             return problem
-        problem = sale_problem(product_id, self.sales.get(product_id), self.clock())
+        window = self.sales.get(product_id)
+        if window is None:
+            return self._no_sale(product_id)
+        problem = sale_problem(product_id, window, self.clock())
         if problem:
             return problem
         if not self.bucket.allow_request():
@@ -160,6 +223,29 @@ class Gateway:
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
         return accepted(order)
+
+    def _no_sale(self, product_id: int) -> Reply:
+        """Redis has no sale: 404 if PostgreSQL has none either, else 503 while Redis is rebuilt."""
+        if self.sale_in_db is None:
+            return sale_problem(product_id, None, self.clock())
+        exists = self.known_in_db.get(product_id)
+        if exists is None:
+            try:
+                exists = bool(self.sale_in_db(product_id))
+            except Exception as exc:  # PostgreSQL down too: we cannot tell, so we do not say "no such sale"
+                log.warning("sale lookup failed: %s", exc)
+                return unavailable("sale catalogue")
+            self.known_in_db.put(product_id, exists)
+        if not exists:
+            return sale_problem(product_id, None, self.clock())
+        if self.rebuild is not None:
+            self.rebuild.request()
+        return sale_lost(product_id)
+
+    def health(self) -> Reply:
+        """200 when every dependency answers, else 503 naming the ones that do not."""
+        return health_reply(run_checks(self.health_checks), tier=os.environ.get("SECKILL_TIER", "flask"),
+                            impl=impl.current())
 
     def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -223,6 +309,73 @@ def sale_problem(product_id: int, window, now: float) -> Reply | None:
     if state == "ended":
         return error(422, "sale_ended", "the sale is over")
     return None
+
+
+class ProductMemory:
+    """Whether PostgreSQL has a product, remembered for ``ttl_s``: a flood of buys for a
+    product that does not exist must not become a flood of database queries."""
+
+    def __init__(self, ttl_s: float = 1.0, max_items: int = 10_000, clock=time.monotonic):
+        self.ttl_s = ttl_s
+        self.max_items = max_items
+        self.clock = clock
+        self._seen: dict[int, tuple[float, bool]] = {}
+
+    def get(self, product_id: int) -> bool | None:
+        hit = self._seen.get(product_id)
+        if hit is None or self.clock() - hit[0] >= self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, product_id: int, exists: bool) -> None:
+        if len(self._seen) >= self.max_items:
+            self._seen.clear()  # bounded: forgetting only costs a query
+        self._seen[product_id] = (self.clock(), exists)
+
+
+SALE_LOST_RETRY_S = 5
+
+
+def sale_lost(product_id: int) -> Reply:
+    """503: PostgreSQL has the sale, Redis lost it; it is being rebuilt, so try again soon."""
+    return Reply(503, {"error": "unavailable",
+                       "message": f"the sale of product {product_id} is being restored from the database, "
+                                  f"try again in {SALE_LOST_RETRY_S} s"},
+                 {"Retry-After": str(SALE_LOST_RETRY_S)})
+
+
+def run_checks(checks: dict[str, Callable[[], Any]]) -> dict[str, bool]:
+    """Call each dependency's check; a check that raises means that dependency is down."""
+    result = {}
+    for name, check in checks.items():
+        try:
+            check()
+            result[name] = True
+        except Exception as exc:
+            log.warning("health: %s unavailable: %s", name, exc)
+            result[name] = False
+    return result
+
+
+def health_reply(up: dict[str, bool], **extra) -> Reply:
+    """GET /healthz: 200 {"ok": true, "dependencies": {...}}, or 503 naming what is down."""
+    down = [name for name, ok in up.items() if not ok]
+    body = {"ok": not down, **extra, "pid": os.getpid(),
+            "dependencies": {name: "up" if ok else "down" for name, ok in up.items()}}
+    if not down:
+        return Reply(200, body)
+    return Reply(503, {**body, "error": "unavailable", "down": down,
+                       "message": f"{', '.join(down)} down"}, {"Retry-After": "1"})
+
+
+def tcp_check(host: str, port: int, timeout_s: float = 1.0) -> Callable[[], None]:
+    """A check that a server accepts connections (the broker: an AMQP handshake per probe is too dear)."""
+    import socket
+
+    def check() -> None:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    return check
 
 
 def bucket_retry_after(rate: float) -> int:
@@ -403,6 +556,8 @@ def redis_for(s: Settings) -> redis_lib.Redis:
 def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None) -> Gateway:
     """A gateway wired to the real services, using the chosen implementation."""
     from . import db
+    from .config import HOST
+    from .rebuild import RedisRebuild, settle_from_env
 
     limits = limits or s.limits
     r = redis_for(s)
@@ -412,15 +567,21 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     producer = impl.load("producer", impl_name)
     local = threading.local()
 
-    def orders_db(order_id: str) -> str | None:
+    def on_db(query: Callable[[Any], Any]) -> Any:
         conn = getattr(local, "conn", None)
         if conn is None or conn.closed:
-            conn = local.conn = db.connect(s.postgres_url, autocommit=True)
+            conn = local.conn = db.connect(s.postgres_url, autocommit=True, connect_timeout=3)
         try:
-            return db.order_status(conn, order_id)
+            return query(conn)
         except Exception:
             conn.close()
             raise
+
+    def orders_db(order_id: str) -> str | None:
+        return on_db(lambda conn: db.order_status(conn, order_id))
+
+    def sale_in_db(product_id: int) -> bool:
+        return on_db(lambda conn: conn.execute(PRODUCT_EXISTS_SQL, (product_id,)).fetchone() is not None)
 
     return Gateway(
         redis=r,
@@ -432,8 +593,12 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         publish_error=producer.PublishError,
         sales=SaleCatalog(r),
         orders_db=orders_db,
-        trusted_proxies=s.trusted_proxies,
+        trusted_proxies=trusted_from(s),
         bucket_rate=limits.bucket_rate,
         sold_out=SoldOutMemory(enabled=s.degrade_sold_out),
         crash_users=crash_users_from_env(),
+        sale_in_db=sale_in_db,
+        rebuild=RedisRebuild(s, r, settle_s=settle_from_env()),
+        health_checks={"redis": r.ping, "postgres": lambda: on_db(lambda conn: conn.execute("SELECT 1")),
+                       "rabbitmq": tcp_check(HOST, s.ports.amqp)},
     )

@@ -34,6 +34,7 @@ from .config import Limits, Settings
 from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
                       new_order, order_reply, parse_request, reservation_problem, sale_problem, unavailable)
 from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
+from .gateway import PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, sale_lost, trusted_from
 from .sold_out import SoldOutMemory
 from .sale import AsyncSaleCatalog, order_key
 
@@ -69,6 +70,10 @@ class AsyncStock:
     async def get_stock(self, product_id: int) -> int | None:
         value = await self.redis.get(f"stock:{product_id}")
         return None if value is None else int(value)
+
+    async def sold_out_answer(self, product_id: int, user_id: str) -> str:
+        """'already_bought' for a user who holds one, else 'sold_out' (see local_stock)."""
+        return "already_bought" if await self.redis.sismember(f"buyers:{product_id}", user_id) else "sold_out"
 
 
 class AsyncLayeredLimiter:
@@ -145,8 +150,9 @@ class AsyncGateway:
     """The same buy and order-status decisions as gateway.Gateway, awaiting instead of blocking."""
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, sales, orders_db=None,
-                 trusted_proxies=("127.0.0.1", "::1"), bucket_rate: float = 1.0, clock=time.time,
-                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None):
+                 trusted_proxies=TrustedProxies(), bucket_rate: float = 1.0, clock=time.time,
+                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None,
+                 sale_in_db=None, rebuild=None, health_checks: dict | None = None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -159,6 +165,10 @@ class AsyncGateway:
         self.clock = clock
         self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
         self.crash_users = crash_users  # the crash-between injection point (gateway.crash_point); None: off
+        self.sale_in_db = sale_in_db      # async (product_id) -> bool; None: a missing sale is 404
+        self.known_in_db = ProductMemory()
+        self.rebuild = rebuild            # rebuild.RedisRebuild (a thread), started when Redis lost a sale
+        self.health_checks = health_checks or {}  # name -> async check that raises when down
         # a stock that keeps a local sold-out flag (local_stock.AsyncLocalStock) is asked first
         self._sold_out_locally = getattr(stock, "sold_out_locally", None)
 
@@ -173,11 +183,16 @@ class AsyncGateway:
         product_id, user_id, problem = parse_request(product_id_raw, body)
         if problem:
             return problem
-        problem = sale_problem(product_id, await self.sales.get(product_id), self.clock())
+        window = await self.sales.get(product_id)
+        if window is None:
+            return await self._no_sale(product_id)
+        problem = sale_problem(product_id, window, self.clock())
         if problem:
             return problem
         if self._sold_out_locally is not None and self._sold_out_locally(product_id):
-            return reservation_problem("sold_out")  # tier local-stock: answered from memory
+            # tier local-stock: answered from memory, but a user who already bought hears so wherever
+            # the request lands (one set lookup, not the whole buy path)
+            return reservation_problem(await self.stock.sold_out_answer(product_id, user_id))
         if not self.bucket.allow_request():
             return bucket_limited(self.bucket_retry_after)
         verdict = await self.limiter.check(user_id, client)
@@ -203,6 +218,36 @@ class AsyncGateway:
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
         return accepted(order)
+
+    async def _no_sale(self, product_id: int) -> Reply:
+        """Redis has no sale: 404 if PostgreSQL has none either, else 503 while Redis is rebuilt."""
+        if self.sale_in_db is None:
+            return sale_problem(product_id, None, self.clock())
+        exists = self.known_in_db.get(product_id)
+        if exists is None:
+            try:
+                exists = bool(await self.sale_in_db(product_id))
+            except Exception as exc:  # PostgreSQL down too: we cannot tell, so we do not say "no such sale"
+                log.warning("sale lookup failed: %s", exc)
+                return unavailable("sale catalogue")
+            self.known_in_db.put(product_id, exists)
+        if not exists:
+            return sale_problem(product_id, None, self.clock())
+        if self.rebuild is not None:
+            self.rebuild.request()  # a thread: returns at once
+        return sale_lost(product_id)
+
+    async def health(self, tier: str = "fastapi") -> Reply:
+        """200 when every dependency answers, else 503 naming the ones that do not."""
+        up = {}
+        for name, check in self.health_checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=3)
+                up[name] = True
+            except Exception as exc:
+                log.warning("health: %s unavailable: %r", name, exc)
+                up[name] = False
+        return health_reply(up, tier=tier, impl=impl.current())
 
     async def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -236,7 +281,9 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     """
     import psycopg
 
+    from .config import HOST
     from .local_stock import AsyncLocalStock
+    from .rebuild import RedisRebuild, settle_from_env
 
     limits = limits or s.limits
     r = async_redis_for(s)
@@ -244,19 +291,29 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     state = {"conn": None}
     lock = asyncio.Lock()
 
-    async def orders_db(order_id: str) -> str | None:
-        async with lock:  # the status endpoint is not the hot path: one connection is plenty
+    async def on_db(sql: str, params) -> tuple | None:
+        async with lock:  # status, lost sales and health are not the hot path: one connection is plenty
             conn = state["conn"]
             if conn is None or conn.closed:
                 conn = state["conn"] = await psycopg.AsyncConnection.connect(
                     s.postgres_url, autocommit=True, connect_timeout=3)
             try:
-                cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
-                row = await cur.fetchone()
-                return row[0] if row else None
+                cur = await conn.execute(sql, params)
+                return await cur.fetchone()
             except Exception:
                 await conn.close()
                 raise
+
+    async def orders_db(order_id: str) -> str | None:
+        row = await on_db(db.ORDER_STATUS_SQL, {"id": order_id})
+        return row[0] if row else None
+
+    async def sale_in_db(product_id: int) -> bool:
+        return await on_db(PRODUCT_EXISTS_SQL, (product_id,)) is not None
+
+    async def amqp_accepts() -> None:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, s.ports.amqp), timeout=1)
+        writer.close()
 
     return AsyncGateway(
         redis=r,
@@ -267,10 +324,14 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),
         sales=AsyncSaleCatalog(r),
         orders_db=orders_db,
-        trusted_proxies=s.trusted_proxies,
+        trusted_proxies=trusted_from(s),
         bucket_rate=limits.bucket_rate,
         sold_out=SoldOutMemory(enabled=s.degrade_sold_out),
         crash_users=crash_users_from_env(),
+        sale_in_db=sale_in_db,
+        rebuild=RedisRebuild(s, settle_s=settle_from_env()),  # its own sync client, in its own thread
+        health_checks={"redis": r.ping, "postgres": lambda: on_db("SELECT 1", None),
+                       "rabbitmq": amqp_accepts},
     )
 
 

@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import impl
 from .config import Settings, settings as load_settings
 from .gateway import MAX_BODY, product_id_problem, MAX_USER_ID, Reply, client_ip, error
 from .gateway_async import AsyncGateway, build
@@ -125,8 +124,8 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
 
     @app.get("/healthz")
     async def healthz():
-        return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "fastapi"),
-                                   "pid": os.getpid(), "impl": impl.current()}))
+        default = "local-stock" if local_stock else "fastapi"
+        return respond(await state["gw"].health(tier=os.environ.get("SECKILL_TIER", default)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

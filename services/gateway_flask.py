@@ -14,11 +14,8 @@ Routes:
 
 from __future__ import annotations
 
-import os
-
 from flask import Flask, Response, jsonify, request
 
-from . import impl
 from .config import Settings, settings as load_settings
 from .gateway import MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error
 
@@ -100,8 +97,7 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
 
     @app.get("/healthz")
     def healthz():
-        return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "flask"),
-                                   "pid": os.getpid(), "impl": impl.current()}))
+        return respond(gw.health())
 
     json_errors(app)
     return app

@@ -6,8 +6,9 @@ runs inside locust's own processes, started by :func:`seckill.loadtest.run`:
     python -m locust -f services/locustfile.py --headless --processes 2 ...
 
 Each simulated user is a different buyer: its own user id and its own client
-IP in X-Forwarded-For (the gateway trusts that header from loopback, see
-gateway.client_ip). Ids are ``lt<run>-w<worker>-<n>``: a per-process counter
+IP in X-Forwarded-For. FastHttpUser cannot bind a source address per user, so
+the gateway believes that header only with its load-test switch on
+(``seckill tier up NAME --load-test``; see gateway.TrustedProxies). Ids are ``lt<run>-w<worker>-<n>``: a per-process counter
 plus the worker index, so the worker processes of one run never reuse an id,
 and the run tag keeps two runs on one sale apart.
 

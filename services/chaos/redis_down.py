@@ -71,7 +71,7 @@ def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9
 
             # a buyer from before the outage tries again: buyers were rebuilt, so no second item
             earlier = sorted(traffic.successful_users((0, t_down), open_product))
-            retry = buy_once(base, open_product, earlier[0], "10.250.0.1") if earlier else (None, {})
+            retry = buy_once(base, open_product, earlier[0], "127.250.0.1") if earlier else (None, {})
             report.event(f"{earlier[0] if earlier else '-'} (bought before the outage) tries again: "
                          f"{retry[0]} {retry[1].get('error', '')}")
             time.sleep(after_s)
