@@ -103,7 +103,10 @@ def _uvicorn(workers: int, factory: str = "seckill.gateway_fastapi:create_app") 
         return [PY, "-m", "uvicorn", "--factory", factory,
                 "--host", HOST, "--port", str(s.ports.gateway), "--workers", str(workers),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--backlog", "4096",
-                "--timeout-keep-alive", "5", "--log-level", "warning"]
+                "--timeout-keep-alive", "5", "--log-level", "warning",
+                # uvicorn would otherwise rewrite the peer from X-Forwarded-For for every
+                # 127.0.0.1 client; the gateway decides whom to believe (gateway.TrustedProxies)
+                "--no-proxy-headers"]
     return command
 
 
