@@ -176,6 +176,7 @@ class Gateway:
         # Redis lost a sale? PostgreSQL says whether it exists (None: no database, a missing sale is 404)
         self.sale_in_db = sale_in_db
         self.known_in_db = ProductMemory()
+        self.stock_seen = ProductMemory()  # stock:{id} seen present (a sold-out answer is a real one)
         self.rebuild = rebuild            # rebuild.RedisRebuild, started when Redis lost a sale
         self.health_checks = health_checks or {}
 
@@ -203,6 +204,8 @@ class Gateway:
         if not verdict.allowed:
             return limited(verdict)
         problem = reservation_problem(self.stock.reserve_once(product_id, user_id))
+        if is_sold_out(problem) and self._stock_lost(product_id):
+            return self._no_sale(product_id)  # "sold out" only because Redis lost the stock key
         remember_outcome(self.sold_out, product_id, problem)
         if problem:
             return problem
@@ -223,6 +226,19 @@ class Gateway:
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
         return accepted(order)
+
+    def _stock_lost(self, product_id: int) -> bool:
+        """True when ``stock:{id}`` is gone (Redis lost its data while our sale window was cached).
+
+        Asked only when the reservation said sold out, and at most once a second per
+        product while the key is there: the flood of late buyers costs no extra command.
+        """
+        if self.stock_seen.get(product_id):
+            return False
+        if self.redis.exists(f"stock:{product_id}"):
+            self.stock_seen.put(product_id, True)
+            return False
+        return True
 
     def _no_sale(self, product_id: int) -> Reply:
         """Redis has no sale: 404 if PostgreSQL has none either, else 503 while Redis is rebuilt."""
@@ -415,6 +431,10 @@ def new_order(user_id: str, product_id: int) -> dict:
     """The message the order service will write: the order id is made here, by the server."""
     return {"order_id": str(uuid.uuid4()), "user_id": user_id, "product_id": product_id,
             "created_at": datetime.now(timezone.utc).isoformat()}
+
+
+def is_sold_out(problem: Reply | None) -> bool:
+    return problem is not None and problem.body.get("error") == "sold_out"
 
 
 def remember_outcome(sold_out: SoldOutMemory, product_id: int, problem: Reply | None) -> None:

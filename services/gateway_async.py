@@ -34,7 +34,8 @@ from .config import Limits, Settings
 from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
                       new_order, order_reply, parse_request, reservation_problem, sale_problem, unavailable)
 from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
-from .gateway import PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, sale_lost, trusted_from
+from .gateway import (PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, is_sold_out, sale_lost,
+                      trusted_from)
 from .sold_out import SoldOutMemory
 from .sale import AsyncSaleCatalog, order_key
 
@@ -167,6 +168,7 @@ class AsyncGateway:
         self.crash_users = crash_users  # the crash-between injection point (gateway.crash_point); None: off
         self.sale_in_db = sale_in_db      # async (product_id) -> bool; None: a missing sale is 404
         self.known_in_db = ProductMemory()
+        self.stock_seen = ProductMemory()  # stock:{id} seen present (a sold-out answer is a real one)
         self.rebuild = rebuild            # rebuild.RedisRebuild (a thread), started when Redis lost a sale
         self.health_checks = health_checks or {}  # name -> async check that raises when down
         # a stock that keeps a local sold-out flag (local_stock.AsyncLocalStock) is asked first
@@ -199,6 +201,8 @@ class AsyncGateway:
         if not verdict.allowed:
             return limited(verdict)
         problem = reservation_problem(await self.stock.reserve_once(product_id, user_id))
+        if is_sold_out(problem) and await self._stock_lost(product_id):
+            return await self._no_sale(product_id)  # "sold out" only because Redis lost the stock key
         remember_outcome(self.sold_out, product_id, problem)
         if problem:
             return problem
@@ -218,6 +222,15 @@ class AsyncGateway:
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
         return accepted(order)
+
+    async def _stock_lost(self, product_id: int) -> bool:
+        """True when ``stock:{id}`` is gone (see gateway.Gateway._stock_lost)."""
+        if self.stock_seen.get(product_id):
+            return False
+        if await self.redis.exists(f"stock:{product_id}"):
+            self.stock_seen.put(product_id, True)
+            return False
+        return True
 
     async def _no_sale(self, product_id: int) -> Reply:
         """Redis has no sale: 404 if PostgreSQL has none either, else 503 while Redis is rebuilt."""
