@@ -14,10 +14,11 @@ Routes:
 
 from __future__ import annotations
 
+import redis as redis_lib
 from flask import Flask, Response, jsonify, request
 
 from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error
+from .gateway import MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error, unavailable
 
 
 def respond(reply: Reply) -> Response:
@@ -70,9 +71,12 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
         problem = product_id_problem(product_id)
         if problem:
             return respond(problem)
-        left = gw.stock.get_stock(int(product_id))
-        if left is None:
-            return respond(error(404, "unknown_product", f"no sale for product {product_id}"))
+        try:
+            left = gw.stock.get_stock(int(product_id))
+        except redis_lib.RedisError:
+            return respond(unavailable("stock service"))
+        if left is None:  # 404 if PostgreSQL has no such sale either, else 503 while Redis is rebuilt
+            return respond(gw._no_sale(int(product_id)))
         return respond(Reply(200, {"product_id": int(product_id), "stock_left": left}))
 
     @app.post("/api/admin/sales")

@@ -142,6 +142,8 @@ def test_redis_lost_is_503_then_rebuilt_by_the_gateway(s, rebuild_tier):
     assert status == 503 and body["error"] == "unavailable" and int(headers["retry-after"]) >= 1, body
     status, body, _ = buy(base, 424242, "nobody", 21)
     assert status == 404 and body["error"] == "unknown_product", "no such sale in PostgreSQL either: 404"
+    assert get(f"{base}/api/sales/{other}")[0] in (503, 200), "the stock endpoint: 503 while rebuilding, never 404"
+    assert get(f"{base}/api/sales/424242")[0] == 404
 
     deadline, status = time.monotonic() + 40, None
     while time.monotonic() < deadline:

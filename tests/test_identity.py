@@ -184,3 +184,22 @@ def test_the_admin_api_refuses_a_zoneless_start(s, tier):
                                 {"product_id": 9607, "stock": 3, "starts_at": "2030-01-01T00:00:00"},
                                 headers={"X-Admin-Token": s.admin_token})
     assert status == 422 and b"no time zone" in body
+
+
+def test_the_load_test_switch_is_off_by_default_and_said_out_loud_when_on(s, stack_urls):
+    log = s.run_dir / "logs" / "gateway.log"
+    create_sale(s, 9608, 1000, force=True)
+    for switch, said in ((None, False), ("1", True)):
+        mark = log.stat().st_size if log.exists() else 0
+        state = tiers.up("fastapi", limits=LIMITS, out=None,
+                         extra_env={"SECKILL_LOADTEST_FORWARDED": switch} if switch else None)
+        try:
+            forged = [buy(state["base_url"], 9608, f"lt-{switch}-{i}", forwarded=f"10.7.0.{i}")[0]
+                      for i in range(IP_LIMIT + 2)]
+        finally:
+            tiers.down(out=None)
+        with open(log, "rb") as fh:
+            fh.seek(mark)
+            started = fh.read().decode(errors="replace")
+        assert ("LOAD-TEST MODE" in started) == said, started[-500:]
+        assert (429 in forged) != said, forged  # believed only with the switch on
