@@ -45,14 +45,16 @@ def is_bindable(address: str) -> bool:
 class SourceSessions:
     """One aiohttp session per source address (a connector binds one local address).
 
-    Connections are closed after each answer (``force_close``): thousands of
-    simulated clients must not leave thousands of idle keep-alive connections
-    on a gateway with a bounded number of them. Close with ``await close()``.
+    A client's connection is kept alive for ``keepalive_s`` only (shorter than the
+    gateways' 5 s): thousands of simulated clients must not leave thousands of idle
+    connections on a gateway, and a client must close first, so it never reuses a
+    connection the server is closing. Close with ``await close()``.
     """
 
-    def __init__(self, timeout=None, per_source: int = 8):
+    def __init__(self, timeout=None, per_source: int = 100, keepalive_s: float = 2.0):
         self.timeout = timeout
         self.per_source = per_source
+        self.keepalive_s = keepalive_s
         self._sessions: dict[str, object] = {}
 
     def get(self, address: str):
@@ -62,7 +64,8 @@ class SourceSessions:
         if session is None:
             if not is_bindable(address):
                 raise ValueError(f"{address!r} is not a loopback address this machine can connect from")
-            connector = aiohttp.TCPConnector(local_addr=(address, 0), limit=self.per_source, force_close=True)
+            connector = aiohttp.TCPConnector(local_addr=(address, 0), limit=self.per_source,
+                                             keepalive_timeout=self.keepalive_s)
             session = self._sessions[address] = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return session
 
