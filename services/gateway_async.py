@@ -35,6 +35,8 @@ from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, 
                       new_order, order_reply, parse_request, pending,
                       pending_marker, pending_status, reservation_problem, sale_problem, unavailable)
 from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
+from .gateway import (PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, is_sold_out, sale_lost,
+                      trusted_from)
 from .sold_out import SoldOutMemory
 from .sale import AsyncSaleCatalog, order_key
 
@@ -86,6 +88,10 @@ class AsyncStock:
     async def get_stock(self, product_id: int) -> int | None:
         value = await self.redis.get(f"stock:{product_id}")
         return None if value is None else int(value)
+
+    async def sold_out_answer(self, product_id: int, user_id: str) -> str:
+        """'already_bought' for a user who holds one, else 'sold_out' (see local_stock)."""
+        return "already_bought" if await self.redis.sismember(f"buyers:{product_id}", user_id) else "sold_out"
 
 
 class AsyncLayeredLimiter:
@@ -195,8 +201,9 @@ class AsyncGateway:
     """The same buy and order-status decisions as gateway.Gateway, awaiting instead of blocking."""
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, sales, orders_db=None,
-                 trusted_proxies=("127.0.0.1", "::1"), bucket_rate: float = 1.0, clock=time.time,
-                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None):
+                 trusted_proxies=TrustedProxies(), bucket_rate: float = 1.0, clock=time.time,
+                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None,
+                 sale_in_db=None, rebuild=None, health_checks: dict | None = None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -209,6 +216,11 @@ class AsyncGateway:
         self.clock = clock
         self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
         self.crash_users = crash_users  # the crash-between injection point (gateway.crash_point); None: off
+        self.sale_in_db = sale_in_db      # async (product_id) -> bool; None: a missing sale is 404
+        self.known_in_db = ProductMemory()
+        self.stock_seen = ProductMemory()  # stock:{id} seen present (a sold-out answer is a real one)
+        self.rebuild = rebuild            # rebuild.RedisRebuild (a thread), started when Redis lost a sale
+        self.health_checks = health_checks or {}  # name -> async check that raises when down
         # a stock that keeps a local sold-out flag (local_stock.AsyncLocalStock) is asked first
         self._sold_out_locally = getattr(stock, "sold_out_locally", None)
 
@@ -223,17 +235,24 @@ class AsyncGateway:
         product_id, user_id, problem = parse_request(product_id_raw, body)
         if problem:
             return problem
-        problem = sale_problem(product_id, await self.sales.get(product_id), self.clock())
+        window = await self.sales.get(product_id)
+        if window is None:
+            return await self._no_sale(product_id)
+        problem = sale_problem(product_id, window, self.clock())
         if problem:
             return problem
         if self._sold_out_locally is not None and self._sold_out_locally(product_id):
-            return reservation_problem("sold_out")  # tier local-stock: answered from memory
+            # tier local-stock: answered from memory, but a user who already bought hears so wherever
+            # the request lands (one set lookup, not the whole buy path)
+            return reservation_problem(await self.stock.sold_out_answer(product_id, user_id))
         if not self.bucket.allow_request():
             return bucket_limited(self.bucket_retry_after)
         verdict = await self.limiter.check(user_id, client)
         if not verdict.allowed:
             return limited(verdict)
         problem = reservation_problem(await self.stock.reserve_once(product_id, user_id))
+        if is_sold_out(problem) and await self._stock_lost(product_id):
+            return await self._no_sale(product_id)  # "sold out" only because Redis lost the stock key
         remember_outcome(self.sold_out, product_id, problem)
         if problem:
             return problem
@@ -262,6 +281,45 @@ class AsyncGateway:
             await self.redis.set(order_key(order["order_id"]), pending_marker(order), ex=PENDING_TTL_S)
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
+
+    async def _stock_lost(self, product_id: int) -> bool:
+        """True when ``stock:{id}`` is gone (see gateway.Gateway._stock_lost)."""
+        if self.stock_seen.get(product_id):
+            return False
+        if await self.redis.exists(f"stock:{product_id}"):
+            self.stock_seen.put(product_id, True)
+            return False
+        return True
+
+    async def _no_sale(self, product_id: int) -> Reply:
+        """Redis has no sale: 404 if PostgreSQL has none either, else 503 while Redis is rebuilt."""
+        if self.sale_in_db is None:
+            return sale_problem(product_id, None, self.clock())
+        exists = self.known_in_db.get(product_id)
+        if exists is None:
+            try:
+                exists = bool(await self.sale_in_db(product_id))
+            except Exception as exc:  # PostgreSQL down too: we cannot tell, so we do not say "no such sale"
+                log.warning("sale lookup failed: %s", exc)
+                return unavailable("sale catalogue")
+            self.known_in_db.put(product_id, exists)
+        if not exists:
+            return sale_problem(product_id, None, self.clock())
+        if self.rebuild is not None:
+            self.rebuild.request()  # a thread: returns at once
+        return sale_lost(product_id)
+
+    async def health(self, tier: str = "fastapi") -> Reply:
+        """200 when every dependency answers, else 503 naming the ones that do not."""
+        up = {}
+        for name, check in self.health_checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=3)
+                up[name] = True
+            except Exception as exc:
+                log.warning("health: %s unavailable: %r", name, exc)
+                up[name] = False
+        return health_reply(up, tier=tier, impl=impl.current())
 
     async def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -301,7 +359,9 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     """
     import psycopg
 
+    from .config import HOST
     from .local_stock import AsyncLocalStock
+    from .rebuild import RedisRebuild, settle_from_env
 
     limits = limits or s.limits
     r = async_redis_for(s)
@@ -309,8 +369,8 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     state = {"conn": None}
     lock = asyncio.Lock()
 
-    async def orders_db(order_id: str) -> str | None:
-        async with lock:  # the status endpoint is not the hot path: one connection is plenty
+    async def on_db(sql: str, params) -> tuple | None:
+        async with lock:  # status, lost sales and health are not the hot path: one connection is plenty
             for attempt in (1, 2):  # a connection from before a PostgreSQL restart: retry on a fresh one
                 conn = state["conn"]
                 fresh = conn is None or conn.closed
@@ -318,13 +378,23 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
                     conn = state["conn"] = await psycopg.AsyncConnection.connect(
                         s.postgres_url, autocommit=True, connect_timeout=3)
                 try:
-                    cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
-                    row = await cur.fetchone()
-                    return row[0] if row else None
+                    cur = await conn.execute(sql, params)
+                    return await cur.fetchone()
                 except Exception:
                     await conn.close()
                     if fresh or attempt == 2:
                         raise
+
+    async def orders_db(order_id: str) -> str | None:
+        row = await on_db(db.ORDER_STATUS_SQL, {"id": order_id})
+        return row[0] if row else None
+
+    async def sale_in_db(product_id: int) -> bool:
+        return await on_db(PRODUCT_EXISTS_SQL, (product_id,)) is not None
+
+    async def amqp_accepts() -> None:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, s.ports.amqp), timeout=1)
+        writer.close()
 
     return AsyncGateway(
         redis=r,
@@ -335,10 +405,14 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),
         sales=AsyncSaleCatalog(r),
         orders_db=orders_db,
-        trusted_proxies=s.trusted_proxies,
+        trusted_proxies=trusted_from(s),
         bucket_rate=limits.bucket_rate,
         sold_out=SoldOutMemory(enabled=s.degrade_sold_out),
         crash_users=crash_users_from_env(),
+        sale_in_db=sale_in_db,
+        rebuild=RedisRebuild(s, settle_s=settle_from_env()),  # its own sync client, in its own thread
+        health_checks={"redis": r.ping, "postgres": lambda: on_db("SELECT 1", None),
+                       "rabbitmq": amqp_accepts},
     )
 
 

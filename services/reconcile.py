@@ -76,7 +76,7 @@ KINDS = {
     "stock_missing": "stock:{id} is missing in Redis (the gateway answers sold out)",
     "buyers_missing": "users with an order that Redis does not know (they could buy again)",
     "buyers_extra": "users Redis holds a reservation for, with no order behind it",
-    "sale_missing": "sale:{id} is missing in Redis (the gateway answers 404)",
+    "sale_missing": "sale:{id} is missing in Redis (the gateway answers 503 and rebuilds it)",
     "stranded_lease": "units leased by a local-stock instance that died (nobody sells them)",
 }
 

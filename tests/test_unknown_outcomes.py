@@ -204,8 +204,6 @@ def test_pg_down_lab_on_queue_tiers(stall_tiers, tier):
     assert report.metrics["stop_s"] < 10, "fast shutdown: PostgreSQL does not wait for its clients"
 
 
-@pytest.mark.xfail(reason="db-direct answers 500 on the second buy while PostgreSQL is down (reconnect outside "
-                          "its error handling): fixed on helper C's branch (issue 11 §3), not on this one")
 def test_pg_down_lab_on_db_direct(stall_tiers):
     report = chaos.run("pg-down", save=False, tier="db-direct")
     assert report.ok, str(report)

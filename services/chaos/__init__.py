@@ -28,7 +28,7 @@ from ..errors import SeckillError
 # scenario name → (module in this package, one line on what it breaks)
 SCENARIOS: dict[str, tuple[str, str]] = {
     "race": ("race", "naive check-then-set under concurrent buyers, against the atomic Lua path"),
-    "redis-down": ("redis_down", "Redis stopped mid-sale, then back empty and rebuilt by reconciliation"),
+    "redis-down": ("redis_down", "Redis stopped mid-sale, then back empty and rebuilt by the gateway from PostgreSQL"),
     "redis-failover": ("redis_failover", "primary killed with a replica and Sentinel watching"),
     "mq-down": ("mq_down", "RabbitMQ stopped mid-sale, then back"),
     "crash-between": ("crash_between", "gateway killed between the Redis reservation and the publish"),
