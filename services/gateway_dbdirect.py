@@ -49,32 +49,49 @@ class DirectSale:
         product_id, user_id, problem = parse_request(product_id_raw, body)
         if problem:
             return problem
+        # A connection kept from before a PostgreSQL restart fails on its first statement; that
+        # says nothing about PostgreSQL now, so such a buy is tried once more on a fresh one. Only
+        # then: once the first statement was answered, a failure may be in COMMIT (an unknown
+        # outcome), and trying again could tell a buyer who got the item "already bought".
+        for attempt in (1, 2):
+            kept = getattr(self._local, "conn", None) is not None
+            reply, answered = self._buy_once(product_id, user_id)
+            if reply is not None:
+                return reply
+            if answered or not kept or attempt == 2:
+                return unavailable("database")
+        return unavailable("database")  # not reached
+
+    def _buy_once(self, product_id: int, user_id: str) -> tuple[Reply | None, bool]:
+        """One transaction: (reply, True) or, when PostgreSQL failed, (None, whether it had answered yet)."""
         conn = None
+        answered = False
         try:
             conn = self._conn()  # (re)connecting is inside the handling: PostgreSQL down is a 503, every time
             with conn.transaction():
                 row = conn.execute("SELECT stock, starts_at, ends_at FROM products WHERE id = %s FOR UPDATE",
                                    (product_id,)).fetchone()
+                answered = True
                 window = None if row is None else SaleWindow(
                     row[1].timestamp() if row[1] else None, row[2].timestamp() if row[2] else None)
                 problem = sale_problem(product_id, window, datetime.now(timezone.utc).timestamp())
                 if problem:
-                    return problem
+                    return problem, True
                 if row[0] <= 0:
-                    return error(409, "sold_out", "sold out")
+                    return error(409, "sold_out", "sold out"), True
                 order = new_order(user_id, product_id)
                 inserted = conn.execute(
                     "INSERT INTO orders (order_id, user_id, product_id, created_at) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING RETURNING order_id",
                     (order["order_id"], user_id, product_id, order["created_at"])).fetchone()
                 if inserted is None:
-                    return error(409, "already_bought", "you have already bought this product")
+                    return error(409, "already_bought", "you have already bought this product"), True
                 conn.execute("UPDATE products SET stock = stock - 1 WHERE id = %s AND stock > 0", (product_id,))
-            return accepted(order)
+            return accepted(order), True
         except psycopg.OperationalError as exc:
             log.warning("postgres unavailable: %s", exc)
             self._drop(conn)
-            return unavailable("database")
+            return None, answered
 
     def _drop(self, conn) -> None:
         """Forget a connection that failed: the next request connects afresh."""
