@@ -302,6 +302,44 @@ def killed_before_ack(ctx, mod) -> None:
            f"without the fault: {_describe(clean, names)}")
 
 
+def malformed_dropped(ctx, mod) -> None:
+    import pika
+
+    conn = _setup(ctx, 10)
+    queue = ctx.queue()
+    channel = ctx.amqp().channel()
+    channel.queue_declare(queue=queue, durable=True)
+    channel.confirm_delivery()
+    channel.basic_publish("", queue, b"this is not an order", pika.BasicProperties(delivery_mode=2))
+    _publish(ctx, queue, [_order("ann")])
+    _consumer(ctx, mod, queue).run(max_messages=3, idle_timeout=1.5)
+    left = ctx.message_count(queue)
+    expect(_facts(conn) == (1, 9) and left == 0,
+           "A message that can never become an order (not JSON, fields missing) must be set aside, not handed "
+           "back to the queue: requeued, it comes back for ever and blocks the orders behind it (a poison "
+           "message).", f"a malformed message, then ann's order: (orders, stock) = {_facts(conn)}, "
+           f"{left} messages left in the queue")
+
+
+def close_ends_session(ctx, mod) -> None:
+    conn = _setup(ctx, 10)
+    name = f"grader-{uuid.uuid4().hex[:8]}"
+    consumer = _consumer(ctx, mod, dsn=f"{ctx.pg_dsn}?application_name={name}")
+    consumer.handle(_order("ann"))
+    consumer.close()
+    deadline = time.monotonic() + 2
+    while True:
+        sessions = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                (name,)).fetchone()[0]
+        if sessions == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    expect(sessions == 0,
+           "close() must end the consumer's database session: PostgreSQL allows a limited number, and a "
+           "service that restarts its consumers would run out.",
+           f"after close(): {sessions} session(s) of the consumer still open")
+
+
 HINT = "Try your OrderConsumer in the notebook against PostgreSQL and compare with what it should do."
 
 CHECKS = [
@@ -311,6 +349,9 @@ CHECKS = [
     Check("an unknown product is refused, not raised", unknown_product, HINT),
     Check("run writes the published orders and empties the queue", run_drains, HINT, timeout=30.0),
     Check("acknowledge only after commit", ack_after_commit, HINT, timeout=30.0),
+    Check("a malformed message is dropped, not redelivered for ever", malformed_dropped, HINT, timeout=20.0,
+          depends=("run writes the published orders and empties the queue",)),
+    Check("close() ends the database session", close_ends_session, HINT),
     Check("every refusal is recorded with its reason; statuses answer", refusals_recorded, HINT),
     Check("run decides every order: confirmed or rejected, none pending", run_decides_every_order, HINT,
           timeout=30.0, depends=("run writes the published orders and empties the queue",)),

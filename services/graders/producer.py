@@ -66,8 +66,11 @@ def in_queue_on_return(ctx, mod) -> None:
            "the queue it sends to, and waits until the broker has taken the message.",
            f"right after send_order: queue {'does not exist' if count is None else f'holds {count} messages'}")
     method, _properties, body = _get(ctx, queue)
-    expect(method is not None and json.loads(body) == order,
-           "The message body is the order as JSON, unchanged.", f"got {body!r}")
+    try:
+        decoded = json.loads(body) if method is not None else None
+    except ValueError:
+        decoded = None
+    expect(decoded == order, "The message body is the order as JSON, unchanged.", f"got {body[:200]!r}")
 
 
 def queue_durable(ctx, mod) -> None:
@@ -227,9 +230,10 @@ def reconnects(ctx, mod) -> None:
                    f"after a dropped connection send_order raised {type(raised).__name__}: {raised}")
             failed += 1
     ids = _ids_in(ctx, queue)
-    expect(failed <= 2 and len(sent) >= 4,
-           "A connection dropped while the producer was idle must not fail the sends after it for ever: "
-           "notice it and reconnect (at worst one send fails with PublishError).",
+    expect(failed == 0,
+           "A connection dropped while the producer was idle (a network blip, a broker restart) must not fail "
+           "the next send: nothing was published on it yet, so check it is alive before publishing and "
+           "reconnect if not.",
            f"6 sends, the connection dropped before the 3rd and the 5th: {failed} raised")
     expect(set(sent) <= set(ids),
            "An order send_order returned for must be in the queue.",
