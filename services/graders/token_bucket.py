@@ -130,7 +130,7 @@ def fractional_refill(ctx, mod) -> None:
     hint = ("Partial tokens must add up: two quarter-second waits at 2 tokens/s make one whole token. Do not "
             "throw away the part of a token you cannot spend yet (nor the time it stands for).")
     expect(second is True, hint, "rate 2/s, emptied, then 0.25 s + 0.25 s: the request was refused")
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)  # from 0, ten steps of 0.1 s reach 0.9999999999999999 s
     bucket = mod.TokenBucket(1, 1, clock=clock)
     _grants(bucket, 1)
     for _ in range(10):
