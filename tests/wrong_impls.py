@@ -290,9 +290,9 @@ MISTAKES.update({
  'consumer/requeues_poison': ('a malformed message goes back to the queue.', 'consumer.py',
     [('                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)\n',
       '                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=True)\n')]),
- 'consumer/close_keeps_session': ('close() forgets the connection without closing it.', 'consumer.py',
+ 'consumer/close_keeps_session': ('close() does nothing: the session stays open while the consumer lives.', 'consumer.py',
     [('        if self._pg is not None:\n            self._pg.close()\n            self._pg = None\n',
-      '        self._pg = None\n')]),
+      '        pass  # the connection closes when the process ends\n')]),
  'consumer/handle_swallows_db_errors': ('handle answers False when the database fails: the message is acked and lost.', 'consumer.py',
     [('    def handle(self, order: dict) -> bool:\n',
       '    def handle(self, order: dict) -> bool:\n        try:\n            return self._handle(order)\n'

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -94,8 +94,15 @@ def run_lab(exe: Path, lab: str) -> dict:
                         if row not in keep]
                 db.executemany("DELETE FROM mutation_specs WHERE job_id = ?", [(j,) for j in gone])
                 db.executemany("DELETE FROM work_items WHERE job_id = ?", [(j,) for j in gone])
-        subprocess.run([str(exe), "exec", str(cfg), str(session)], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        worker = subprocess.Popen([str(exe), "exec", str(cfg), str(session)], cwd=ROOT,
+                                  stdout=subprocess.DEVNULL)
+        try:
+            if worker.wait() != 0:
+                raise SystemExit(f"mutants: cosmic-ray exec failed for {lab} (exit {worker.returncode})")
+        finally:
+            if worker.poll() is None:  # interrupted: stop it before restoring the file it mutates
+                worker.terminate()
+                worker.wait()
     finally:
         if source.read_bytes() != original:
             source.write_bytes(original)
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               "those files in place)", file=sys.stderr)
         return 2
     WORK.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up that restores solutions/
     os.environ.setdefault("SECKILL_RUN_DIR", str(WORK / "run"))  # grading progress stays out of .run/
     exe = ensure_cosmic_ray()
     results = []
