@@ -213,17 +213,17 @@ def run_cli(*args: str, run_dir: Path) -> subprocess.CompletedProcess:
 def test_cli_grade_exit_codes_and_progress(tmp_path):
     ok = run_cli("grade", "token_bucket", "--impl", "solutions", run_dir=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "8 of 8 checks passed" in ok.stdout
+    assert "9 of 9 checks passed" in ok.stdout
 
     skeleton = run_cli("grade", "token_bucket", run_dir=tmp_path)  # default: the learner's labs/
     assert skeleton.returncode == 1
     assert "implementation labs" in skeleton.stdout
     assert "Not implemented yet — write TokenBucket.allow_request in labs/token_bucket.py" in skeleton.stdout
     assert "notebooks/10_token_bucket.ipynb" in skeleton.stdout
-    assert "0 of 8 checks passed" in skeleton.stdout and "Traceback" not in skeleton.stderr
+    assert "0 of 9 checks passed" in skeleton.stdout and "Traceback" not in skeleton.stderr
 
     wrong = run_cli("grade", "token_bucket", "--impl", str(materialize("token_bucket/overfills", tmp_path / "overfills")), run_dir=tmp_path)
-    assert wrong.returncode == 1 and "7 of 8 checks passed" in wrong.stdout
+    assert wrong.returncode == 1 and "8 of 9 checks passed" in wrong.stdout
 
     unknown = run_cli("grade", "tokenbucket", run_dir=tmp_path)
     assert unknown.returncode == 2
@@ -240,8 +240,8 @@ def test_cli_grade_exit_codes_and_progress(tmp_path):
     data = json.loads(listed.stdout)
     assert set(data) == {"token_bucket"}
     entry = data["token_bucket"]
-    assert entry["passed"] is True and entry["score"] == "8/8" and entry["impl"] == "solutions"
-    assert entry["last"]["score"] == "7/8" and entry["last"]["passed"] is False
+    assert entry["passed"] is True and entry["score"] == "9/9" and entry["impl"] == "solutions"
+    assert entry["last"]["score"] == "8/9" and entry["last"]["passed"] is False
 
     text = run_cli("progress", run_dir=tmp_path)
     assert text.returncode == 0

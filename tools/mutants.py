@@ -5,17 +5,20 @@
     python tools/mutants.py --list-survivors   # and print each surviving mutant's diff
 
 Why cosmic-ray (PyPI) and not mutmut? The test command here is not pytest but the grader itself
-(`seckill grade LAB --impl solutions`, exit 0 = every check passed = the mutant SURVIVED), and cosmic-ray
+(`seckill grade LAB --impl FOLDER`, exit 0 = every check passed = the mutant SURVIVED), and cosmic-ray
 takes any shell command as its test command and mutates the module file in place, which is exactly what
 the grader reads. mutmut 3 runs pytest inside its own copy of the tree with an import trampoline, so the
 grader's child processes would never see the mutant.
+
+The mutants are made in a copy (.run/mutants/src/<lab>.py), never in solutions/ itself, so the tests and
+the notebooks can run meanwhile and an interrupted run leaves the reference untouched.
 
 Only the code a learner writes is mutated (between `# BEGIN SOLUTION` and `# END SOLUTION`): the rest
 of each module is given to the learner unchanged, so the graders do not have to judge it.
 
 cosmic-ray lives in its own virtualenv (.run/mutants/venv), installed on first use, so the course's .venv
 stays as `make tools` made it. Sessions are kept in .run/mutants/<lab>.sqlite; run again to resume.
-The solution file is restored from a copy even if a run is interrupted. Not part of `make test`: it grades
+Not part of `make test`: it grades
 every mutant, minutes per lab.
 """
 
@@ -65,25 +68,30 @@ def solution_lines(path: Path) -> set[int]:
     return lines
 
 
-def config(lab: str) -> Path:
+def config(lab: str, source: Path) -> Path:
     seckill = ROOT / ".venv" / "bin" / "seckill"
     path = WORK / f"{lab}.toml"
     path.write_text(
         "[cosmic-ray]\n"
-        f'module-path = "solutions/{lab}.py"\n'
+        f'module-path = "{source}"\n'
         "timeout = 300.0\n"
         "excluded-modules = []\n"
-        f'test-command = "{seckill} grade {lab} --impl solutions"\n'
+        f'test-command = "{seckill} grade {lab} --impl {source.parent}"\n'
         "\n[cosmic-ray.distributor]\n"
         'name = "local"\n')
     return path
 
 
 def run_lab(exe: Path, lab: str) -> dict:
-    source = ROOT / "solutions" / f"{lab}.py"
-    original = source.read_bytes()
+    reference = ROOT / "solutions" / f"{lab}.py"
+    source = WORK / "src" / f"{lab}.py"
+    source.parent.mkdir(parents=True, exist_ok=True)
     session = WORK / f"{lab}.sqlite"
-    cfg = config(lab)
+    if not session.exists() or not source.exists():
+        session.unlink(missing_ok=True)
+        source.write_bytes(reference.read_bytes())
+    original = source.read_bytes()
+    cfg = config(lab, source)
     t0 = time.monotonic()
     try:
         if not session.exists():
@@ -110,9 +118,9 @@ def run_lab(exe: Path, lab: str) -> dict:
         rows = db.execute(
             "SELECT m.operator_name, m.start_pos_row, r.test_outcome, r.diff FROM mutation_specs m "
             "JOIN work_results r USING (job_id) ORDER BY m.start_pos_row").fetchall()
-    killed = [r for r in rows if r[2] == "killed"]
-    survived = [r for r in rows if r[2] == "survived"]
-    incompetent = [r for r in rows if r[2] == "incompetent"]
+    killed = [r for r in rows if str(r[2]).lower() == "killed"]
+    survived = [r for r in rows if str(r[2]).lower() == "survived"]
+    incompetent = [r for r in rows if str(r[2]).lower() == "incompetent"]
     return {"lab": lab, "mutants": len(rows), "killed": len(killed), "survived": len(survived),
             "incompetent": len(incompetent), "seconds": round(time.monotonic() - t0),
             "survivors": [{"operator": op, "line": line, "diff": diff} for op, line, _o, diff in survived]}
@@ -129,14 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"mutants: unknown lab {unknown[0]!r}; the labs are: {', '.join(LABS)}", file=sys.stderr)
         return 2
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "solutions"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    if dirty:
-        print("mutants: solutions/ has uncommitted changes; commit or stash them first (the tool mutates "
-              "those files in place)", file=sys.stderr)
-        return 2
     WORK.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up that restores solutions/
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up that restores the copy
     os.environ.setdefault("SECKILL_RUN_DIR", str(WORK / "run"))  # grading progress stays out of .run/
     exe = ensure_cosmic_ray()
     results = []

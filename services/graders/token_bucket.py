@@ -6,7 +6,7 @@ The properties a token bucket promises:
 * with the clock still, it grants exactly the tokens it holds, then refuses;
 * a refusal spends nothing; a request for more tokens than are left (or than the capacity) is refused;
 * it refills by elapsed time x rate, read from the injected clock only, and fractions add up
-  (ten waits of 0.1 s at 1 token/s make one token);
+  (ten waits of 0.1 s at 1 token/s make one token); a clock stepping back takes nothing away;
 * under concurrent threads released together, the grants never exceed the tokens (seeded rounds).
 Checks that need "refuses when empty" and "a refusal spends nothing" say "skipped" when those failed,
 instead of blaming their own property.
@@ -210,6 +210,17 @@ def uses_injected_clock(ctx, mod) -> None:
     expect(later is True, hint, "the given clock moved 1 s at 1 token/s, yet the bucket refused the request")
 
 
+def clock_steps_back(ctx, mod) -> None:
+    clock = FakeClock()
+    bucket = mod.TokenBucket(2, 1, clock=clock)
+    clock.advance(-10)  # a clock that is not monotonic (time.time under NTP) can step back
+    granted = _grants(bucket, 3)
+    expect(granted == 2,
+           "Time that goes backwards is no reason to take tokens away: a clock can step back (a wall clock "
+           "corrected by NTP), and then no time has passed for the bucket, not a negative amount.",
+           f"full bucket of 2, the clock stepped back 10 s: {granted} grants in a row (expected 2)")
+
+
 HINT = "Run your TokenBucket in the notebook with a hand-moved clock and compare with what it should do."
 
 BASICS = ("rejects when empty", "a rejected request spends nothing")
@@ -223,4 +234,5 @@ CHECKS = [
     Check("fractional refill adds up", fractional_refill, HINT, depends=BASICS),
     Check("safe under concurrent threads", thread_safe, HINT, timeout=20.0, depends=BASICS[:1]),
     Check("uses the injected clock", uses_injected_clock, HINT, depends=BASICS),
+    Check("a clock stepping back takes no tokens away", clock_steps_back, HINT, depends=BASICS),
 ]
