@@ -7,7 +7,8 @@ protocol's edges, some through a proxy that cuts the connection at a chosen mome
 * a refused message (queue full) and an unroutable one (the queue deleted under an open channel) raise;
 * the connection cut as the message leaves (before its confirm can come back) raises, quickly;
 * after any failure, or a connection dropped between sends, the next send works (the producer reconnects);
-* resources: one connection for many sends, none left after close(); the queue outlives the producer.
+* resources: one connection for many sends, none left after close() nor after a failed setup; the queue
+  outlives the producer.
 """
 
 from __future__ import annotations
@@ -266,6 +267,27 @@ def one_connection(ctx, mod) -> None:
            f"after close(): the queue {'is gone' if count is None else f'holds {count} of 10 orders'}")
 
 
+def failed_setup_leaks_nothing(ctx, mod) -> None:
+    queue = ctx.queue()
+    ctx.amqp().channel().queue_declare(queue=queue, durable=False)  # a queue the producer cannot declare
+    proxy = ctx.amqp_proxy()
+    producer = mod.OrderProducer(proxy.url(ctx.amqp_url), queue)
+    ctx.cleanups.append(lambda: _close(producer))
+    raised = [_send(producer, mod, _order()) for _ in range(3)]
+    expect(all(isinstance(r, mod.PublishError) for r in raised),
+           "When the producer cannot set up its channel (the broker refuses the queue's declaration), the "
+           "order is not queued: send_order must raise PublishError.",
+           f"the queue's declaration was refused: send_order gave {[type(r).__name__ for r in raised]}")
+    deadline = time.monotonic() + 2
+    while proxy.open_connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    expect(proxy.open_connections == 0,
+           "A connection opened for a setup that then failed must be closed on the way out: otherwise every "
+           "failed attempt leaves one behind, until the broker refuses new ones.",
+           f"3 sends whose setup failed left {proxy.open_connections} connection(s) open "
+           f"(the producer opened {proxy.accepted})")
+
+
 HINT = "Try your OrderProducer in the notebook and look at the queue in RabbitMQ."
 
 CHECKS = [
@@ -281,5 +303,7 @@ CHECKS = [
     Check("a dropped connection between sends: the producer reconnects", reconnects, HINT, timeout=25.0,
           depends=("the order is in the queue when send_order returns",)),
     Check("one connection for many sends; none left after close; the queue stays", one_connection, HINT,
+          depends=("the order is in the queue when send_order returns",)),
+    Check("a setup the broker refuses raises and leaves no connection open", failed_setup_leaks_nothing, HINT,
           depends=("the order is in the queue when send_order returns",)),
 ]
