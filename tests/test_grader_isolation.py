@@ -25,7 +25,7 @@ CRASHES = {
     "runaway_output": ("import sys\nfor _ in range(50):\n    sys.stdout.write('x' * 10_000_000)",
                        "output cut at 64 KB"),
     "endless_loop": ("while True:\n    pass", "timed out after 3 s"),
-    "child_process_and_loop": ("import subprocess, time\nsubprocess.Popen(['sleep', '300'])\n"
+    "child_process_and_loop": ("import subprocess, time\nsubprocess.Popen(['sleep', '313'])\n"
                                "while True:\n    time.sleep(0.01)", "timed out after 3 s"),
     "exit": ("import sys\nsys.exit(3)", None),  # SystemExit is raised, so the check just fails
     "os_exit": ("import os\nos._exit(4)", "the process died (exit code 4"),
@@ -59,7 +59,7 @@ def our_children() -> list[psutil.Process]:
 def test_a_crashing_check_is_that_checks_result_and_the_rest_is_graded(crash, tmp_path, capsys):
     threads_before = threading.active_count()
     before = {p.pid for p in our_children()}
-    sleepers_before = {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]}
+    sleepers_before = {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "313"]}
     report = grader.grade("token_bucket", str(crashing_module(tmp_path, crash)), timeout=3)
     out = capsys.readouterr().out
     first, *rest = report.results
@@ -73,7 +73,7 @@ def test_a_crashing_check_is_that_checks_result_and_the_rest_is_graded(crash, tm
     assert len(out) < 20_000  # the runaway output never reached us
     assert out.count("\n") >= report.total  # a progress line per check
     assert {p.pid for p in our_children()} <= before  # no process left behind
-    sleepers = {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]}
+    sleepers = {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "313"]}
     assert sleepers <= sleepers_before
     assert threading.active_count() <= threads_before  # and no thread
 

@@ -258,10 +258,6 @@ def faulty_redis_class():
     return DropAfter
 
 
-class FailpointArmed(Exception):
-    pass
-
-
 PG_FAILPOINT_SQL = """
 CREATE OR REPLACE FUNCTION grader_failpoint() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -294,13 +290,6 @@ def disarm_pg_failpoints(conn) -> None:
     for table in {t for t, _ in PG_SITES}:
         conn.execute(f"DROP TRIGGER IF EXISTS grader_failpoint ON {table}")
     conn.execute("DROP SEQUENCE IF EXISTS grader_failpoint_seq")
-
-
-def pg_failpoint_fired(conn) -> bool:
-    try:
-        return conn.execute("SELECT last_value, is_called FROM grader_failpoint_seq").fetchone()[1]
-    except Exception:
-        return False
 
 
 class TcpProxy:

@@ -19,8 +19,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from ._base import (AMQP_ACK, PG_SITES, Check, arm_pg_failpoint, disarm_pg_failpoints, expect,
-                    pg_failpoint_fired)
+from ._base import AMQP_ACK, PG_SITES, Check, arm_pg_failpoint, disarm_pg_failpoints, expect
 
 P = 7
 _T0 = datetime(2026, 11, 11, 20, 0, tzinfo=timezone.utc)

@@ -16,7 +16,6 @@ The contract of a limiter, checked from the outside (only allow / retry_after / 
 from __future__ import annotations
 
 import random
-import threading
 import time
 
 from ._base import Check, expect, race, seeded_rounds
