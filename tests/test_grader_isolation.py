@@ -119,3 +119,25 @@ def test_progress_lines_go_to_stdout(capsys):
     assert len(lines) == report.total
     assert lines[0].strip().startswith(f"[1/{report.total}] starts full … pass")
     assert captured.err == ""
+
+
+def test_seeded_rounds_name_the_failing_seed_and_replay_it(monkeypatch):
+    from seckill.graders._base import SEED_ENV, CheckFailed, expect, seeded_rounds
+
+    seen = []
+
+    def one_round(seed):
+        seen.append(seed)
+        expect(seed % 3 != 0, "a hint", f"round saw {seed}")
+
+    with pytest.raises(CheckFailed) as failed:
+        seeded_rounds(one_round, 5)
+    assert seen == [1, 2, 3, 4, 5]
+    assert f"{SEED_ENV}=3" in failed.value.detail and "failed 1 of 5" in failed.value.detail
+    seeded_rounds(one_round, 5, must_pass=4)  # k of n: one failing round is tolerated here
+
+    seen.clear()
+    monkeypatch.setenv(SEED_ENV, "3")
+    with pytest.raises(CheckFailed):
+        seeded_rounds(one_round, 5)
+    assert seen == [3]  # the replay runs that round alone
