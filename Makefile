@@ -13,13 +13,14 @@ HEADLESS ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test servers tools down clean labs-sync notebooks help bench
+.PHONY: lab test servers tools down clean labs-sync notebooks help bench mutants
 
 help:
 	@echo "make lab [HEADLESS=1] [PORT=18888] [LANG=zh]   start the stack and JupyterLab on the course (LANG=zh: 中文)"
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
+	@echo "make mutants            optional: the graders' mutation score per lab (cosmic-ray, ~25 min)"
 
 # The venv, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -53,6 +54,10 @@ test: tools
 # Optional measurement, not a set-up step: the tier ladder under one wrk load (seckill bench).
 bench: tools
 	@$(BIN)/seckill bench
+
+# Optional measurement of the graders: automatic mutants of solutions/ each graded (tools/mutants.py).
+mutants: tools
+	@$(BIN)/python tools/mutants.py $(LABS)
 
 labs-sync: $(STAMP)
 	@$(BIN)/python tools/make_labs.py

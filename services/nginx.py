@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import installer
-from .config import HOST, Settings
+from .config import HOST, NGINX_SOURCE, Settings
 
 TEMPLATE = resources.files("seckill").joinpath("nginx/seckill.conf").read_text()
 
@@ -26,7 +26,7 @@ def render(s: Settings, upstream_ports: list[int], *, rate: float, burst: int, w
     user_line = "user root;" if os.geteuid() == 0 else ""
     conf = fill(TEMPLATE,
         workers=workers, user_line=user_line, prefix=prefix, rate=max(1, int(rate)), burst=burst,
-        host=HOST, port=s.ports.nginx,
+        host=HOST, port=s.ports.nginx, source=NGINX_SOURCE,
         upstreams="\n".join(f"        server {HOST}:{p} max_fails=0;" for p in upstream_ports),
     )
     path = prefix / "nginx.conf"

@@ -197,7 +197,17 @@ def stop_service(service: str, *, kill: bool = False) -> bool:
                 return False
             processes.forget(s.run_dir, service)
             return True
-        return processes.stop(s.run_dir, service, timeout=20)
+        # The server's own shutdown signal: for PostgreSQL that is SIGINT, its "fast"
+        # mode (roll back and disconnect clients). SIGTERM is its "smart" mode, which
+        # waits for every connected client (gateways, order service) to leave: ~25 s.
+        server = next(srv for srv in servers.all_servers(s) if srv.name == service)
+        was_running = processes.stop(s.run_dir, service, stop_signal=server.stop_signal, timeout=20)
+        if service == "postgres":
+            # The next start refuses to run while postmaster.pid remains ("lock file
+            # already exists"): wait (bounded) until the postmaster removed it.
+            lock = servers.postgres_home(s) / "data" / "postmaster.pid"
+            processes.wait_until(lambda: not lock.exists(), timeout=10)
+        return was_running
 
 
 def start_service(service: str, out: TextIO | None = None) -> str:
