@@ -131,11 +131,29 @@ def _literal(node) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _resolve(node, constants: dict) -> str | None:
+    """A string built from literals, named string constants and + (e.g. "… " + ONE_STEP_HINT)."""
+    if _literal(node) is not None:
+        return _literal(node)
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _resolve(node.left, constants), _resolve(node.right, constants)
+        return left + right if left is not None and right is not None else None
+    return None
+
+
 def grader_strings(path: Path) -> set[str]:
-    """Check titles, hints and module-level hint constants of one grader module."""
+    """Check titles and hints of one grader module: what the learner reads in the report."""
     tree = ast.parse(path.read_text())
-    constants = {t.id: _literal(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                 for t in n.targets if isinstance(t, ast.Name) and _literal(n.value)}
+    constants: dict = {}
+    for node in ast.walk(tree):  # module and function level: HINT = "…", hint = ("…" "…")
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    value = _resolve(node.value, constants)
+                    if value is not None:
+                        constants[target.id] = value
     found = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
@@ -143,13 +161,12 @@ def grader_strings(path: Path) -> set[str]:
         positions = {"expect": [1], "Check": [0, 2], "CheckFailed": [0]}.get(node.func.id, [])
         for i in positions:
             if i < len(node.args):
-                arg = node.args[i]
-                value = _literal(arg) or (constants.get(arg.id) if isinstance(arg, ast.Name) else None)
+                value = _resolve(node.args[i], constants)
                 if value:
                     found.add(value)
         for kw in node.keywords:
-            if kw.arg == "hint" and _literal(kw.value):
-                found.add(_literal(kw.value))
+            if kw.arg == "hint" and _resolve(kw.value, constants):
+                found.add(_resolve(kw.value, constants))
     return found
 
 
