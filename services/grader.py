@@ -324,7 +324,7 @@ def grade(lab: str, impl: str | None = None, *, timeout: float | None = None, pr
         report.results.append(result)
         if progress:
             state = "pass" if result.passed else "skipped" if result.skipped else "FAIL"
-            _say(f"  [{number}/{len(checks)}] {check_.title} … {state} ({time.monotonic() - t0:.0f} s)")
+            _say(f"  [{number}/{len(checks)}] {tr(check_.title)} … {tr(state)} ({time.monotonic() - t0:.0f}{tr(' s')})")
     return report
 
 
