@@ -351,3 +351,29 @@ def test_chinese_notebook_text_is_proofread():
                 text = re.sub(r"```.*?```", "", cell.source, flags=re.S)
                 texts.append((src.stem, re.sub(r"`[^`]*`", "`x`", text)))
     assert proofread(texts) == []
+
+
+# -- rehearsal content and checklist items: the same hash rule, stamps in services/i18n_stamps.json ------------
+
+def _stamp_tool():
+    spec = importlib.util.spec_from_file_location("stamp_strings", REPO / "tools" / "stamp_strings.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["stamp_strings"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rehearsal_and_checklist_chinese_is_not_stale():
+    assert _stamp_tool().problems() == [], "update the Chinese, then `python tools/stamp_strings.py --stamp KEY`"
+
+
+def test_stamps_catch_an_edited_english_text_and_a_missing_translation():
+    tool = _stamp_tool()
+    texts = tool.pairs()
+    stamps = json.loads(tool.STAMPS.read_text())
+    key = "rehearsal/cards/kafka/model"
+    edited = dict(texts, **{key: (texts[key][0] + " One more English sentence.", texts[key][1])})
+    assert tool.problems(stamps, edited) == [f"{key}: the English changed after its Chinese was written (stale)"]
+    item = next(k for k in texts if k.startswith("checklist/") and not k.endswith("/evidence"))
+    dropped = dict(texts, **{item: (texts[item][0], "")})
+    assert tool.problems(stamps, dropped) == [f"{item}: in one language only"]
