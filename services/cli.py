@@ -70,7 +70,10 @@ def status(as_json: bool) -> None:
     """Show each service's URL, pid, port and health."""
     data = stack.status()
     lines = [f"{name:<9} {info['health']:<9} pid={info['pid'] or '-':<8} port={info['port']:<6} {info['url']}"
+             + (f"  container={info['container']}" if info.get("container") else "")
              for name, info in data.items()]
+    first = next(iter(data.values()), {})
+    lines.append(f"backend: {first.get('backend')} ({first.get('backend_why')})")
     emit(data, as_json, "\n".join(lines))
 
 

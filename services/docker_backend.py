@@ -128,9 +128,27 @@ def _compose(s: Settings, *args: str, profiles: tuple[str, ...] = (), timeout: f
 
 # -- one container's state -------------------------------------------------------------
 
+def containers(s: Settings, *, one_off: bool = False) -> dict[str, str]:
+    """{service: container id} of the project's containers (asked of the engine: fast, any Compose)."""
+    try:
+        result = subprocess.run(
+            ["docker", "ps", "-a", "--no-trunc", "--filter", f"label=com.docker.compose.project={project_name(s)}",
+             "--format", '{{.ID}} {{.Label "com.docker.compose.service"}} {{.Label "com.docker.compose.oneoff"}}'],
+            capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DockerError(f"docker ps did not answer ({exc.__class__.__name__}); is the Docker engine running?") from None
+    if result.returncode != 0:
+        raise DockerError(f"docker ps failed: {result.stderr.strip()[:200]}")
+    found = {}
+    for line in result.stdout.splitlines():
+        cid, service, oneoff = (line.split() + ["", ""])[:3]
+        if (oneoff.lower() == "true") == one_off:
+            found.setdefault(service, cid)
+    return found
+
+
 def container_id(s: Settings, service: str) -> str | None:
-    ids = _compose(s, "ps", "-a", "-q", service, profiles=PROFILES, check=False).stdout.split()
-    return ids[0] if ids else None
+    return containers(s).get(service)
 
 
 def state(s: Settings, service: str) -> dict:
@@ -144,7 +162,7 @@ def state(s: Settings, service: str) -> dict:
         return {"status": "missing", "health": None}
     data = json.loads(result.stdout)
     return {"status": data.get("Status", "unknown"), "health": (data.get("Health") or {}).get("Status"),
-            "container": cid[:12]}
+            "container": cid}
 
 
 def _wait_healthy(s: Settings, services: tuple[str, ...], timeout: float, out: TextIO | None) -> None:
@@ -156,7 +174,7 @@ def _wait_healthy(s: Settings, services: tuple[str, ...], timeout: float, out: T
             st = state(s, service)
             if st["status"] == "running" and st["health"] in ("healthy", None):
                 pending.remove(service)
-                _say(out, f"• {service:<9}healthy in {time.monotonic() - t0:.1f} s (container {st.get('container')})")
+                _say(out, f"• {service:<9}healthy in {time.monotonic() - t0:.1f} s (container {st.get('container', '')[:12]})")
             elif st["status"] in ("exited", "dead", "missing"):
                 raise DockerError(f"container {service} {st['status']}; see `seckill logs {service}`")
         if pending:
@@ -188,25 +206,35 @@ def down(s: Settings | None = None, *, volumes: bool = False) -> list[str]:
     Returns the services that had a container.
     """
     s = s or settings()
-    present = _compose(s, "ps", "-a", "--services", profiles=PROFILES, check=False).stdout.split()
+    present = list(containers(s)) + [f"{name} (one-off)" for name in containers(s, one_off=True)]
     # the Redis family's anonymous /data volumes (of the image's VOLUME) go with their containers
     family = [name for name in ("redis-net", "redis-replica", "redis-sentinel") if name in present]
     if family:
         _compose(s, "rm", "-s", "-f", "-v", *family, profiles=PROFILES, timeout=120)
     args = ["down", "--remove-orphans", "-t", "10"] + (["-v"] if volumes else [])
     _compose(s, *args, profiles=PROFILES, timeout=120)
+    left = list(containers(s).values()) + list(containers(s, one_off=True).values())
+    if left:  # e.g. a one-off `run` container whose client was killed: nothing of ours stays
+        _engine("rm", "-f", "-v", *left)
     return present
 
 
 def stop(service: str, *, kill: bool = False, s: Settings | None = None) -> bool:
     """``compose stop`` (SIGTERM, clean) or ``compose kill`` (SIGKILL: a crash). Returns whether it ran."""
     s = s or settings()
-    running = state(s, service)["status"] in ("running", "paused")
-    if running:
-        if state(s, service)["status"] == "paused":
-            _compose(s, "unpause", service, profiles=PROFILES)
-        _compose(s, "kill" if kill else "stop", *([] if kill else ["-t", "20"]), service, profiles=PROFILES)
+    st = state(s, service)
+    running = st["status"] in ("running", "paused")
+    if running:  # by container id: `docker kill` at once, without Compose's start-up time
+        if st["status"] == "paused":
+            _engine("unpause", st["container"])
+        _engine(*(["kill"] if kill else ["stop", "-t", "20"]), st["container"])
     return running
+
+
+def _engine(*args: str, timeout: float = 60) -> None:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise DockerError(f"`docker {' '.join(args)}` failed: {result.stderr.strip()[:300]}")
 
 
 def start(service: str, *, s: Settings | None = None, out: TextIO | None = None) -> None:

@@ -12,7 +12,7 @@ runs that arrangement as two more native processes of this checkout:
 
 On the docker backend the two are services of docker-compose.yml (profile
 ``failover``) sharing the primary's network namespace, on the same ports; the
-partition there is :class:`OutputLimitCut` (the host's relay cannot sit between
+partition there is :class:`ReplicaCut` (the host's relay cannot sit between
 two containers), see :func:`replication_link`.
 
 One Sentinel with quorum 1 is enough to watch a failover happen on one
@@ -146,28 +146,28 @@ class ReplicationLink:
                 pass
 
 
-class OutputLimitCut:
+class ReplicaCut:
     """The docker backend's partition between primary and replica, made inside Redis.
 
-    ``cut()`` lowers the primary's output-buffer limit for replicas to one
-    byte: the next write it propagates overflows the limit and the primary
-    drops the replica's connection, and every resync fails the same way. The
-    primary goes on acknowledging writes that never reach the replica, as
-    with :class:`ReplicationLink` (whose relay runs on the host, which the
-    containers' shared namespace cannot reach). ``close()`` restores the
-    default limit if the primary still runs.
+    ``cut()`` points the replica at a port where nothing listens (REPLICAOF
+    127.0.0.1 1): it keeps its data but hears nothing more, and keeps trying
+    to reconnect, as across a broken network. The primary, which never waits
+    for replicas, goes on acknowledging writes that never reach it — what
+    :class:`ReplicationLink` does with its relay on the host, which the
+    containers' shared namespace cannot reach. Sentinel still knows the
+    replica and promotes it when the primary dies.
     """
 
-    DEFAULT = "replica 256mb 64mb 60"
-    port = None          # the replica follows the primary directly
-    dropped_bytes = None  # not counted: Redis drops them itself
+    NOWHERE = 1           # a port nobody listens on in the Redis family's namespace
+    port = None           # the replica follows the primary directly until the cut
+    dropped_bytes = None  # not counted: nothing is sent at all
 
-    def __init__(self, primary_port: int):
-        self.primary_port = primary_port
+    def __init__(self, replica_port: int):
+        self.replica_port = replica_port
         self._cut = False
 
     def cut(self) -> None:
-        _client(self.primary_port).config_set("client-output-buffer-limit", "replica 1 1 0")
+        _client(self.replica_port).replicaof(HOST, self.NOWHERE)
         self._cut = True
 
     @property
@@ -175,16 +175,13 @@ class OutputLimitCut:
         return self._cut
 
     def close(self) -> None:
-        try:
-            _client(self.primary_port).config_set("client-output-buffer-limit", self.DEFAULT)
-        except redis_lib.RedisError:
-            pass
+        pass  # the replica is promoted or removed by the lab's fail-back
 
 
-def replication_link(s: Settings) -> "ReplicationLink | OutputLimitCut":
-    """What the lab cuts: a host relay natively, the primary's output limit on the docker backend."""
+def replication_link(s: Settings) -> "ReplicationLink | ReplicaCut":
+    """What the lab cuts: a host relay natively, the replica's REPLICAOF on the docker backend."""
     if stack.backend() == "docker":
-        return OutputLimitCut(s.ports.redis)
+        return ReplicaCut(s.ports.redis_replica)
     return ReplicationLink(s.ports.redis)
 
 

@@ -19,7 +19,7 @@ if [ "$1" = postgres ]; then
         user="${POSTGRES_USER:-postgres}"
         db="${POSTGRES_DB:-$user}"
         pwfile=$(mktemp); printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"; chown postgres "$pwfile"
-        as_postgres initdb -D "$PGDATA" --username="$user" --pwfile="$pwfile" \
+        as_postgres initdb -D "$PGDATA" --username="$user" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
             --auth-local=trust --auth-host=scram-sha-256 >/dev/null
         rm -f "$pwfile"
         echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
