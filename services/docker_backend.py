@@ -280,6 +280,19 @@ def logs(service: str, lines: int = 60, *, s: Settings | None = None) -> str:
     return (result.stdout + result.stderr).strip() or f"(no log: {service} has no container)"
 
 
+def foreground_command(service: str, s: Settings | None = None) -> list[str]:
+    """The command that runs a profile service in the foreground (``compose run --rm``), for
+    processes.start: its stop signal reaches the container, which is removed when it ends."""
+    s = s or settings()
+    base = compose_command()
+    if base is None:
+        raise DockerError("neither `docker compose` nor `docker-compose` works; install one or use "
+                          "SECKILL_BACKEND=native")
+    variables = [f"{k}={v}" for k, v in compose_env(s).items() if k.startswith("SECKILL_") or k == "DOCKER_HOST"]
+    return ["env", *variables, *base, "-p", project_name(s), "-f", str(COMPOSE_FILE),
+            *[a for p in PROFILES for a in ("--profile", p)], "run", "--rm", "--no-deps", "-T", service]
+
+
 def run_tool(args: list[str], *, s: Settings | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run wrk or redis-benchmark in the tools image (host network): for machines without them."""
     s = s or settings()
