@@ -103,6 +103,10 @@ def install_servers(with_tools: bool) -> None:
     """Install missing server binaries with apt (as root), or say what to install."""
     from . import installer
 
+    backend, why = stack.choose()
+    if backend == "docker" and not with_tools:  # nothing to install: the servers are images
+        click.echo(f"servers: containers of docker-compose.yml ({why})")
+        return
     tools = list(installer.TOOLS) if with_tools else []
     installer.ensure_servers(tools=tools)
     click.echo("servers: " + ", ".join(f"{n}={installer.find(n)}" for n in installer.SERVERS))

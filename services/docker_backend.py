@@ -293,8 +293,9 @@ def foreground_command(service: str, s: Settings | None = None) -> list[str]:
             *[a for p in PROFILES for a in ("--profile", p)], "run", "--rm", "--no-deps", "-T", service]
 
 
-def run_tool(args: list[str], *, s: Settings | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run wrk or redis-benchmark in the tools image (host network): for machines without them."""
-    s = s or settings()
-    return _compose(s, "run", "--rm", "--no-deps", "-T", "tools", *args, profiles=PROFILES, timeout=timeout,
-                    check=False)
+def tool_command(tool: str, *, env: dict[str, str] | None = None, s: Settings | None = None) -> list[str]:
+    """The command that runs wrk or redis-benchmark in the `tools` service (host network, services/wrk
+    mounted at /wrk), for machines without them; ``env`` is passed into the container."""
+    command = foreground_command("tools", s)
+    extra = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
+    return [*command[:-1], *extra, "tools", tool]

@@ -281,3 +281,15 @@ def test_health_checks_pass_in_the_running_containers(dstack):
     s = settings()
     for service in ("redis", "postgres", "rabbitmq"):
         assert docker_backend.state(s, service)["health"] == "healthy", service
+
+
+def test_wrk_and_redis_benchmark_from_the_tools_image(dstack, monkeypatch):
+    from seckill import bench
+
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)  # a machine without wrk and redis-tools
+    assert bench._in_tools_image(bench._tool("wrk", "wrk"))
+    assert bench.wrk_version().startswith("4.")
+    s = settings()
+    done = subprocess.run([*bench._tool("redis-benchmark", "redis-tools"), "-p", str(s.ports.redis), "-n", "2000",
+                           "-c", "5", "--csv", "PING"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and bench.parse_redis_benchmark_csv(done.stdout) > 0, done.stderr
