@@ -50,8 +50,22 @@ class DockerError(SeckillError):
 
 # -- what is there --------------------------------------------------------------------
 
+_ANSWERS: dict[str | None, tuple[float, tuple[bool, str]]] = {}
+ANSWER_TTL_S = 10.0  # `auto` asks often (every status); the engine's presence does not flicker
+
+
 def engine_answers(timeout: float = 5.0) -> tuple[bool, str]:
-    """Does a Docker engine answer ``docker info``? Returns (yes, one line why)."""
+    """Does a Docker engine answer ``docker info``? Returns (yes, one line why); kept for 10 s."""
+    key = os.environ.get("DOCKER_HOST")
+    seen = _ANSWERS.get(key)
+    if seen and time.monotonic() - seen[0] < ANSWER_TTL_S:
+        return seen[1]
+    answer = _ask_engine(timeout)
+    _ANSWERS[key] = (time.monotonic(), answer)
+    return answer
+
+
+def _ask_engine(timeout: float) -> tuple[bool, str]:
     if shutil.which("docker") is None:
         return False, "no docker client on PATH"
     try:

@@ -180,11 +180,14 @@ def test_flask_x4_with_nginx_in_a_container(dstack, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("lab", ["mq-down", "redis-down", "consumer-crash", "redis-failover"])
 def test_failure_lab(dstack, lab):
-    report = chaos.run(lab, save=False)
+    try:
+        report = chaos.run(lab, save=False)
+    finally:
+        tiers.down(out=None)  # the queue labs leave their tier running on purpose
     broken = [c for c in report.checks if not c.held]
     assert report.ok and not broken, f"{report}"
     assert stack.healthy(), f"{lab} left the stack broken"
-    assert tiers.current() is None
+    # only the three services (and the Redis family's namespace): the replica and Sentinel are gone
     assert set(docker_backend.containers(settings())) == {"redis-net", "redis", "postgres", "rabbitmq"}
 
 
@@ -288,7 +291,7 @@ def test_wrk_and_redis_benchmark_from_the_tools_image(dstack, monkeypatch):
 
     monkeypatch.setattr(bench.shutil, "which", lambda name: None)  # a machine without wrk and redis-tools
     assert bench._in_tools_image(bench._tool("wrk", "wrk"))
-    assert bench.wrk_version().startswith("4.")
+    assert "4.1" in bench.wrk_version()  # Debian says "debian/4.1.0-3+b2"
     s = settings()
     done = subprocess.run([*bench._tool("redis-benchmark", "redis-tools"), "-p", str(s.ports.redis), "-n", "2000",
                            "-c", "5", "--csv", "PING"], capture_output=True, text=True, timeout=300)
