@@ -242,12 +242,22 @@ def check_backend() -> Check:
             return Check("backend", "docker", False, f"{why}; {engine if not answers else 'no Compose'}",
                          "start Docker (Docker Desktop, or `sudo systemctl start docker`) and install Compose, "
                          "or export SECKILL_BACKEND=native")
-        return Check("backend", "docker", True, f"{why}; {engine}; {' '.join(compose)}")
+        return Check("backend", "docker", True, f"{why if engine in why else why + '; ' + engine}; "
+                                                f"{' '.join(compose)}")
     return Check("backend", name, True, why)
 
 
+def _docker_backend() -> bool:
+    from . import stack
+
+    try:
+        return stack.choose()[0] == "docker"
+    except stack.StackError:
+        return False
+
+
 def check_servers() -> list[Check]:
-    docker = os.environ.get("SECKILL_BACKEND") == "docker"
+    docker = _docker_backend()
     checks = []
     for name, server in installer.SERVERS.items():
         path = installer.find(name)
@@ -348,7 +358,7 @@ def check_ports(s: Settings | None = None) -> list[Check]:
         record = processes.load(s.run_dir, record_path.stem)
         if record and record.port and processes.alive(s.run_dir, record):
             recorded[record.port] = record.pid
-    docker = os.environ.get("SECKILL_BACKEND") == "docker"
+    docker = _docker_backend()
     checks = []
     for label, (port, variable) in ports.items():
         if not processes.port_open(port, timeout=0.3):
