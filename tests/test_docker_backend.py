@@ -120,11 +120,12 @@ def test_lifecycle_down_up_keeps_data_reset_removes_everything(dstack):
 def test_stop_kill_pause_start_one_service(dstack):
     s = settings()
     client = redis.Redis.from_url(s.redis_url, socket_timeout=1, socket_connect_timeout=1)
-    assert stack.stop_service("rabbitmq") is True
-    assert stack.status()["rabbitmq"]["health"] == "down"
-    assert stack.stop_service("rabbitmq") is False  # already stopped
-    stack.start_service("rabbitmq")
-    assert stack.status()["rabbitmq"]["health"] == "ok"
+    # (RabbitMQ's stop and start: the mq-down lab below)
+    assert stack.stop_service("postgres") is True
+    assert stack.status()["postgres"]["health"] == "down"
+    assert stack.stop_service("postgres") is False  # already stopped
+    stack.start_service("postgres")
+    assert stack.status()["postgres"]["health"] == "ok"
 
     assert stack.stop_service("redis", kill=True) is True
     assert stack.status()["redis"]["container"] == "exited"
