@@ -75,6 +75,9 @@ def answers() -> bool:
         return False
 
 
+_DAEMON: subprocess.Popen | None = None  # the dockerd this process started (reaped by stop)
+
+
 def start(timeout: float = 60) -> bool:
     """Start our dockerd unless it answers already. Returns whether this call started it."""
     if answers():
@@ -82,7 +85,8 @@ def start(timeout: float = 60) -> bool:
     RUN.mkdir(parents=True, exist_ok=True)
     (ROOT / "data").mkdir(parents=True, exist_ok=True)
     log = open(ROOT / "dockerd.log", "ab")
-    subprocess.Popen(
+    global _DAEMON
+    _DAEMON = subprocess.Popen(
         ["dockerd", "--host", f"unix://{SOCKET}", "--data-root", str(ROOT / "data"),
          "--exec-root", str(RUN / "exec"), "--pidfile", str(PIDFILE),
          # its own containerd namespaces: nothing shared with a daemon the machine runs
@@ -113,6 +117,8 @@ def stop(timeout: float = 30) -> None:
         except ProcessLookupError:
             break
         time.sleep(0.2)
+    if _DAEMON is not None:
+        _DAEMON.poll()  # reap it: no zombie left behind
     OURS.unlink(missing_ok=True)
 
 
