@@ -9,7 +9,7 @@ service (host processes: learners edit ``labs/``) talk to them unchanged.
     up / down / reset       the three services; `down` removes every container and
                             network of the project (volumes stay until `reset`)
     stop / kill / pause / unpause / start   one service: the failure labs
-    status(service)         "running", "paused", "exited", "missing" and health
+    state(s, service)       "running", "paused", "exited", "missing" and its health
 
 Each checkout's run directory is its own Compose project (``seckill`` for the
 default ``.run``, ``seckill-<hash>`` otherwise), so a test run on one engine
