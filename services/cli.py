@@ -84,7 +84,10 @@ def status(as_json: bool) -> None:
     """Show each service's URL, pid, port and health."""
     data = stack.status()
     lines = [f"{name:<9} {info['health']:<9} pid={info['pid'] or '-':<8} port={info['port']:<6} {info['url']}"
+             + (f"  container={info['container']}" if info.get("container") else "")
              for name, info in data.items()]
+    first = next(iter(data.values()), {})
+    lines.append(f"backend: {first.get('backend')} ({first.get('backend_why')})")
     emit(data, as_json, "\n".join(lines))
 
 
@@ -114,6 +117,10 @@ def install_servers(with_tools: bool) -> None:
     """Install missing server binaries with apt (as root), or say what to install."""
     from . import installer
 
+    backend, why = stack.choose()
+    if backend == "docker" and not with_tools:  # nothing to install: the servers are images
+        click.echo(f"servers: containers of docker-compose.yml ({why})")
+        return
     tools = list(installer.TOOLS) if with_tools else []
     installer.ensure_servers(tools=tools)
     click.echo("servers: " + ", ".join(f"{n}={installer.find(n)}" for n in installer.SERVERS))

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-from seckill import gateway, gateway_async, invariants, local_stock, reconcile, rebuild, stack, tiers
+from seckill import gateway, gateway_async, invariants, reconcile, rebuild, stack, tiers
 from seckill.clients import client_address, post_json
 from seckill.gateway_dbdirect import DirectSale, create_app as dbdirect_app
 from seckill.sale import create_sale

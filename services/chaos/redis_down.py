@@ -61,7 +61,7 @@ def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9
             report.event(f"Redis stopped (t={t_stop:.1f}-{t_down:.1f} s of traffic)")
             time.sleep(down_s)
 
-            (s.run_dir / "redis" / "dump.rdb").unlink(missing_ok=True)
+            stack.forget_snapshot("redis")
             t_up = traffic.now()
             stack.start_service("redis")
             t_back = traffic.now()

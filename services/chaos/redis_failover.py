@@ -47,7 +47,7 @@ def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: fl
     report = ChaosReport("redis-failover", TITLE)
     s = settings()
     primary = redis_lib.Redis(host=HOST, port=s.ports.redis, decode_responses=True, socket_timeout=2)
-    link = sentinel.ReplicationLink(s.ports.redis)
+    link = sentinel.replication_link(s)  # a host relay natively; the replica's REPLICAOF on docker
     failover_s = None
     lost: set[str] = set()
     probe = (None, {})
