@@ -76,6 +76,11 @@ class CheckResult:
     skipped: bool = False  # not run: a check it depends on failed (counts as not passed)
 
 
+def _labelled(label: str, text: str) -> str:
+    """'hint: …' in English, '提示：…' in Chinese (a full-width colon takes no space after it)."""
+    return f"         {label}{'' if label.endswith('：') else ' '}{text}"
+
+
 @dataclass(repr=False)
 class Report:
     lab: str
@@ -112,9 +117,9 @@ class Report:
             lines.append(f"  [{tr('pass') if r.passed else tr('skip') if r.skipped else tr('FAIL')}] {tr(r.name)}")
             if not r.passed:
                 if r.hint:
-                    lines.append(f"         {tr('hint:')} {tr(r.hint)}")
+                    lines.append(_labelled(tr("hint:"), tr(r.hint)))
                 if r.detail:
-                    lines.append(f"         {tr('seen:')} {r.detail}")
+                    lines.append(_labelled(tr("seen:"), r.detail))
         lines.append(self.summary() + (tr(" — well done!") if self.ok else ""))
         return "\n".join(lines)
 
@@ -302,8 +307,8 @@ def grade(lab: str, impl: str | None = None, *, timeout: float | None = None, pr
     for number, check_ in enumerate(checks, 1):
         blockers = [d for d in check_.depends if d in failed]
         if blockers:
-            result = CheckResult(check_.title, False, f"skipped: depends on “{blockers[0]}”, which failed above",
-                                 skipped=True)
+            hint = tr("skipped: depends on “{check}”, which failed above").format(check=tr(blockers[0]))
+            result = CheckResult(check_.title, False, hint, skipped=True)
         else:
             limit = min(check_.timeout, timeout) if timeout else check_.timeout
             outcome = _run_child(lab, path, number - 1, urls, limit)

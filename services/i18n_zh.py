@@ -32,6 +32,7 @@ ZH: dict[str, str] = {
         "还没实现：在 {shown} 里写 {function}（做法见 {notebook}）。",
     "Not implemented yet: {function} (see above).": "还没实现：{function}（见上）。",
     "skip": "跳过",
+    "skipped: depends on “{check}”, which failed above": "跳过：它依赖的“{check}”在上面已经失败",
     " s": " 秒",
     "skipped": "跳过",
     "Your code ended the whole process (it killed itself, crashed inside a C library, or "

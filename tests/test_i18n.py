@@ -273,7 +273,7 @@ def test_grade_stock_in_chinese(stack_urls, tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
     assert "基于 Redis 的库存预减" in out and "失败" in out and "通过" in out
-    assert "提示： get_stock 要读回 set_stock 存进去的值" in out
+    assert "提示：get_stock 要读回 set_stock 存进去的值" in out
     assert "hint:" not in out
     english = _grade("--impl", str(tmp_path), env={"SECKILL_LANG": "", "LANG": "C.UTF-8", "LC_ALL": ""})
     assert "hint: get_stock reads back what set_stock stored" in english.stdout
