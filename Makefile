@@ -1,7 +1,8 @@
 # Two commands for a fresh machine (see README):
 #   make lab    install everything, start the stack, open JupyterLab on notebooks/
 #               (make lab HEADLESS=1 prints the URL instead of opening a browser;
-#                make lab PORT=8890 serves JupyterLab on another port, as does SECKILL_LAB_PORT)
+#                make lab PORT=8890 serves JupyterLab on another port, as does SECKILL_LAB_PORT;
+#                make lab LANG=zh opens the 中文 edition with JupyterLab's menus in Chinese, as a zh_* locale does)
 #   make test   install everything, then run every test against real services
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,10 +13,10 @@ HEADLESS ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test servers tools down clean labs-sync help bench mutants
+.PHONY: lab test servers tools down clean labs-sync notebooks help bench mutants
 
 help:
-	@echo "make lab [HEADLESS=1] [PORT=18888]   start the stack and JupyterLab on the course"
+	@echo "make lab [HEADLESS=1] [PORT=18888] [LANG=zh]   start the stack and JupyterLab on the course (LANG=zh: 中文)"
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
@@ -42,10 +43,12 @@ tools: $(STAMP)
 	@$(BIN)/seckill install-servers --with-tools
 
 lab: servers
-	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,) $(if $(filter command line,$(origin PORT)),--port $(PORT),)
+	@$(BIN)/seckill lab $(if $(HEADLESS),--headless,) $(if $(filter command line,$(origin PORT)),--port $(PORT),) \
+	  $(if $(filter command line,$(origin LANG)),--lang $(if $(filter zh%,$(LANG)),zh,en),)
 
 test: tools
 	@$(BIN)/python tools/make_labs.py --check
+	@$(BIN)/python tools/make_notebooks.py --check
 	@$(BIN)/python tools/run_tests.py $(PYTEST_ARGS)
 
 # Optional measurement, not a set-up step: the tier ladder under one wrk load (seckill bench).
@@ -58,6 +61,11 @@ mutants: tools
 
 labs-sync: $(STAMP)
 	@$(BIN)/python tools/make_labs.py
+
+# Both editions of the course from notebooks/src/*.md: notebooks/*.ipynb (English), notebooks/zh/*.ipynb (中文).
+# After editing an English .ipynb directly: .venv/bin/python tools/make_notebooks.py --ingest
+notebooks: $(STAMP)
+	@$(BIN)/python tools/make_notebooks.py
 
 down:
 	@test -x $(BIN)/seckill && $(BIN)/seckill down || true

@@ -40,7 +40,21 @@ def emit(data, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
 
 
+def _set_lang(_ctx, _param, value):
+    if value:
+        from .i18n import set_lang
+        set_lang(value)
+    return value
+
+
+# --lang zh (or a Chinese locale: LANG=zh_CN.UTF-8) makes grade, doctor and checklist speak Chinese.
+lang_option = click.option("--lang", type=click.Choice(["en", "zh"]), default=None, expose_value=False,
+                           is_eager=True, callback=_set_lang,
+                           help="en or zh (中文); default: $SECKILL_LANG, then the locale ($LANG).")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@lang_option
 def main() -> None:
     """seckill: a flash-sale system on real Redis, RabbitMQ and PostgreSQL."""
 
@@ -236,6 +250,7 @@ def consumer() -> None:
 @click.option("--headless", is_flag=True, help="Print the URL instead of opening a browser.")
 @click.option("--port", default=18888, show_default=True, type=click.IntRange(1024, 65535),
               envvar="SECKILL_LAB_PORT", show_envvar=True, help="JupyterLab's port (make lab PORT=...).")
+@lang_option
 @friendly
 def lab(headless: bool, port: int) -> None:
     """Start the stack, then JupyterLab on notebooks/ (keeps serving until Ctrl-C).
@@ -266,6 +281,7 @@ class UnknownLabError(UserError):
 @click.argument("lab")
 @click.option("--impl", "impl_name", default=None,
               help="labs (default, or $SECKILL_IMPL), solutions, or a folder holding the module.")
+@lang_option
 @friendly
 def grade(lab: str, impl_name: str | None) -> None:
     """Grade lab LAB (token_bucket, rate_limit, stock, producer, consumer); exit 0 only if all checks pass."""
@@ -375,11 +391,15 @@ def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
 
 @main.command("checklist")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True, help="English or 中文.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
+              help="English or 中文; default: $SECKILL_LANG, then the locale ($LANG).")
 @friendly
-def checklist_command(as_json: bool, lang: str) -> None:
+def checklist_command(as_json: bool, lang: str | None) -> None:
     """The seed's self-check list: each item with the evidence you produced, or what to run (always exit 0)."""
     from . import checklist
+    from .i18n import lang as current_lang
+
+    lang = lang or current_lang()
 
     report = checklist.evaluate(lang)
     emit(report.as_dict(), as_json, checklist.render(report))
@@ -389,6 +409,7 @@ def checklist_command(as_json: bool, lang: str) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@lang_option
 @friendly
 def doctor(as_json: bool) -> None:
     """Check Python, packages, server binaries, ports, memory and disk; each problem with its fix (exit 1 if any)."""

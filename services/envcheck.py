@@ -29,6 +29,7 @@ import platform
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 import tomllib
@@ -42,6 +43,7 @@ import psutil
 from . import installer, processes
 from .config import REPO_ROOT, Settings, settings
 from .errors import SeckillError
+from .i18n import pick, tr
 
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_MB = 600        # RabbitMQ ~400 MB + Redis + PostgreSQL + one tier
@@ -84,9 +86,10 @@ class Report:
         """Raise NotReady listing every problem with its fix; return the report when there is none."""
         if self.ok:
             return self
-        lines = [f"Not ready yet: {len(self.problems)} problem(s). Fix each, then run this notebook again "
-                 "from the top:"]
-        lines += [f"  • {c.group}: {c.name} — {c.found}\n      fix: {c.fix}" for c in self.problems]
+        lines = [pick(f"Not ready yet: {len(self.problems)} problem(s). Fix each, then run this notebook again "
+                      "from the top:",
+                      f"还没准备好：有 {len(self.problems)} 个问题。逐个修好后，从头重新运行这个 notebook：")]
+        lines += [f"  • {c.group}: {c.name} — {c.found}\n      {tr('fix:')} {c.fix}" for c in self.problems]
         raise NotReady("\n".join(lines))
 
     @property
@@ -107,13 +110,15 @@ class Report:
 
     def summary(self) -> str:
         if self.ok and not self.warnings:
-            return f"all {len(self.checks)} checks passed: this machine is ready for the course"
+            return pick(f"all {len(self.checks)} checks passed: this machine is ready for the course",
+                        f"{len(self.checks)} 项检查全部通过：这台机器可以开始上课了")
         parts = []
         if self.problems:
-            parts.append(f"{len(self.problems)} problem(s) to fix")
+            parts.append(pick(f"{len(self.problems)} problem(s) to fix", f"{len(self.problems)} 个问题要修"))
         if self.warnings:
-            parts.append(f"{len(self.warnings)} warning(s)")
-        return f"{' and '.join(parts)} (of {len(self.checks)} checks); each comes with its fix"
+            parts.append(pick(f"{len(self.warnings)} warning(s)", f"{len(self.warnings)} 个警告"))
+        return pick(f"{' and '.join(parts)} (of {len(self.checks)} checks); each comes with its fix",
+                    f"{'，'.join(parts)}（共 {len(self.checks)} 项检查），每一项都附有修复方法")
 
     def __str__(self) -> str:
         """Problems and warnings one by one with their fix; what passed, one line per group."""
@@ -121,7 +126,7 @@ class Report:
         for c in self.problems + self.warnings:
             lines.append(f"[{c.mark:>4}] {c.group}: {c.name} — {c.found}")
             if c.fix:
-                lines.append(f"       fix: {c.fix}")
+                lines.append(f"       {tr('fix:')} {c.fix}")
         for group in dict.fromkeys(c.group for c in self.checks):
             passed = [c for c in self.checks if c.group == group and c.ok]
             if len(passed) == 1:
@@ -415,6 +420,37 @@ def check_disk(free_bytes: int | None = None, path: Path | None = None) -> Check
                  f"`du -sh {probe}/*` shows what is big)")
 
 
+# Fonts that carry Simplified Chinese glyphs, by how to install them (the first found is enough).
+CJK_FONT_FIX = ("sudo apt-get install fonts-noto-cjk   (or fonts-wqy-microhei; macOS: brew install --cask "
+                "font-noto-sans-cjk-sc; conda: conda install -c conda-forge font-ttf-noto-cjk)")
+
+
+def check_cjk_font(fc_list: str | None = None) -> Check:
+    """Is a font with Chinese glyphs installed (``fc-list :lang=zh``)? Without one, 中文 shows as boxes (tofu).
+
+    A warning, not a failure: only the Chinese edition and Chinese charts need it. ``fc_list`` replaces
+    the command's output (for tests)."""
+    if fc_list is None:
+        exe = shutil.which("fc-list")
+        if exe is None:
+            return Check("fonts", "CJK font", False,
+                         pick("fc-list not found (fontconfig), cannot tell whether a Chinese font is installed",
+                              "找不到 fc-list（fontconfig），无法判断是否装了中文字体"),
+                         CJK_FONT_FIX, warning=True)
+        try:
+            fc_list = subprocess.run([exe, ":lang=zh", "family"], capture_output=True, text=True,
+                                     timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            fc_list = ""
+    families = sorted({line.split(",")[0].strip() for line in fc_list.splitlines() if line.strip()})
+    if families:
+        return Check("fonts", "CJK font", True, ", ".join(families[:3]) + (" …" if len(families) > 3 else ""))
+    return Check("fonts", "CJK font", False,
+                 pick("no font with Chinese glyphs: the 中文 edition and its charts would show boxes",
+                      "没有带中文字形的字体：中文版 notebook 和图表里的汉字会显示成方框"),
+                 CJK_FONT_FIX, warning=True)
+
+
 def run(*, pyproject: Path | str | None = None, s: Settings | None = None, python: tuple[int, ...] | None = None,
         available_memory: int | None = None, free_disk: int | None = None) -> Report:
     """Every check of this machine; each argument replaces what would be read from it (for tests)."""
@@ -426,6 +462,7 @@ def run(*, pyproject: Path | str | None = None, s: Settings | None = None, pytho
     checks += check_ports(s)
     checks.append(check_memory(available_memory))
     checks.append(check_disk(free_disk, s.run_dir))
+    checks.append(check_cjk_font())
     return Report(checks)
 
 

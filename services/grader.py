@@ -40,6 +40,7 @@ from pathlib import Path
 
 from . import impl as impl_mod
 from .errors import SeckillError
+from .i18n import tr
 from .graders import _base
 from .graders._base import Context
 
@@ -75,6 +76,11 @@ class CheckResult:
     skipped: bool = False  # not run: a check it depends on failed (counts as not passed)
 
 
+def _labelled(label: str, text: str) -> str:
+    """'hint: …' in English, '提示：…' in Chinese (a full-width colon takes no space after it)."""
+    return f"         {label}{'' if label.endswith('：') else ' '}{text}"
+
+
 @dataclass(repr=False)
 class Report:
     lab: str
@@ -102,42 +108,42 @@ class Report:
         return f"<Report {self.lab} ({self.impl}): {self.summary()}>"
 
     def summary(self) -> str:
-        return f"{self.passed} of {self.total} checks passed"
+        return tr("{passed} of {total} checks passed").format(passed=self.passed, total=self.total)
 
     def __str__(self) -> str:
-        title = LABS[self.lab][2] if self.lab in LABS else self.lab
-        lines = [f"{title} — lab {self.lab!r}, implementation {self.impl}"]
+        title = tr(LABS[self.lab][2]) if self.lab in LABS else self.lab
+        lines = [tr("{title} — lab {lab!r}, implementation {impl}").format(title=title, lab=self.lab, impl=self.impl)]
         for r in self.results:
-            lines.append(f"  [{'pass' if r.passed else 'skip' if r.skipped else 'FAIL'}] {r.name}")
+            lines.append(f"  [{tr('pass') if r.passed else tr('skip') if r.skipped else tr('FAIL')}] {tr(r.name)}")
             if not r.passed:
                 if r.hint:
-                    lines.append(f"         hint: {r.hint}")
+                    lines.append(_labelled(tr("hint:"), tr(r.hint)))
                 if r.detail:
-                    lines.append(f"         seen: {r.detail}")
-        lines.append(self.summary() + (" — well done!" if self.ok else ""))
+                    lines.append(_labelled(tr("seen:"), r.detail))
+        lines.append(self.summary() + (tr(" — well done!") if self.ok else ""))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         e = html.escape
-        title = LABS[self.lab][2] if self.lab in LABS else self.lab
+        title = tr(LABS[self.lab][2]) if self.lab in LABS else self.lab
         rows = []
         for r in self.results:
-            mark = ('<span style="color:#1a7f37">&#10004; passed</span>' if r.passed
-                    else '<span style="color:#57606a">&#8211; skipped</span>' if r.skipped
-                    else '<span style="color:#cf222e">&#10008; failed</span>')
+            mark = (f'<span style="color:#1a7f37">&#10004; {tr("passed")}</span>' if r.passed
+                    else f'<span style="color:#57606a">&#8211; {tr("skipped")}</span>' if r.skipped
+                    else f'<span style="color:#cf222e">&#10008; {tr("failed")}</span>')
             notes = ""
             if r.skipped:
-                notes = e(r.hint or "")
+                notes = e(tr(r.hint or ""))
             elif not r.passed:
-                notes = (f"<b>Hint:</b> {e(r.hint or '')}"
-                         + (f'<br><small style="color:#57606a">seen: {e(r.detail)}</small>' if r.detail else ""))
-            rows.append(f'<tr><td style="text-align:left">{e(r.name)}</td><td>{mark}</td>'
+                notes = (f"<b>{tr('Hint:')}</b> {e(tr(r.hint or ''))}"
+                         + (f'<br><small style="color:#57606a">{tr("seen:")} {e(r.detail)}</small>' if r.detail else ""))
+            rows.append(f'<tr><td style="text-align:left">{e(tr(r.name))}</td><td>{mark}</td>'
                         f'<td style="text-align:left">{notes}</td></tr>')
         colour = "#1a7f37" if self.ok else "#cf222e"
-        return (f"<div><b>{e(title)}</b> <small>(lab <code>{e(self.lab)}</code>, implementation "
+        return (f"<div><b>{e(title)}</b> <small>({tr('lab')} <code>{e(self.lab)}</code>, {tr('implementation')} "
                 f"<code>{e(self.impl)}</code>)</small>"
-                '<table><thead><tr><th style="text-align:left">check</th><th>result</th>'
-                '<th style="text-align:left">hint</th></tr></thead><tbody>'
+                f'<table><thead><tr><th style="text-align:left">{tr("check")}</th><th>{tr("result")}</th>'
+                f'<th style="text-align:left">{tr("hint")}</th></tr></thead><tbody>'
                 + "".join(rows) + "</tbody></table>"
                 f'<p style="color:{colour}"><b>{e(self.summary())}</b></p></div>')
 
@@ -301,8 +307,8 @@ def grade(lab: str, impl: str | None = None, *, timeout: float | None = None, pr
     for number, check_ in enumerate(checks, 1):
         blockers = [d for d in check_.depends if d in failed]
         if blockers:
-            result = CheckResult(check_.title, False, f"skipped: depends on “{blockers[0]}”, which failed above",
-                                 skipped=True)
+            hint = tr("skipped: depends on “{check}”, which failed above").format(check=tr(blockers[0]))
+            result = CheckResult(check_.title, False, hint, skipped=True)
         else:
             limit = min(check_.timeout, timeout) if timeout else check_.timeout
             outcome = _run_child(lab, path, number - 1, urls, limit)
@@ -323,7 +329,7 @@ def grade(lab: str, impl: str | None = None, *, timeout: float | None = None, pr
         report.results.append(result)
         if progress:
             state = "pass" if result.passed else "skipped" if result.skipped else "FAIL"
-            _say(f"  [{number}/{len(checks)}] {check_.title} … {state} ({time.monotonic() - t0:.0f} s)")
+            _say(f"  [{number}/{len(checks)}] {tr(check_.title)} … {tr(state)} ({time.monotonic() - t0:.0f}{tr(' s')})")
     return report
 
 
@@ -333,23 +339,25 @@ def _result(check_: _base.Check, outcome: _Outcome, limit: float, shown: str, no
         return CheckResult(check_.title, False, TIMEOUT_HINT, f"timed out after {limit:g} s (the process was stopped)")
     if outcome.kind == "died":
         return CheckResult(check_.title, False,
-                           "Your code ended the whole process (it killed itself, crashed inside a C library, or "
-                           "called exit) while this check ran: look for what your code does to its own process.",
+                           tr("Your code ended the whole process (it killed itself, crashed inside a C library, or "
+                              "called exit) while this check ran: look for what your code does to its own process."),
                            f"the process died ({outcome.detail})")
     if outcome.kind == "output":
         return CheckResult(check_.title, False,
-                           "Your code printed without end while this check ran: look for a print inside a loop "
-                           "that never finishes.", f"output cut at {OUTPUT_LIMIT // 1024} KB (the process was stopped)")
+                           tr("Your code printed without end while this check ran: look for a print inside a loop "
+                              "that never finishes."), f"output cut at {OUTPUT_LIMIT // 1024} KB (the process was stopped)")
     message = outcome.message
     if message.get("passed"):
         return CheckResult(check_.title, True)
     if "not_implemented" in message:
         function = message["not_implemented"] or "the missing function"
         if function in missing:
-            return CheckResult(check_.title, False, f"Not implemented yet: {function} (see above).")
+            return CheckResult(check_.title, False, tr("Not implemented yet: {function} (see above).").format(
+                function=function))
         missing.add(function)
         return CheckResult(check_.title, False,
-                           f"Not implemented yet — write {function} in {shown} (explained in {notebook}).",
+                           tr("Not implemented yet — write {function} in {shown} (explained in {notebook}).").format(
+                               function=function, shown=shown, notebook=notebook),
                            message.get("detail"))
     return CheckResult(check_.title, False, message.get("hint"), message.get("detail"))
 

@@ -41,14 +41,21 @@ class LabError(SeckillError):
     """JupyterLab cannot start; the message says why and what to do."""
 
 
-def write_overrides(prefix: Path | None = None) -> Path:
+def overrides(lang: str | None = None) -> dict:
+    """The course's JupyterLab settings; the interface in Chinese (language pack) when the language is zh."""
+    from .i18n import jupyterlab_locale
+
+    return {**OVERRIDES, "@jupyterlab/translation-extension:plugin": {"locale": jupyterlab_locale(lang)}}
+
+
+def write_overrides(prefix: Path | None = None, lang: str | None = None) -> Path:
     """Merge the course's settings into this environment's JupyterLab overrides.json; returns its path."""
     path = Path(prefix or sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     try:
         current = json.loads(path.read_text())
     except (OSError, ValueError):
         current = {}
-    merged = {**current, **{k: {**current.get(k, {}), **v} for k, v in OVERRIDES.items()}}
+    merged = {**current, **{k: {**current.get(k, {}), **v} for k, v in overrides(lang).items()}}
     if merged != current:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(merged, indent=2) + "\n")
@@ -103,7 +110,10 @@ def serve(port: int, *, headless: bool, token: str | None = None, out: TextIO = 
         if proc.poll() is not None or not ready:
             reason = processes.log_reason(log_path) or ": (its log is empty)"
             raise LabError(f"JupyterLab did not start{reason}; whole log: {log_path}")
-        url = f"http://127.0.0.1:{port}/lab?token={token}"
+        from .i18n import lang
+
+        # the Chinese edition opens on its own folder (notebooks/zh), the English one on notebooks/
+        url = f"http://127.0.0.1:{port}/lab{'/tree/zh' if lang() == 'zh' else ''}?token={token}"
         if not headless:
             webbrowser.open(url)
         print(f"JupyterLab: {url}   (Ctrl-C stops it; `make down` stops the stack)", file=out, flush=True)

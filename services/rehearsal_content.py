@@ -75,6 +75,7 @@ TEXT: dict[str, dict] = {
             "saved": "Saved to {path} (earlier attempts are kept, one file each).",
             "sources": "Where your numbers come from",
             "no_sources": "No measurements yet: every figure above says what to run to produce it.",
+            "no_ratings": "No saved attempt with a rating yet: rate a card, save, and come back.",
         },
         "framework": [
             ("Clarify requirements", "What does it do? QPS? Latency? Consistency?", "features + performance targets"),
@@ -246,6 +247,7 @@ TEXT: dict[str, dict] = {
             "saved": "已保存到 {path}（之前的演练都会保留，每次一个文件）。",
             "sources": "你的数字来自哪里",
             "no_sources": "还没有任何测量：上面每个数字都写明了要运行什么来得到它。",
+            "no_ratings": "还没有带自评的已保存演练：给一张卡片打分、保存，之后再回来看。",
         },
         "framework": [
             ("需求澄清", "做什么？QPS？延迟？一致性？", "功能 + 性能指标"),
@@ -271,7 +273,7 @@ TEXT: dict[str, dict] = {
                 "prompt": "画出两条路径（快速路径和异步路径），每个方框都用一个数字说明理由：为什么先 Redis 后数据库、"
                           "为什么要队列、为什么要限流。",
                 "script": "架构分**快速路径**和**异步路径**：快速路径是 Nginx 限流 → Flask → Redis 预减 → 返回"
-                          "（< 50ms，原文）；异步路径是 MQ → 订单服务 → DB 持久化。为什么这样设计？Redis 吞吐量 "
+                          "（< 50 毫秒，原文）；异步路径是 MQ → 订单服务 → DB 持久化。为什么这样设计？Redis 吞吐量 "
                           "100000+ QPS，DB 只有 1000 QPS（原文）；我实测 Redis Lua 预减是 {redis_ops}，PostgreSQL 是 "
                           "{pg_tx}。MQ 解耦，不阻塞用户：订单服务在后面写入 {drain_batched}，而快速路径的 p99 是 "
                           "{t1_p99}。限流防止雪崩。",
@@ -287,7 +289,7 @@ TEXT: dict[str, dict] = {
             "close": {
                 "title": "收尾",
                 "prompt": "故障和权衡：什么会坏、怎么发现、怎么恢复。最后用黄金法则收尾。",
-                "script": "故障处理：Redis 主从切换（< 30s，原文；我实测切换用了 {failover_s}）、MQ 队列堆积告警"
+                "script": "故障处理：Redis 主从切换（< 30 秒，原文；我实测切换用了 {failover_s}）、MQ 队列堆积告警"
                           "（我的堆积实验最多积压 {backlog_depth}）、DB 读写分离。黄金法则：瓶颈定方案，权衡选技术，"
                           "YAGNI 防过度。",
             },
@@ -313,7 +315,7 @@ TEXT: dict[str, dict] = {
                          "每人限购一件 {grade_stock}。",
             },
             "redis_down": {
-                "question": "Redis挂了？",
+                "question": "Redis 挂了？",
                 "hint": "那一秒用户看到什么、什么绝不会丢、Redis 怎么恢复、库存怎么重新对齐。",
                 "model": "主从切换(< 30s) + 临时降级到本地内存 + 人工对账。补充：切换期间宁可返回 503 也不要猜；"
                          "恢复后先从 PostgreSQL 重建库存（库存减去已写入的订单）再继续卖；已进队列的订单是安全的，"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 from IPython.display import Markdown, display
 
-from . import rehearsal, results
+from . import i18n, rehearsal, results
 from .rehearsal import Attempt, RehearsalError
 from .rehearsal_content import PART_SECONDS
 
@@ -32,10 +32,16 @@ def _markdown(out: widgets.Output, text: str) -> None:
         display(Markdown(text))
 
 
+# The capacity table's columns in Chinese (rehearsal.capacity keeps English keys for code that reads them).
+CAPACITY_ZH = {"tier": "档位", "seed_qps": "原文 QPS", "copies_needed_seed": "按原文需要的份数",
+               "your_rps": "你的实测（请求/秒）", "copies_needed_yours": "按你的实测需要的份数", "source": "来源"}
+
+
 class Rehearsal:
     """One rehearsal session: the language switch, the views, and the attempt they fill in."""
 
-    def __init__(self, lang: str = "en", measured: dict | None = None, progress: dict | None = None):
+    def __init__(self, lang: str | None = None, measured: dict | None = None, progress: dict | None = None):
+        lang = lang or i18n.lang()  # the Chinese notebook (SECKILL_LANG=zh) or a Chinese locale opens in 中文
         rehearsal.text(lang)  # a clear error for a language we do not have
         self.measured = measured if measured is not None else results.measured()
         if progress is None:
@@ -116,7 +122,9 @@ class Rehearsal:
         def render():
             filled = rehearsal.fill_script(self.measured, self.lang, self.progress)
             p = next(x for x in filled.parts if x.id == part_id)
-            _markdown(head, f"#### {p.title} · {p.seconds} s\n\n**{self.words['ui']['prompt']}:** {p.prompt}")
+            zh = self.lang == "zh"
+            unit, colon = (" 秒", "：") if zh else (" s", ":")
+            _markdown(head, f"#### {p.title} · {p.seconds}{unit}\n\n**{self.words['ui']['prompt']}{colon}** {p.prompt}")
             notes.placeholder = self.words["ui"]["notes"]
             fold.set_title(0, self.words["ui"]["script"])
             _markdown(script, p.script)
@@ -204,6 +212,53 @@ class Rehearsal:
 
         self._view(render)
         return widgets.VBox([button, message])
+
+    # -- capacity and charts, in the chosen language --------------------------------------------
+
+    def capacity(self, peak_qps: int = rehearsal.SEED_PEAK_QPS) -> widgets.Output:
+        """The capacity table (rehearsal.capacity) with headers in the chosen language."""
+        import pandas as pd
+
+        rows = rehearsal.capacity(self.measured, peak_qps=peak_qps)  # a clear error for a bad peak, now
+        out = widgets.Output()
+
+        def render():
+            frame = pd.DataFrame(rows)
+            if self.lang == "zh":
+                frame = frame.rename(columns=CAPACITY_ZH)
+                frame.iloc[:, -1] = frame.iloc[:, -1].str.replace("not measured yet: run", "尚未测量：运行", regex=False)
+            out.clear_output()
+            with out:
+                from IPython.display import display
+
+                display(frame)
+
+        self._view(render)
+        return out
+
+    def _figure(self, make) -> widgets.Output:
+        out = widgets.Output()
+
+        def render():
+            fig = make(self.lang)
+            out.clear_output()
+            with out:
+                if fig is None:
+                    print(self.words["ui"].get("no_ratings", ""))
+                else:
+                    fig.show()
+
+        self._view(render)
+        return out
+
+    def seed_vs_yours(self) -> widgets.Output:
+        """The seed's QPS per tier beside yours, titled in the chosen language."""
+        return self._figure(lambda lang: rehearsal.seed_vs_yours_figure(self.measured, lang))
+
+    def ratings(self, saved: list[dict] | None = None) -> widgets.Output:
+        """Your ratings over saved attempts, titled in the chosen language (a sentence while there are none)."""
+        saved = rehearsal.attempts() if saved is None else saved
+        return self._figure(lambda lang: rehearsal.ratings_figure(saved, lang))
 
     def checklist(self) -> widgets.Output:
         """The seed's self-check list with your evidence (what `seckill checklist` prints)."""

@@ -441,3 +441,86 @@ def test_lab_12_with_the_skeleton_stops_with_one_line(first_hour, browser, scree
     assert len(shown.strip().splitlines()) == 1 and "concurrent" not in shown, shown
     assert not outputs["stderr"], outputs["stderr"]
     assert tiers.current() is None
+
+
+# -- the Chinese edition, with JupyterLab's own interface in Chinese (jupyterlab-language-pack-zh-cn) -----
+
+@pytest.fixture(scope="module")
+def lab_zh(stack_urls, tmp_path_factory):
+    """JupyterLab like `make lab LANG=zh`: interface locale zh_CN, serving a copy of notebooks/ (zh/ inside)."""
+    from seckill.jupyterlab import overrides
+
+    root = tmp_path_factory.mktemp("lab-zh")
+    notebooks = root / "notebooks"
+    shutil.copytree(REPO / "notebooks", notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _lab_settings(root / "settings")
+    locale = overrides("zh")["@jupyterlab/translation-extension:plugin"]
+    (root / "settings" / "@jupyterlab" / "translation-extension").mkdir(parents=True, exist_ok=True)
+    (root / "settings" / "@jupyterlab" / "translation-extension" / "plugin.jupyterlab-settings").write_text(
+        json.dumps(locale))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
+               JUPYTER_CONFIG_DIR=str(root / "config"), SECKILL_RESULTS_DIR=str(root / "results"))
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
+           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(root / "jupyter.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: proc.poll() is None and _status_ok(f"{base}/api/status?token={token}"), 90,
+              f"jupyter lab (zh) answering; see {root / 'jupyter.log'}")
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+        log.close()
+        tiers.down(out=None)
+
+
+def _status_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+# Tofu test: with no font for a script, every character is drawn as the same box. Two different Chinese
+# characters drawn in the notebook's font must differ; two private-use characters (no font has them) are the
+# control that proves identical boxes are what tofu looks like here.
+GLYPHS_JS = """
+const md = window.jupyterapp.shell.currentWidget.node.querySelector('.jp-RenderedMarkdown');
+const font = getComputedStyle(md).fontFamily;
+const px = (ch) => { const c = document.createElement('canvas'); c.width = c.height = 48;
+  const x = c.getContext('2d'); x.font = '40px ' + font; x.fillText(ch, 2, 42);
+  return Array.from(x.getImageData(0, 0, 48, 48).data).join(','); };
+return {font, cjk_distinct: px('秒') !== px('杀'), cjk_inked: px('秒') !== px(' '),
+        tofu_control_same: px('\\ue000') === px('\\ue001'),
+        menu: (document.querySelector('#jp-MainMenu') || document.querySelector('.lm-MenuBar') || {}).innerText || ''};
+"""
+
+
+def test_chinese_edition_in_jupyterlab_in_chinese(lab_zh, browser, screenshots):
+    base, token = lab_zh
+    state = run_all(browser, base, token, "zh/00_start_here.ipynb", timeout=150)
+    assert not state["errors"], state["errors"]
+    assert state["unrun"] == 0
+    dom = browser.execute_script(DOM_JS)
+    assert_clean(dom, "zh/00_start_here")
+    assert "从这里开始" in dom["text"] and "这台机器准备好了吗" in dom["text"], dom["text"][:400]
+    assert dom["plotly"] >= 1 and dom["coursemap"] >= 7
+    glyphs = browser.execute_script(GLYPHS_JS)
+    assert "文件" in glyphs["menu"] and "编辑" in glyphs["menu"], f"JupyterLab's menus are not Chinese: {glyphs['menu']!r}"
+    assert glyphs["tofu_control_same"], "the tofu control failed: identical boxes are not detectable here"
+    assert glyphs["cjk_distinct"] and glyphs["cjk_inked"], f"Chinese renders as tofu in {glyphs['font']!r}"
+    shoot(browser, screenshots, "zh_00_start_here-top", ".jp-RenderedMarkdown")
+    shoot(browser, screenshots, "zh_00_start_here-course-map", ".seckill-course-map")

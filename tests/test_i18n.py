@@ -1,0 +1,379 @@
+"""The Chinese edition cannot go stale unnoticed, and the tooling speaks Chinese when asked.
+
+Notebooks: every Chinese twin records the hash of the English cell it translates (tools/make_notebooks.py);
+a changed English cell, a cell in one edition only, or code that differs between the editions fails here.
+Tooling strings: the catalogue (seckill.i18n_zh) is keyed by the English text; an English hint changed at
+its call site, or a catalogue entry nothing uses any more, fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from seckill import envcheck, i18n
+from seckill.i18n_zh import GRADERS_TRANSLATED, ZH
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = REPO / "services"
+
+# Notebooks whose Chinese edition is complete: every prose cell has an up-to-date twin.
+TRANSLATED = [p.stem for p in sorted((REPO / "notebooks" / "src").glob("*.md"))]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO / "tools" / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_notebooks"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mk = _tool()
+
+
+# -- notebooks ---------------------------------------------------------------------------------------
+
+def test_editions_are_generated_from_the_sources():
+    assert mk.sources(), "notebooks/src/ holds no sources"
+    assert mk.generate(check=True) == [], "run `make notebooks` (or --ingest after editing an English .ipynb)"
+    assert {p.stem for p in mk.sources()} == {p.stem for p in (REPO / "notebooks").glob("*.ipynb")}
+
+
+@pytest.mark.parametrize("name", TRANSLATED)
+def test_translated_notebook_has_no_missing_or_stale_cell(name):
+    problems = mk.parity([mk.SRC / f"{name}.md"])
+    assert not problems, "\n".join(map(str, problems))
+
+
+def code_differences(en_path: Path, zh_path: Path) -> list[str]:
+    """What differs between the two editions apart from prose: cell kinds, ids, code."""
+    en = nbformat.read(en_path, as_version=4).cells
+    zh = [c for c in nbformat.read(zh_path, as_version=4).cells if c.get("id") != mk.ZH_SETUP_ID]
+    if [(c.cell_type, c.get("id")) for c in en] != [(c.cell_type, c.get("id")) for c in zh]:
+        return [f"{en_path.stem}: the editions do not have the same cells"]
+    return [f"{en_path.stem}: code cell {a.get('id')} differs" for a, b in zip(en, zh)
+            if a.cell_type == "code" and a.source != b.source]
+
+
+@pytest.mark.parametrize("name", [p.stem for p in mk.sources()])
+def test_code_is_the_same_in_both_editions(name):
+    assert code_differences(REPO / "notebooks" / f"{name}.ipynb", mk.ZH / f"{name}.ipynb") == []
+
+
+def test_chinese_edition_sets_its_language_first():
+    for src in mk.sources():
+        first = nbformat.read(mk.ZH / f"{src.stem}.ipynb", as_version=4).cells[0]
+        assert first.get("id") == mk.ZH_SETUP_ID and 'SECKILL_LANG"] = "zh"' in first.source
+
+
+# The test of the test: a deliberately edited English cell, a missing twin and a changed code cell fail.
+
+def test_parity_fails_on_an_edited_english_cell(tmp_path):
+    src = tmp_path / "10_token_bucket.md"
+    shutil.copy(mk.SRC / src.name, src)
+    assert mk.parity([src]) == []
+    nb = mk.read_source(src)
+    english = next(c for c in nb.cells if c.cell_type == "markdown" and not mk.is_zh(c))
+    english.source += "\n\nOne more English sentence, not yet translated."
+    mk.write_source(nb, src)
+    problems = mk.parity([src])
+    assert [(p.cell_id, p.what) for p in problems] == [(english.metadata["id"], "stale")]
+
+
+def test_parity_fails_on_a_cell_in_one_edition_only(tmp_path):
+    src = tmp_path / "10_token_bucket.md"
+    shutil.copy(mk.SRC / src.name, src)
+    nb = mk.read_source(src)
+    twin = next(c for c in nb.cells if mk.is_zh(c))
+    nb.cells.remove(twin)
+    mk.write_source(nb, src)
+    assert [p.what for p in mk.parity([src])] == ["missing"]
+
+
+def test_code_check_fails_on_a_changed_code_cell(tmp_path):
+    zh = nbformat.read(mk.ZH / "10_token_bucket.ipynb", as_version=4)
+    code = next(c for c in zh.cells if c.cell_type == "code" and c.get("id") != mk.ZH_SETUP_ID)
+    code.source += "\nprint('only in Chinese')"
+    nbformat.write(zh, tmp_path / "zh.ipynb")
+    assert code_differences(REPO / "notebooks" / "10_token_bucket.ipynb", tmp_path / "zh.ipynb") \
+        == [f"10_token_bucket: code cell {code.id} differs"]
+
+
+def test_ingest_folds_an_english_edit_back_and_flags_its_twin(tmp_path, monkeypatch):
+    src, ipynb = tmp_path / "10_token_bucket.md", tmp_path / "10_token_bucket.ipynb"
+    shutil.copy(mk.SRC / src.name, src)
+    nb = nbformat.read(REPO / "notebooks" / ipynb.name, as_version=4)
+    edited = next(c for c in nb.cells if c.cell_type == "markdown")
+    edited.source = edited.source.replace("token bucket", "TOKEN BUCKET", 1)
+    new = nbformat.v4.new_markdown_cell("A new English cell.")
+    nb.cells.insert(3, new)
+    nbformat.write(nb, ipynb)
+    assert mk.ingest_one(ipynb, src) == 2
+    en, _zh, problems = mk.editions(mk.read_source(src), "t")
+    assert [c.source for c in en.cells] == [c.source for c in nb.cells]
+    assert sorted((p.cell_id, p.what) for p in problems) == sorted([(edited.id, "stale"), (new.id, "missing")])
+
+
+# -- strings of the tooling ------------------------------------------------------------------------------
+
+def _literal(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _resolve(node, constants: dict) -> str | None:
+    """A string built from literals, named string constants and + (e.g. "… " + ONE_STEP_HINT)."""
+    if _literal(node) is not None:
+        return _literal(node)
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _resolve(node.left, constants), _resolve(node.right, constants)
+        return left + right if left is not None and right is not None else None
+    return None
+
+
+def grader_strings(path: Path) -> set[str]:
+    """Check titles and hints of one grader module: what the learner reads in the report."""
+    tree = ast.parse(path.read_text())
+    constants: dict = {}
+    for node in ast.walk(tree):  # module and function level: HINT = "…", hint = ("…" "…")
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    value = _resolve(node.value, constants)
+                    if value is not None:
+                        constants[target.id] = value
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        positions = {"expect": [1], "Check": [0, 2], "CheckFailed": [0]}.get(node.func.id, [])
+        for i in positions:
+            if i < len(node.args):
+                value = _resolve(node.args[i], constants)
+                if value:
+                    found.add(value)
+        for kw in node.keywords:
+            if kw.arg == "hint" and _resolve(kw.value, constants):
+                found.add(_resolve(kw.value, constants))
+    return found
+
+
+def tr_strings(root: Path) -> set[str]:
+    """Every literal passed to tr(...) in the package."""
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tr"
+                    and node.args and _literal(node.args[0])):
+                found.add(_literal(node.args[0]))
+    return found
+
+
+def untranslated(strings: set[str]) -> list[str]:
+    return sorted(s for s in strings if s not in ZH)
+
+
+def test_every_tr_string_is_translated():
+    assert untranslated(tr_strings(SERVICES)) == []
+
+
+@pytest.mark.parametrize("grader", GRADERS_TRANSLATED)
+def test_translated_grader_has_every_title_and_hint_in_chinese(grader):
+    from seckill.grader import LABS, TIMEOUT_HINT
+
+    strings = grader_strings(SERVICES / "graders" / f"{grader}.py") | {TIMEOUT_HINT, LABS[grader][2]}
+    assert untranslated(strings) == []
+
+
+def test_catalogue_has_no_entry_nothing_uses():
+    from seckill.grader import LABS, TIMEOUT_HINT
+
+    used = tr_strings(SERVICES) | {TIMEOUT_HINT} | {title for _m, _n, title in LABS.values()}
+    for grader in GRADERS_TRANSLATED:
+        used |= grader_strings(SERVICES / "graders" / f"{grader}.py")
+    assert sorted(set(ZH) - used) == []
+
+
+def test_an_edited_hint_is_caught(tmp_path):
+    """The test of the test: a hint reworded in English no longer finds its Chinese."""
+    copy = tmp_path / "stock.py"
+    text = (SERVICES / "graders" / "stock.py").read_text()
+    copy.write_text(text.replace("try_reserve says yes while there is stock", "try_reserve answers yes while stock lasts"))
+    assert untranslated(grader_strings(SERVICES / "graders" / "stock.py")) == []
+    assert untranslated(grader_strings(copy)) == ["try_reserve answers yes while stock lasts and no once it is gone."]
+
+
+# -- the language setting, fonts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, expected", [
+    ({"LANG": "zh_CN.UTF-8"}, "zh"), ({"LANG": "en_US.UTF-8"}, "en"), ({}, "en"),
+    ({"LANG": "en_US.UTF-8", "SECKILL_LANG": "zh"}, "zh"), ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_GB"}, "zh"),
+    ({"SECKILL_LANG": "en", "LANG": "zh_CN.UTF-8"}, "en"),
+])
+def test_language_from_environment(monkeypatch, env, expected):
+    for var in ("SECKILL_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert i18n.lang() == expected
+    assert (i18n.tr("FAIL") == "失败") == (expected == "zh")
+
+
+def test_unknown_language_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("SECKILL_LANG", raising=False)
+    with pytest.raises(ValueError, match="use one of en, zh"):
+        i18n.set_lang("klingon")
+
+
+def test_doctor_names_a_font_when_no_cjk_font_is_found(monkeypatch):
+    missing = envcheck.check_cjk_font("")
+    assert not missing.ok and missing.warning and "fonts-noto-cjk" in missing.fix
+    found = envcheck.check_cjk_font("WenQuanYi Micro Hei,文泉驛微米黑\n")
+    assert found.ok and "WenQuanYi Micro Hei" in found.found
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert "方框" in envcheck.check_cjk_font("").found
+
+
+def test_charts_follow_the_language(monkeypatch):
+    from seckill import charts
+
+    run = {"summary": {"tier": "flask", "requests": 10, "users": 5}, "invariants": {}, "history": []}
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert "个请求的结果" in charts.outcomes(run).layout.title.text
+    monkeypatch.setenv("SECKILL_LANG", "en")
+    assert "outcomes of 10 requests" in charts.outcomes(run).layout.title.text
+
+
+# -- seckill grade stock --lang zh ------------------------------------------------------------------------
+
+def _grade(*args, env=None):
+    return subprocess.run([str(REPO / ".venv" / "bin" / "seckill"), "grade", "stock", *args],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_grade_stock_in_chinese(stack_urls, tmp_path):
+    # a StockCache whose get_stock answers a str: one check fails, and its hint must come in Chinese
+    broken = (REPO / "solutions" / "stock.py").read_text().replace(
+        "return None if value is None else int(value)", "return None if value is None else str(int(value))")
+    assert "str(int(value))" in broken
+    (tmp_path / "stock.py").write_text(broken)
+    done = _grade("--impl", str(tmp_path), "--lang", "zh")
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "基于 Redis 的库存预减" in out and "失败" in out and "通过" in out
+    assert "提示：get_stock 要读回 set_stock 存进去的值" in out
+    assert "hint:" not in out
+    english = _grade("--impl", str(tmp_path), env={"SECKILL_LANG": "", "LANG": "C.UTF-8", "LC_ALL": ""})
+    assert "hint: get_stock reads back what set_stock stored" in english.stdout
+
+
+def test_grade_follows_a_chinese_locale(stack_urls):
+    done = _grade("--impl", "solutions", env={"SECKILL_LANG": "", "LC_ALL": "", "LANG": "zh_CN.UTF-8"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"(\d+) 项检查通过了 \1 项", done.stdout), done.stdout
+    assert "… 通过（" not in done.stdout and " 秒)" in done.stdout  # the progress lines too
+
+
+# -- the rehearsal in Chinese ----------------------------------------------------------------------------
+
+# The seed's own words, quoted verbatim (half-width brackets and all) and marked as the seed's.
+SEED_QUOTES = ["用户级(10s/5次) → IP级(10s/100次)", "主从切换(< 30s)", "超卖的3种场景：并发竞争 / Redis失败 / MQ丢失",
+               "“用Redis原子操作理论上不会超卖，但MQ发送失败会丢订单，需要对账补偿。”", "水平扩展的3个方案",
+               "“故障处理：Redis主从切换、MQ队列堆积告警、DB读写分离。”"]
+PROOFREAD = {
+    "a Latin unit after a number (30 秒, not 30 s)": r"\d\s?(?:ms|s)\b",
+    "a doubled colon": r"[:：]\s*[:：]",
+    "no space between Chinese and Latin letters or digits": r"[\u4e00-\u9fff][A-Za-z0-9]|[A-Za-z0-9][\u4e00-\u9fff]",
+    "half-width punctuation next to Chinese": r"[\u4e00-\u9fff][,;:?!()]|[,;:?!(][\u4e00-\u9fff]",
+}
+
+
+def proofread(texts) -> list[str]:
+    found = []
+    for where, text in texts:
+        for quote in SEED_QUOTES:
+            text = text.replace(quote, "")
+        for rule, pattern in PROOFREAD.items():
+            found += [f"{where}: {rule}: …{text[max(0, m.start() - 8):m.end() + 8]}…" for m in re.finditer(pattern, text)]
+    return found
+
+
+def _strings(value, where=""):
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}/{i}")
+
+
+def test_rehearsal_chinese_is_proofread():
+    from seckill.rehearsal_content import TEXT
+
+    assert proofread(_strings(TEXT["zh"])) == []
+    # the test of the test: the mistakes the issue names are caught
+    assert len(proofread([("x", "切换用了 30 s，延迟 < 50ms"), ("y", "预减：：完成"), ("z", "用Redis预减(原子)")])) >= 4
+
+
+def test_rehearsal_opens_in_the_editions_language(monkeypatch):
+    from seckill import rehearsal
+    from seckill.rehearsal_ui import CAPACITY_ZH, Rehearsal
+
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert Rehearsal(measured={}, progress={}).lang == "zh"
+    monkeypatch.setenv("SECKILL_LANG", "en")
+    assert Rehearsal(measured={}, progress={}).lang == "en"
+    assert set(CAPACITY_ZH) == set(rehearsal.capacity({})[0])
+    zh = rehearsal.seed_vs_yours_figure({}, "zh")
+    assert "原文" in zh.layout.title.text
+
+
+def test_chinese_notebook_text_is_proofread():
+    """Every Chinese twin, code blocks and inline code aside: 30 秒, full-width punctuation, spaced Latin words."""
+    texts = []
+    for src in mk.sources():
+        for cell in mk.read_source(src).cells:
+            if mk.is_zh(cell):
+                text = re.sub(r"```.*?```", "", cell.source, flags=re.S)
+                texts.append((src.stem, re.sub(r"`[^`]*`", "`x`", text)))
+    assert proofread(texts) == []
+
+
+# -- rehearsal content and checklist items: the same hash rule, stamps in services/i18n_stamps.json ------------
+
+def _stamp_tool():
+    spec = importlib.util.spec_from_file_location("stamp_strings", REPO / "tools" / "stamp_strings.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["stamp_strings"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rehearsal_and_checklist_chinese_is_not_stale():
+    assert _stamp_tool().problems() == [], "update the Chinese, then `python tools/stamp_strings.py --stamp KEY`"
+
+
+def test_stamps_catch_an_edited_english_text_and_a_missing_translation():
+    tool = _stamp_tool()
+    texts = tool.pairs()
+    stamps = json.loads(tool.STAMPS.read_text())
+    key = "rehearsal/cards/kafka/model"
+    edited = dict(texts, **{key: (texts[key][0] + " One more English sentence.", texts[key][1])})
+    assert tool.problems(stamps, edited) == [f"{key}: the English changed after its Chinese was written (stale)"]
+    item = next(k for k in texts if k.startswith("checklist/") and not k.endswith("/evidence"))
+    dropped = dict(texts, **{item: (texts[item][0], "")})
+    assert tool.problems(stamps, dropped) == [f"{item}: in one language only"]
