@@ -210,8 +210,7 @@ def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit,
                                     nginx_rate=nginx_rate, nginx_burst=nginx_burst,
                                     local_slice=local_slice).items()
               if v is not None}
-    state = tiers.up(name, limits=limits, impl_name=impl_name, out=sys.stderr,
-                     extra_env={"SECKILL_LOADTEST_FORWARDED": "1"} if load_test else None)
+    state = tiers.up(name, limits=limits, impl_name=impl_name, out=sys.stderr, load_test=load_test)
     emit(state, as_json, state["base_url"])
 
 

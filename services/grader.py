@@ -357,8 +357,8 @@ def _result(check_: _base.Check, outcome: _Outcome, limit: float, shown: str, no
         missing.add(function)
         return CheckResult(check_.title, False,
                            tr("Not implemented yet — write {function} in {shown} (explained in {notebook}).").format(
-                               function=function, shown=shown, notebook=notebook),
-                           message.get("detail"))
+                               function=function, shown=shown, notebook=notebook))
+        # (no "seen:" line: the skeleton's own message would name the file a second time)
     return CheckResult(check_.title, False, message.get("hint"), message.get("detail"))
 
 

@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from .results import results_dir
-from . import db, invariants
+from . import db, invariants, stack
 from .store_sampler import StoreSampler
 from .config import settings
 from .errors import SeckillError
@@ -284,7 +284,7 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
     if progress and not _load_test_mode(tier):
         print(f"note: the {tier} tier is not in load-test mode, so every locust user counts as one client "
               f"(127.0.0.1) against the per-IP limit; for many clients start it with "
-              f"`seckill tier up {tier} --load-test`", file=sys.stderr, flush=True)
+              f"`seckill tier up {tier} --load-test` (tiers.up(..., load_test=True))", file=stack.STDOUT, flush=True)
 
     if stock is not None:
         from .sale import create_sale

@@ -233,9 +233,13 @@ def limits_env(limits: Limits) -> dict[str, str]:
 
 
 def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-       out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None) -> dict:
+       out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None,
+       load_test: bool = False) -> dict:
     """Start tier ``name`` (and the stack if needed); return its record with base_url.
 
+    ``load_test=True`` is the load-test switch (SECKILL_LOADTEST_FORWARDED=1): the gateways
+    believe X-Forwarded-For from every loopback peer, so locust and wrk, which all send from
+    127.0.0.1, count as many clients against the per-IP limit; said in the start line.
     ``extra_env`` reaches every process of the tier: failure labs use it to switch
     an injection point on (SECKILL_INJECT=...) or to point the gateways at Sentinel.
     With ``impl_name="labs"`` each piece is the learner's once they started it and
@@ -244,6 +248,8 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     """
     if name not in TIERS:
         raise TierError(f"no tier called {name!r}; choose one of: {', '.join(TIERS)}")
+    if load_test:
+        extra_env = {**(extra_env or {}), "SECKILL_LOADTEST_FORWARDED": "1"}
     tier = TIERS[name]
     impl_name = impl_name or impl.current()
     impl.load("stock", impl_name)  # fail early, with a clear message, on a bad SECKILL_IMPL
@@ -303,7 +309,8 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
 
 @contextlib.contextmanager
 def running(name: str, *, limits: dict | None = None, impl_name: str | None = None,
-            out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+            out: TextIO | None = stack.STDOUT, extra_env: dict[str, str] | None = None,
+            load_test: bool = False) -> Iterator[dict]:
     """``with tiers.running("flask", impl_name="labs") as tier:`` — :func:`up`, and :func:`down` however the block ends.
 
     A notebook section that starts a tier does its work inside the block, so a
@@ -313,7 +320,7 @@ def running(name: str, *, limits: dict | None = None, impl_name: str | None = No
     the learner started but not finished), LabCodeError says which, in one line,
     instead of leaving them to wonder about a burst of 500s.
     """
-    state = up(name, limits=limits, impl_name=impl_name, out=out, extra_env=extra_env)
+    state = up(name, limits=limits, impl_name=impl_name, out=out, extra_env=extra_env, load_test=load_test)
     try:
         yield state
     finally:
