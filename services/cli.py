@@ -427,5 +427,12 @@ def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
     click.echo(f"{len(watcher.samples)} samples, {len(fired)} alerts", err=True)
 
 
+# `seckill workshop …` lives in its own module (imported last: it uses friendly and emit above).
+from .workshop_cli import workshop as _workshop  # noqa: E402
+
+main.add_command(_workshop)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
+

@@ -152,6 +152,11 @@ def alive(run_dir: Path, record: Record | None) -> psutil.Process | None:
             return None
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+    # A pid file copied, restored or left by another stack (another user's crashed stack on a
+    # workshop host) may name a live process that is not ours: only our marker makes it ours.
+    # Another user's process hides its environment from us, so it never matches.
+    if _environ(proc).get(MARKER) != str(run_dir):
+        return None
     return proc
 
 
