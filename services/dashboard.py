@@ -128,7 +128,7 @@ def render(snap: dict) -> str:
     now = snap["at"]
     body = []
     for r in snap["learners"]:
-        up = {None: "—", True: "✅ up", False: "⛔ down"}[r["stack_up"]]
+        up = {None: "—", True: '<span class="pass">up</span>', False: '<span class="fail">down</span>'}[r["stack_up"]]
         labs = " ".join(f'<span class="{"pass" if v["passed"] else "fail"}">{_e(k)} {_e(v["score"])}</span>'
                         for k, v in sorted(r["labs"].items())) or "—"
         load = r["load"]

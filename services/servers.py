@@ -105,7 +105,8 @@ def postgres_home(s: Settings) -> Path:
     home = s.run_dir / "postgres"
     user = _postgres_user()
     if user is None or home.is_symlink():
-        return home
+        # the link's target: the postgres user may not traverse .run/ (a run dir of mode 0700)
+        return home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     shutil.chown(home, user=user)
     if _reachable_by(user, home):
@@ -118,7 +119,7 @@ def postgres_home(s: Settings) -> Path:
     shutil.chown(elsewhere, user=user)
     home.rmdir()
     home.symlink_to(elsewhere)
-    return home
+    return elsewhere
 
 
 def postgres_server(s: Settings) -> NativeServer:

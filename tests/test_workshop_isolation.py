@@ -113,7 +113,7 @@ def two_learners(tmp_path_factory):
         for name, base in (("a", base_a), ("b", base_b)):
             with pytest.MonkeyPatch.context() as mp:
                 _learner(mp, tmp, name, base)
-                stack.down(out=None)
+                stack.reset(out=None)  # also the PostgreSQL cluster kept in /var/tmp
 
 
 def test_each_learner_has_own_ports_run_dir_and_private_secrets(two_learners):
