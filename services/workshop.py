@@ -311,7 +311,8 @@ HUB_CONFIG = '''\
 c = get_config()  # noqa: F821 (JupyterHub provides it)
 
 c.JupyterHub.bind_url = {bind_url!r}
-c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_api_port}"      # the hub's own API, loopback only
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.JupyterHub.cookie_secret_file = {cookie!r}
 c.JupyterHub.db_url = {db!r}
 c.JupyterHub.pid_file = {pid!r}
@@ -350,7 +351,7 @@ exec "{venv}/bin/jupyterhub-singleuser" "$@"
 '''
 
 
-def nbgitpuller_link(hub_url: str, repo: str, branch: str = "main", path: str = "notebooks/00_welcome.ipynb") -> str:
+def nbgitpuller_link(hub_url: str, repo: str, branch: str = "main", path: str = "notebooks/00_start_here.ipynb") -> str:
     """The link to hand out: it pulls ``repo`` into the learner's home and opens ``path`` in JupyterLab."""
     name = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
     query = urllib.parse.urlencode({"repo": repo, "branch": branch, "urlpath": f"lab/tree/{name}/{path}"})
@@ -359,7 +360,7 @@ def nbgitpuller_link(hub_url: str, repo: str, branch: str = "main", path: str = 
 
 def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, hub_url: str = "http://127.0.0.1:8000",
          settings_env: dict[str, str] | None = None, authenticator: str = "pam", dashboard_port: int = 18890,
-         branch: str = "main") -> dict[str, str]:
+         branch: str = "main", hub_api_port: int = 8081, proxy_api_port: int = 8001) -> dict[str, str]:
     """Write the hub's files into ``directory``; returns their paths and the nbgitpuller link."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -384,7 +385,8 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         bind_url=hub_url, cookie=str(directory / "jupyterhub_cookie_secret"),
         db=f"sqlite:///{directory / 'jupyterhub.sqlite'}", pid=str(directory / "jupyterhub.pid"),
         authenticator=auth[authenticator], learners=sorted(learners), admins=sorted(admins), extra_auth=extra,
-        start=str(start), environment=env, dashboard_port=dashboard_port, python=sys.executable,
+        start=str(start), environment=env, dashboard_port=dashboard_port, hub_api_port=hub_api_port,
+        proxy_api_port=proxy_api_port, python=sys.executable,
         room=str(room_dir)))
     link = nbgitpuller_link(hub_url, repo, branch)
     (directory / "nbgitpuller-link.txt").write_text(link + "\n")

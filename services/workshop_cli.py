@@ -66,10 +66,14 @@ def build(friendly, emit, UserError) -> click.Group:
     @click.option("--hub-url", default="http://127.0.0.1:8000", show_default=True, help="Where the hub listens.")
     @click.option("--auth", "authenticator", type=click.Choice(["pam", "dummy"]), default="pam", show_default=True,
                   help="pam: Unix passwords; dummy: one shared password, for tests only.")
+    @click.option("--dashboard-port", default=18890, show_default=True, type=click.IntRange(1024, 65535))
+    @click.option("--hub-api-port", default=8081, show_default=True, type=click.IntRange(1024, 65535))
+    @click.option("--proxy-api-port", default=8001, show_default=True, type=click.IntRange(1024, 65535))
     @click.option("--learners-planned", type=click.IntRange(1, 10_000), default=None,
                   help="Take the settings from `workshop plan` for this many learners (needs a measurement).")
     @friendly
-    def init_command(directory, learners, admins, repo, branch, hub_url, authenticator, learners_planned) -> None:
+    def init_command(directory, learners, admins, repo, branch, hub_url, authenticator, dashboard_port, hub_api_port,
+                     proxy_api_port, learners_planned) -> None:
         """Write a JupyterHub config for local users, the room log dir and an nbgitpuller link."""
         from . import workshop as ws
 
@@ -78,7 +82,8 @@ def build(friendly, emit, UserError) -> click.Group:
             env = dict(ws.plan(learners_planned, ws.latest_measure())["settings"])
             env.pop("SECKILL_ROOM_LOG", None)
         files = ws.init(directory, learners=list(learners), admins=list(admins) or [getpass.getuser()], repo=repo,
-                        hub_url=hub_url, settings_env=env, authenticator=authenticator, branch=branch)
+                        hub_url=hub_url, settings_env=env, authenticator=authenticator, branch=branch,
+                        dashboard_port=dashboard_port, hub_api_port=hub_api_port, proxy_api_port=proxy_api_port)
         tools = ws.hub_tools()
         click.echo(f"config     : {files['config']}\nroom log   : {files['room']}\n"
                    f"dashboard  : {files['dashboard']}\nhand out   : {files['link']}")

@@ -187,7 +187,7 @@ def test_init_writes_a_hub_config_that_loads_a_room_dir_and_a_link(tmp_path):
     assert stat.S_IMODE((hub / "room").stat().st_mode) == 0o1777
     link = (hub / "nbgitpuller-link.txt").read_text().strip()
     assert link.startswith("http://127.0.0.1:8000/hub/user-redirect/git-pull?repo=https%3A%2F%2Fexample.org")
-    assert "urlpath=lab%2Ftree%2Fseckill%2Fnotebooks" in link
+    assert "urlpath=lab%2Ftree%2Fseckill%2Fnotebooks%2F00_start_here.ipynb" in link
     config = hub / "jupyterhub_config.py"
 
     class C(dict):
@@ -206,3 +206,60 @@ def test_init_writes_a_hub_config_that_loads_a_room_dir_and_a_link(tmp_path):
     start = (hub / "start-learner.sh").read_text()
     assert "git clone" in start and "jupyterhub-singleuser" in start
     subprocess.run(["sh", "-n", str(hub / "start-learner.sh")], check=True)
+
+
+def _hub_tools() -> dict:
+    tools = workshop.hub_tools()
+    chp = os.environ.get("SECKILL_CHP_DIR")  # a local `npm install configurable-http-proxy`
+    if chp and not tools["configurable-http-proxy"]:
+        tools["configurable-http-proxy"] = shutil.which("configurable-http-proxy", path=chp)
+    return tools
+
+
+def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboard(tmp_path, monkeypatch):
+    """The real hub (jupyterhub from PyPI, configurable-http-proxy from npm) on the written config."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    tools = _hub_tools()
+    missing = [k for k in ("jupyterhub", "configurable-http-proxy") if not tools[k]]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (hub hosts only: pip install jupyterhub; "
+                    f"npm install configurable-http-proxy, SECKILL_CHP_DIR=its node_modules/.bin)")
+    ports = []
+    for _ in range(4):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    hub_port, dash_port, api_port, proxy_api = ports
+    hub = tmp_path / "hub"
+    files = workshop.init(hub, learners=["alice", "bob", "carol"], admins=["teacher"], repo=str(REPO),
+                          hub_url=f"http://127.0.0.1:{hub_port}", authenticator="dummy", dashboard_port=dash_port,
+                          hub_api_port=api_port, proxy_api_port=proxy_api)
+    room_dir = Path(files["room"])
+    for learner in ("alice", "bob", "carol"):
+        _as(monkeypatch, room_dir, learner)
+        room.record("grade", lab="stock", passed=True, score="5/5")
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(tools["configurable-http-proxy"]).parent),
+                                                 str(Path(sys.executable).parent), os.environ["PATH"]]))
+    proc = subprocess.Popen([tools["jupyterhub"], "-f", files["config"]], cwd=hub, env=env,
+                            stdout=open(hub / "hub.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, page = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{hub_port}/services/room/", timeout=5) as reply:
+                    page = reply.read().decode()
+                    break
+            except OSError:
+                time.sleep(1)
+        assert page, f"the hub did not serve /services/room/ in time; log: {(hub / 'hub.log').read_text()[-1500:]}"
+        assert all(f'data-learner="{n}"' in page for n in ("alice", "bob", "carol"))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
