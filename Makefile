@@ -12,13 +12,14 @@ HEADLESS ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test servers tools down clean labs-sync help bench
+.PHONY: lab test servers tools down clean labs-sync help bench mutants
 
 help:
 	@echo "make lab [HEADLESS=1] [PORT=18888]   start the stack and JupyterLab on the course"
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
+	@echo "make mutants            optional: the graders' mutation score per lab (cosmic-ray, ~25 min)"
 
 # The venv, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -45,11 +46,15 @@ lab: servers
 
 test: tools
 	@$(BIN)/python tools/make_labs.py --check
-	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python tools/run_tests.py $(PYTEST_ARGS)
 
 # Optional measurement, not a set-up step: the tier ladder under one wrk load (seckill bench).
 bench: tools
 	@$(BIN)/seckill bench
+
+# Optional measurement of the graders: automatic mutants of solutions/ each graded (tools/mutants.py).
+mutants: tools
+	@$(BIN)/python tools/mutants.py $(LABS)
 
 labs-sync: $(STAMP)
 	@$(BIN)/python tools/make_labs.py

@@ -18,10 +18,21 @@ three settings that are all off by default:
 mandatory=True adds one more check: a message that reaches no queue (someone
 deleted it) comes back as an error instead of vanishing.
 
-Every way a publish can fail becomes one PublishError, so the gateway has a
-single thing to catch: it then releases the Redis reservation and tells the
-user to try again. Publishing the same order twice is harmless, because the
-consumer ignores an order_id it has already written.
+A remote call has three outcomes, not two: yes (the confirm came), no (the
+broker refused, or nothing was sent), and UNKNOWN (the message was sent but no
+confirm came back in time, or the connection broke while waiting). An unknown
+outcome is not a failure: the message may well be queued, and after a broker
+that froze for 40 s wakes up it usually is. So:
+
+* PublishError: definitely NOT queued (no connection, nack, unroutable). The
+  gateway releases the Redis reservation and answers 503 "try again".
+* PublishUnknown (a kind of PublishError): maybe queued. The gateway keeps the
+  reservation and answers 202 "pending" with the order id; the status endpoint
+  resolves it once the order service wrote or refused it, and `seckill
+  reconcile` returns the reservation if the order provably never arrived.
+
+Publishing the same order twice is harmless, because the consumer ignores an
+order_id it has already written.
 """
 
 import json
@@ -35,10 +46,21 @@ NOTEBOOK = "notebooks/13_order_producer.ipynb"
 # timeouts (tens of seconds) is worse than an immediate "try again".
 CONNECT_TIMEOUT_S = 3
 BLOCKED_TIMEOUT_S = 5
+# How long a publish waits for its confirm. A frozen broker (a paused VM) keeps
+# the TCP connection open and never answers: without this bound a gateway
+# thread would wait as long as the freeze lasts.
+CONFIRM_TIMEOUT_S = 5
 
 
 class PublishError(Exception):
-    """The broker did not confirm the order: it is NOT safely queued."""
+    """The order is definitely NOT queued (not sent, nacked, or unroutable): safe to release and retry."""
+
+
+class PublishUnknown(PublishError):
+    """The order was sent but its confirm did not arrive (timeout, connection lost): it MAY be queued.
+
+    Never treat it as a failure: keep the reservation and answer "pending".
+    """
 
 
 class OrderProducer:
@@ -80,8 +102,38 @@ class OrderProducer:
             return self._open_channel()
         return self._channel
 
+    def _confirm_deadline(self, timeout_s: float):
+        """Arm a timer that cuts the connection if the confirm is not back within ``timeout_s``.
+
+        BlockingChannel.basic_publish waits for the confirm with no time limit.
+        The timer runs inside that wait (pika's I/O loop) and ends the stream
+        the way pika's own heartbeat check does, so basic_publish raises an
+        AMQPConnectionError: an unknown outcome. Cancel it with the returned
+        function once the publish returned.
+        """
+        impl = self._connection._impl  # pika has no public "abort after N s" for a blocking publish
+
+        def overdue():
+            impl._terminate_stream(pika.exceptions.StreamLostError(
+                f"no publisher confirm within {timeout_s:g} s (broker frozen or overloaded?)"))
+
+        timer = impl.ioloop.call_later(timeout_s, overdue)
+
+        def cancel():
+            try:
+                impl.ioloop.remove_timeout(timer)
+            except Exception:
+                pass  # the connection (and its loop) is already gone
+
+        return cancel
+
     def send_order(self, order: dict) -> None:
-        """Publish `order` and wait for the broker's confirm; raise PublishError if it fails."""
+        """Publish `order` and wait (at most CONFIRM_TIMEOUT_S) for the broker's confirm.
+
+        Raises PublishError when the order is definitely not queued (no
+        connection, nack, unroutable) and PublishUnknown when it was sent but
+        not confirmed in time (it may be queued).
+        """
         body = json.dumps(order).encode("utf-8")
         order_id = order.get("order_id")
         raise NotImplementedError("OrderProducer.send_order in labs/producer.py is not written yet — see notebooks/13_order_producer.ipynb")

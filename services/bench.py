@@ -42,7 +42,7 @@ from typing import TextIO
 import pika
 import redis as redis_lib
 
-from . import broker, charts, db, impl, invariants, nginx, order_service, processes, results, sale, stack
+from . import broker, charts, db, docker_backend, impl, invariants, nginx, order_service, processes, results, sale, stack
 from . import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
 from .burst import run_coroutine
 from .config import Settings, settings
@@ -291,6 +291,7 @@ def confirms(n: int = 5000, *, in_flight: int = 64, progress: bool | TextIO | No
 # -- the load generator: wrk with buy.lua ----------------------------------------------------
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "buy.lua"
+LOADTEST_ENV = {"SECKILL_LOADTEST_FORWARDED": "1"}
 BENCH_PRODUCT = 990_100      # the sale every tier is measured on (created afresh per tier)
 WARMUP_PRODUCT = 990_101     # a small sale that warms the tier up before the clock runs
 WARMUP_STOCK = 100           # small: the warm-up's orders must drain before the measurement starts
@@ -370,15 +371,22 @@ def parse_wrk_output(text: str) -> WrkRun:
                          f"the line began: {line[:120]}") from None
 
 
-def _tool(name: str, package: str) -> str:
+def _tool(name: str, package: str, env: dict[str, str] | None = None) -> list[str]:
+    """The command that runs ``name``: the installed binary, else (docker backend) the tools image."""
     path = shutil.which(name)
-    if path is None:
-        raise BenchError(f"{name} is not installed; `make bench` installs it, or run: sudo apt-get install {package}")
-    return path
+    if path is not None:
+        return [path]
+    if stack.backend() == "docker":  # docker-compose.yml's `tools` service, on the host's network
+        return docker_backend.tool_command(name, env=env)
+    raise BenchError(f"{name} is not installed; `make bench` installs it, or run: sudo apt-get install {package}")
+
+
+def _in_tools_image(command: list[str]) -> bool:
+    return command[0] == "env"
 
 
 def wrk_version() -> str:
-    out = subprocess.run([_tool("wrk", "wrk"), "-v"], capture_output=True, text=True, timeout=10)
+    out = subprocess.run([*_tool("wrk", "wrk"), "-v"], capture_output=True, text=True, timeout=60)
     match = re.search(r"wrk\s+(\S+)", out.stdout + out.stderr)
     return match.group(1) if match else "(unknown version)"
 
@@ -388,9 +396,12 @@ def run_wrk(url: str, load: Load, duration_s: float | None = None) -> WrkRun:
     if not url.startswith("http://127.0.0.1:"):
         raise BenchError(f"the bench only loads this machine (127.0.0.1), not {url}")
     duration_s = load.duration_s if duration_s is None else duration_s
-    command = [_tool("wrk", "wrk"), "-t", str(load.threads), "-c", str(load.connections),
-               "-d", f"{max(1, round(duration_s))}s", "--timeout", "5s", "-s", str(WRK_SCRIPT), url]
-    env = {**os.environ, "BENCH_RUN": uuid.uuid4().hex[:10]}  # distinct users in every run
+    run_id = {"BENCH_RUN": uuid.uuid4().hex[:10]}  # distinct users in every run
+    wrk = _tool("wrk", "wrk", env=run_id)
+    script = "/wrk/buy.lua" if _in_tools_image(wrk) else str(WRK_SCRIPT)  # the tools service mounts services/wrk
+    command = [*wrk, "-t", str(load.threads), "-c", str(load.connections),
+               "-d", f"{max(1, round(duration_s))}s", "--timeout", "5s", "-s", script, url]
+    env = {**os.environ, **run_id}
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration_s + 60)
     except subprocess.TimeoutExpired:
@@ -409,7 +420,9 @@ def bench_tier(name: str, load: Load, *, impl_name: str | None = None,
     tier = ladder.TIERS[name]
     s = settings()
     _say(progress, f"{name}: starting the tier …")
-    state = ladder.up(name, limits=BENCH_LIMITS, impl_name=impl_name, out=None)
+    # wrk cannot bind a source address per simulated client: buy.lua's X-Forwarded-For is believed
+    # only under the load-test switch, which the gateway announces in its start line
+    state = ladder.up(name, limits=BENCH_LIMITS, impl_name=impl_name, out=None, extra_env=LOADTEST_ENV)
     base = state["base_url"]
     if load.warmup_s:
         sale.create_sale(s, WARMUP_PRODUCT, WARMUP_STOCK, force=True)
@@ -483,7 +496,7 @@ def redis_lua_ceiling(quick: bool = False, progress: bool | TextIO | None = True
         r.delete(*keys)
         r.set(keys[0], start)
         _say(progress, f"ceiling: the stock Lua script under redis-benchmark, {calls:,} calls …")
-        command = [_tool("redis-benchmark", "redis-tools"), "-h", "127.0.0.1", "-p", str(s.ports.redis),
+        command = [*_tool("redis-benchmark", "redis-tools"), "-h", "127.0.0.1", "-p", str(s.ports.redis),
                    "-n", str(calls), "-c", "50", "-r", "1000000", "--csv",
                    "EVALSHA", sha, "2", *keys, "user:__rand_int__"]
         try:

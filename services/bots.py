@@ -2,7 +2,8 @@
 
 The seed's Q2 (同一用户疯狂刷单?) answers with layered limits: per user, then per
 IP. Each bot here is mixed, in one shuffled burst, with ordinary shoppers who
-send one request each from an address of their own, so a run shows both halves
+send one request each from an address of their own (every simulated client
+connects from its own loopback address, seckill.clients), so a run shows both halves
 of the promise: the bot is held to its limit, and the shoppers do not notice.
 
     answers = bots.hammer(base_url, product_id, bots.one_user_many_ips(60), bots.shoppers(40))
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from .burst import fake_ip, run_coroutine
+from .clients import SourceSessions
 
 
 @dataclass
@@ -40,7 +42,7 @@ def one_user_many_ips(n: int, user: str = "bot-user") -> list[tuple[str, str]]:
     return [(user, fake_ip(i)) for i in range(n)]
 
 
-def one_ip_many_users(n: int, ip: str = "198.51.100.7") -> list[tuple[str, str]]:
+def one_ip_many_users(n: int, ip: str = "127.198.51.7") -> list[tuple[str, str]]:
     """``n`` invented user ids from one address (one machine, many sock puppets)."""
     return [(f"sock-puppet-{i}", ip) for i in range(n)]
 
@@ -59,20 +61,22 @@ async def _hammer(base_url: str, product_id: int, plan: list[tuple[str, str, str
     url = f"{base_url.rstrip('/')}/api/seckill/{product_id}"
     t0 = time.monotonic()
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
         while not queue.empty() and time.monotonic() - t0 < deadline_s:
             group, user, ip = queue.get_nowait()
             try:
-                async with session.post(url, json={"user_id": user}, headers={"X-Forwarded-For": ip}) as resp:
+                async with sessions.get(ip).post(url, json={"user_id": user}) as resp:
                     body = await resp.json(content_type=None)
                     answers.append(Answer(group, user, ip, resp.status, body if isinstance(body, dict) else {},
                                           resp.headers.get("Retry-After"), time.monotonic() - t0))
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                 answers.append(Answer(group, user, ip, 0, {}, None, time.monotonic() - t0))
 
-    timeout = aiohttp.ClientTimeout(total=min(30.0, deadline_s))
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    sessions = SourceSessions(aiohttp.ClientTimeout(total=min(30.0, deadline_s)))
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await sessions.close()
     return answers
 
 

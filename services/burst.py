@@ -1,9 +1,9 @@
 """Fire a bounded burst of buy requests at a gateway and count what came back.
 
 A small asyncio client (aiohttp) for tests, notebooks and failure labs: many
-simulated users, each with its own client IP in X-Forwarded-For (the gateway
-trusts it from loopback, see gateway.client_ip), all requests in flight
-together through a pool of ``concurrency`` connections. The full load-test
+simulated users, each connecting from its own client address in 127.0.0.0/8
+(seckill.clients: the gateway counts the TCP peer, it does not believe a
+client's X-Forwarded-For), ``concurrency`` requests in flight together. The full load-test
 tool with charts is locust (seckill.loadtest); this is the quick version.
 
 Bounded in both count (``requests``) and time (``deadline_s``): it never runs
@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import urllib.error
-import urllib.request
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +22,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-OUTCOMES = ("success", "sold_out", "already_bought", "limited", "client_error", "server_error", "failed")
+from .clients import SourceSessions, client_address, post_json
+
+OUTCOMES = ("success", "pending", "sold_out", "already_bought", "limited", "client_error", "server_error",
+            "failed")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class BurstResult:
     counts: Counter = field(default_factory=Counter)
     order_ids: list[str] = field(default_factory=list)
     buyers: list[str] = field(default_factory=list)
+    pending: list[tuple[str, str]] = field(default_factory=list)  # (order_id, user) answered 202 pending
     statuses: Counter = field(default_factory=Counter)
     elapsed_s: float = 0.0
 
@@ -49,14 +51,16 @@ class BurstResult:
 
 
 def fake_ip(i: int) -> str:
-    """A distinct, well-formed client address per simulated user (never contacted)."""
-    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+    """A distinct client address per simulated user: a loopback address the generator connects from."""
+    return client_address(i)
 
 
 def classify(status: int, body: dict | None) -> str:
     error = (body or {}).get("error")
     if status == 200 and (body or {}).get("success"):
         return "success"
+    if status == 202 and (body or {}).get("status") == "pending":
+        return "pending"  # sent, confirm late: an unknown outcome, the item stays reserved
     if status == 409 and error in ("sold_out", "already_bought"):
         return error
     if status == 429:
@@ -71,22 +75,21 @@ async def _burst(base_url: str, product_id: int, plan: list[tuple[str, str]], co
     result = BurstResult()
     url = f"{base_url.rstrip('/')}/api/seckill/{product_id}"
     timeout = aiohttp.ClientTimeout(total=min(30.0, deadline_s))
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    sessions = SourceSessions(timeout)
     queue: asyncio.Queue = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
     t0 = time.monotonic()
     stop_at = t0 + deadline_s
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
         while time.monotonic() < stop_at:
             try:
                 user_id, ip = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                async with session.post(url, json={"user_id": user_id},
-                                        headers={"X-Forwarded-For": ip}) as resp:
+                async with sessions.get(ip).post(url, json={"user_id": user_id}) as resp:
                     try:
                         body = await resp.json(content_type=None)
                     except ValueError:
@@ -101,9 +104,13 @@ async def _burst(base_url: str, product_id: int, plan: list[tuple[str, str]], co
             if outcome == "success":
                 result.order_ids.append(body["order_id"])
                 result.buyers.append(user_id)
+            elif outcome == "pending":
+                result.pending.append((body["order_id"], user_id))
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await sessions.close()
     result.elapsed_s = time.monotonic() - t0
     return result
 
@@ -133,15 +140,16 @@ def run_coroutine(coro):
         return pool.submit(asyncio.run, coro).result()
 
 
-def buy_once(base_url: str, product_id: int, user: str, ip: str = "10.250.0.1",
+def buy_once(base_url: str, product_id: int, user: str, ip: str = "127.250.0.1",
              timeout_s: float = 10.0) -> tuple[int | None, dict]:
-    """One blocking buy: (HTTP status, JSON body), or (None, {}) when nothing answered at all."""
-    req = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
-                                 headers={"Content-Type": "application/json", "X-Forwarded-For": ip})
+    """One blocking buy from client address ``ip`` (loopback): (HTTP status, JSON body),
+    or (None, {}) when nothing answered at all."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        status, body, _headers = post_json(f"{base_url}/api/seckill/{product_id}", {"user_id": user},
+                                           source=ip, timeout_s=timeout_s)
     except OSError:
         return None, {}
+    try:
+        return status, json.loads(body or b"{}")
+    except ValueError:
+        return status, {}

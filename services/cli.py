@@ -70,7 +70,10 @@ def status(as_json: bool) -> None:
     """Show each service's URL, pid, port and health."""
     data = stack.status()
     lines = [f"{name:<9} {info['health']:<9} pid={info['pid'] or '-':<8} port={info['port']:<6} {info['url']}"
+             + (f"  container={info['container']}" if info.get("container") else "")
              for name, info in data.items()]
+    first = next(iter(data.values()), {})
+    lines.append(f"backend: {first.get('backend')} ({first.get('backend_why')})")
     emit(data, as_json, "\n".join(lines))
 
 
@@ -100,6 +103,10 @@ def install_servers(with_tools: bool) -> None:
     """Install missing server binaries with apt (as root), or say what to install."""
     from . import installer
 
+    backend, why = stack.choose()
+    if backend == "docker" and not with_tools:  # nothing to install: the servers are images
+        click.echo(f"servers: containers of docker-compose.yml ({why})")
+        return
     tools = list(installer.TOOLS) if with_tools else []
     installer.ensure_servers(tools=tools)
     click.echo("servers: " + ", ".join(f"{n}={installer.find(n)}" for n in installer.SERVERS))
@@ -116,8 +123,10 @@ def sale() -> None:
 @click.option("--product", "product_id", required=True, type=click.IntRange(1, 2**62 - 1),
               help="Product id (a positive whole number).")
 @click.option("--stock", required=True, type=click.IntRange(0, 10**9), help="Items on sale.")
-@click.option("--starts-at", default=None, help="ISO-8601 start, e.g. 2026-11-25T20:00:00+08:00 (default: now).")
-@click.option("--ends-at", default=None, help="ISO-8601 end (default: open-ended).")
+@click.option("--starts-at", default=None,
+              help="ISO-8601 start with its zone, e.g. 2026-11-25T20:00:00+08:00 or ...Z for UTC "
+                   "(default: now). A time without a zone is refused.")
+@click.option("--ends-at", default=None, help="ISO-8601 end with its zone (default: open-ended).")
 @click.option("--name", default="", help="A product name for charts.")
 @click.option("--force", is_flag=True, help="Drop orders still waiting in the queue.")
 @click.option("--json", "as_json", is_flag=True)
@@ -127,9 +136,10 @@ def sale_create(product_id, stock, starts_at, ends_at, name, force, as_json) -> 
     from .config import settings
     from .sale import create_sale, parse_time
 
+    window = parse_time(starts_at, "--starts-at"), parse_time(ends_at, "--ends-at")  # refused before any start
     stack.up(out=None)
-    created = create_sale(settings(), product_id, stock, starts_at=parse_time(starts_at, "--starts-at"),
-                          ends_at=parse_time(ends_at, "--ends-at"), name=name, force=force)
+    created = create_sale(settings(), product_id, stock, starts_at=window[0], ends_at=window[1], name=name,
+                          force=force)
     emit(created, as_json, f"sale created: product {product_id}, stock {stock}")
 
 
@@ -171,10 +181,13 @@ def tier() -> None:
 @click.option("--nginx-burst", type=click.IntRange(min=0), default=None, help="nginx limit_req burst.")
 @click.option("--local-slice", type=click.IntRange(min=1), default=None,
               help="local-stock: units an instance leases from Redis at a time.")
+@click.option("--load-test", is_flag=True,
+              help="Believe X-Forwarded-For from every loopback peer, for wrk / locust that simulate many "
+                   "clients from one address (off by default; never with real clients).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
-            nginx_burst, local_slice, as_json) -> None:
+            nginx_burst, local_slice, load_test, as_json) -> None:
     """Start tier NAME (db-direct, flask, flask-x4, fastapi, local-stock) on the running stack; prints its base URL."""
     from . import tiers
 
@@ -183,7 +196,8 @@ def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit,
                                     nginx_rate=nginx_rate, nginx_burst=nginx_burst,
                                     local_slice=local_slice).items()
               if v is not None}
-    state = tiers.up(name, limits=limits, impl_name=impl_name, out=sys.stderr)
+    state = tiers.up(name, limits=limits, impl_name=impl_name, out=sys.stderr,
+                     extra_env={"SECKILL_LOADTEST_FORWARDED": "1"} if load_test else None)
     emit(state, as_json, state["base_url"])
 
 
@@ -340,7 +354,7 @@ def load(target, users, spawn_rate, duration, product_id, stock, requests_per_us
 @friendly
 def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
     """Break the running system on purpose (race, redis-down, redis-failover, mq-down,
-    crash-between, consumer-crash, backlog); exit 1 if an invariant broke."""
+    crash-between, consumer-crash, backlog, broker-stall, poison, pg-down); exit 1 if an invariant broke."""
     import inspect
 
     from . import chaos

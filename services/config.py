@@ -23,6 +23,9 @@ from .errors import SeckillError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # everything binds to loopback only
+# nginx connects to the gateways from this address of its own (proxy_bind), so the
+# gateways behind it can trust X-Forwarded-For from nginx and from nobody else on the host.
+NGINX_SOURCE = "127.0.80.80"
 
 
 def _int_env(name: str, default: int) -> int:
@@ -162,7 +165,13 @@ class Settings:
     pg_password: str = "seckill"
     pg_database: str = "seckill"
     queue: str = "orders"
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Peers whose X-Forwarded-For is believed (addresses or networks). Nobody by default:
+    # a tier reached directly counts the TCP peer; the tiers behind nginx trust NGINX_SOURCE.
+    trusted_proxies: tuple[str, ...] = ()
+    # Load-test switch (off by default, announced in the gateway's start line): believe
+    # X-Forwarded-For from every loopback peer, for generators that cannot bind a source
+    # address per simulated client (wrk, locust). SECKILL_LOADTEST_FORWARDED=1.
+    loadtest_forwarded: bool = False
     admin_token: str = "seckill-admin"
     # Sentinel "host:port" (failure lab redis-failover): when set, the gateways ask it
     # where the primary of `redis_master` is instead of using the fixed Redis port.
@@ -210,6 +219,7 @@ class Settings:
             workshop=shared,
             pg_shared_buffers_mb=_int_env("SECKILL_PG_SHARED_BUFFERS_MB", cls.pg_shared_buffers_mb),
             rabbitmq_watermark_mb=_int_env("SECKILL_RABBITMQ_WATERMARK_MB", cls.rabbitmq_watermark_mb),
+            loadtest_forwarded=_bool_env("SECKILL_LOADTEST_FORWARDED", cls.loadtest_forwarded),
         )
 
     # -- connection URLs -------------------------------------------------

@@ -54,7 +54,7 @@ PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*==\s*([^;\
 class Check:
     """One line of the report: what was checked, what was found, and the fix when it failed."""
 
-    group: str                 # python | packages | servers | ports | memory | disk
+    group: str                 # python | backend | packages | servers | ports | memory | disk
     name: str
     ok: bool
     found: str
@@ -227,8 +227,37 @@ def _find_without_override(name: str) -> str | None:
             os.environ["SECKILL_BIN_PATH"] = saved
 
 
+def check_backend() -> Check:
+    """Which backend `seckill up` uses and why (stack.choose); a Docker backend without Compose fails."""
+    from . import docker_backend, stack
+
+    try:
+        name, why = stack.choose()
+    except stack.StackError as exc:
+        return Check("backend", "SECKILL_BACKEND", False, str(exc), "export SECKILL_BACKEND=auto")
+    if name == "docker":
+        answers, engine = docker_backend.engine_answers()
+        compose = docker_backend.compose_command()
+        if not answers or not compose:
+            return Check("backend", "docker", False, f"{why}; {engine if not answers else 'no Compose'}",
+                         "start Docker (Docker Desktop, or `sudo systemctl start docker`) and install Compose, "
+                         "or export SECKILL_BACKEND=native")
+        return Check("backend", "docker", True, f"{why if engine in why else why + '; ' + engine}; "
+                                                f"{' '.join(compose)}")
+    return Check("backend", name, True, why)
+
+
+def _docker_backend() -> bool:
+    from . import stack
+
+    try:
+        return stack.choose()[0] == "docker"
+    except stack.StackError:
+        return False
+
+
 def check_servers() -> list[Check]:
-    docker = os.environ.get("SECKILL_BACKEND") == "docker"
+    docker = _docker_backend()
     checks = []
     for name, server in installer.SERVERS.items():
         path = installer.find(name)
@@ -245,8 +274,8 @@ def check_servers() -> list[Check]:
         else:
             found = "not found on this machine"
         checks.append(Check("servers", server.binary, False, found, fix,
-                            # with docker compose the servers run in containers; nginx is still native
-                            warning=docker and name != "nginx"))
+                            # on the docker backend the servers (nginx too) run in containers
+                            warning=docker))
     return checks
 
 
@@ -324,7 +353,7 @@ def check_ports(s: Settings | None = None) -> list[Check]:
         record = processes.load(s.run_dir, record_path.stem)
         if record and record.port and processes.alive(s.run_dir, record):
             recorded[record.port] = record.pid
-    docker = os.environ.get("SECKILL_BACKEND") == "docker"
+    docker = _docker_backend()
     checks = []
     for label, (port, variable) in ports.items():
         if processes.port_free(port):  # by binding: a connect check misses ports held by connections
@@ -391,6 +420,7 @@ def run(*, pyproject: Path | str | None = None, s: Settings | None = None, pytho
     """Every check of this machine; each argument replaces what would be read from it (for tests)."""
     s = s or settings()
     checks = [check_python(python)]
+    checks.append(check_backend())
     checks += check_packages(pyproject)
     checks += check_servers()
     checks += check_ports(s)

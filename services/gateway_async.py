@@ -32,8 +32,11 @@ import redis as redis_lib
 from . import db, impl
 from .config import Limits, Settings
 from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
-                      new_order, order_reply, parse_request, reservation_problem, sale_problem, unavailable)
+                      new_order, order_reply, parse_request, pending,
+                      pending_marker, pending_status, reservation_problem, sale_problem, unavailable)
 from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
+from .gateway import (PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, is_sold_out, sale_lost,
+                      trusted_from)
 from .sold_out import SoldOutMemory
 from .sale import AsyncSaleCatalog, order_key
 
@@ -41,7 +44,23 @@ log = logging.getLogger("seckill.gateway")
 
 
 class PublishError(Exception):
-    """The broker did not confirm the order: it is not safely queued."""
+    """The order is definitely not queued (no connection, nack, unroutable): release and answer 503."""
+
+
+class PublishUnknown(PublishError):
+    """Sent, but no confirm within the timeout (or the connection broke meanwhile): it MAY be queued.
+
+    The gateway keeps the reservation and answers 202 pending (see gateway.pending).
+    """
+
+
+def _marker_fields(marker) -> tuple[int, str] | None:
+    """(product_id, user_id) from a pending marker (gateway.pending_marker), None for an old plain one."""
+    try:
+        data = json.loads(marker)
+        return int(data["product_id"]), str(data["user_id"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _text(value) -> str | None:
@@ -69,6 +88,10 @@ class AsyncStock:
     async def get_stock(self, product_id: int) -> int | None:
         value = await self.redis.get(f"stock:{product_id}")
         return None if value is None else int(value)
+
+    async def sold_out_answer(self, product_id: int, user_id: str) -> str:
+        """'already_bought' for a user who holds one, else 'sold_out' (see local_stock)."""
+        return "already_bought" if await self.redis.sismember(f"buyers:{product_id}", user_id) else "sold_out"
 
 
 class AsyncLayeredLimiter:
@@ -107,6 +130,7 @@ class AsyncOrderProducer:
         self._connection = None
         self._channel = None
         self._lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Task] = set()  # publishes still waiting for their confirm
 
     async def _open(self):
         async with self._lock:
@@ -126,18 +150,50 @@ class AsyncOrderProducer:
                 pass
 
     async def send_order(self, order: dict) -> None:
+        """Publish and await the confirm (at most ``timeout_s``).
+
+        Raises PublishError when the order is definitely not queued (no
+        connection or channel, a nack, a return) and PublishUnknown when it was
+        sent but the confirm did not come in time or the connection broke while
+        waiting: then the broker may have queued it.
+        """
         message = aio_pika.Message(json.dumps(order).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=str(order["order_id"]))
         try:
-            channel = await self._open()
-            # Returns once the broker confirmed (ack); a nack, a return or a timeout raises.
-            await channel.default_exchange.publish(message, routing_key=self.queue, mandatory=True,
-                                                   timeout=self.timeout_s)
-        except Exception as exc:  # every way of not being confirmed is one error for the gateway
+            channel = await asyncio.wait_for(self._open(), timeout=self.timeout_s)
+        except Exception as exc:  # no connection (refused, handshake timed out): nothing was sent
             await self._discard()
-            raise PublishError(f"order {order['order_id']} not confirmed: {exc!r}") from exc
+            raise PublishError(f"cannot reach the broker for order {order['order_id']}: {exc!r}") from exc
+        # The publish runs as a task of its own and only the WAIT is bounded. aio-pika's own
+        # timeout would also cancel a publish still queued behind others on this channel
+        # (never written): the buyer would be told "pending" for a message that is then never
+        # sent. Shielded, a publish that is late still goes out and is confirmed later.
+        task = asyncio.ensure_future(channel.default_exchange.publish(message, routing_key=self.queue,
+                                                                      mandatory=True))
+        self._in_flight.add(task)
+        task.add_done_callback(self._settled)
+        try:
+            # Returns once the broker confirmed (ack); a nack or a return raises.
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout_s)
+        except (aio_pika.exceptions.DeliveryError, aio_pika.exceptions.ChannelInvalidStateError) as exc:
+            await self._discard()  # nacked, returned (reached no queue), or the channel was closed: not queued
+            raise PublishError(f"order {order['order_id']} refused by the broker: {exc!r}") from exc
+        except Exception as exc:  # late confirm, or the connection broke while waiting: unknown
+            # A late confirm (a slow or frozen broker) is no reason to close the channel that
+            # every other request publishes on; drop it only when it is already broken.
+            if channel.is_closed:
+                await self._discard()
+            raise PublishUnknown(f"order {order['order_id']} sent, confirm not received: {exc!r}") from exc
+
+    def _settled(self, task: asyncio.Task) -> None:
+        """A publish ended (maybe after its buyer was told pending): forget it, log a late failure."""
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a publish answered pending ended without a confirm: %r", task.exception())
 
     async def close(self) -> None:
+        if self._in_flight:  # let late publishes finish (bounded) before the connection goes
+            await asyncio.wait(list(self._in_flight), timeout=self.timeout_s)
         await self._discard()
 
 
@@ -145,8 +201,9 @@ class AsyncGateway:
     """The same buy and order-status decisions as gateway.Gateway, awaiting instead of blocking."""
 
     def __init__(self, *, redis, stock, limiter, bucket, producer, sales, orders_db=None,
-                 trusted_proxies=("127.0.0.1", "::1"), bucket_rate: float = 1.0, clock=time.time,
-                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None):
+                 trusted_proxies=TrustedProxies(), bucket_rate: float = 1.0, clock=time.time,
+                 sold_out: SoldOutMemory | None = None, crash_users: str | None = None,
+                 sale_in_db=None, rebuild=None, health_checks: dict | None = None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -159,6 +216,11 @@ class AsyncGateway:
         self.clock = clock
         self.sold_out = sold_out if sold_out is not None else SoldOutMemory(enabled=False)
         self.crash_users = crash_users  # the crash-between injection point (gateway.crash_point); None: off
+        self.sale_in_db = sale_in_db      # async (product_id) -> bool; None: a missing sale is 404
+        self.known_in_db = ProductMemory()
+        self.stock_seen = ProductMemory()  # stock:{id} seen present (a sold-out answer is a real one)
+        self.rebuild = rebuild            # rebuild.RedisRebuild (a thread), started when Redis lost a sale
+        self.health_checks = health_checks or {}  # name -> async check that raises when down
         # a stock that keeps a local sold-out flag (local_stock.AsyncLocalStock) is asked first
         self._sold_out_locally = getattr(stock, "sold_out_locally", None)
 
@@ -173,17 +235,24 @@ class AsyncGateway:
         product_id, user_id, problem = parse_request(product_id_raw, body)
         if problem:
             return problem
-        problem = sale_problem(product_id, await self.sales.get(product_id), self.clock())
+        window = await self.sales.get(product_id)
+        if window is None:
+            return await self._no_sale(product_id)
+        problem = sale_problem(product_id, window, self.clock())
         if problem:
             return problem
         if self._sold_out_locally is not None and self._sold_out_locally(product_id):
-            return reservation_problem("sold_out")  # tier local-stock: answered from memory
+            # tier local-stock: answered from memory, but a user who already bought hears so wherever
+            # the request lands (one set lookup, not the whole buy path)
+            return reservation_problem(await self.stock.sold_out_answer(product_id, user_id))
         if not self.bucket.allow_request():
             return bucket_limited(self.bucket_retry_after)
         verdict = await self.limiter.check(user_id, client)
         if not verdict.allowed:
             return limited(verdict)
         problem = reservation_problem(await self.stock.reserve_once(product_id, user_id))
+        if is_sold_out(problem) and await self._stock_lost(product_id):
+            return await self._no_sale(product_id)  # "sold out" only because Redis lost the stock key
         remember_outcome(self.sold_out, product_id, problem)
         if problem:
             return problem
@@ -192,17 +261,65 @@ class AsyncGateway:
         order = new_order(user_id, product_id)
         try:
             await self.producer.send_order(order)
-        except (PublishError, asyncio.CancelledError) as exc:
+        except PublishUnknown as exc:
+            # Not a failure: the broker may hold the order. Keep the item reserved for this user.
+            log.warning("publish outcome unknown, reservation kept, answered pending: %s", exc)
+            await self._mark_pending(order)
+            return pending(order)
+        except PublishError as exc:
             await self._release(product_id, user_id)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             log.warning("publish failed, reservation released: %s", exc)
             return unavailable("order queue")
+        # (Cancelled while publishing, CancelledError passes through: its outcome is unknown
+        # too, so the reservation is kept, never released for an order that may be queued;
+        # reconciliation returns it if the order never arrives.)
+        await self._mark_pending(order)
+        return accepted(order)
+
+    async def _mark_pending(self, order: dict) -> None:
         try:
-            await self.redis.set(order_key(order["order_id"]), "pending", ex=PENDING_TTL_S)
+            await self.redis.set(order_key(order["order_id"]), pending_marker(order), ex=PENDING_TTL_S)
         except redis_lib.RedisError:
             pass  # only the "pending" answer of the status endpoint depends on it
-        return accepted(order)
+
+    async def _stock_lost(self, product_id: int) -> bool:
+        """True when ``stock:{id}`` is gone (see gateway.Gateway._stock_lost)."""
+        if self.stock_seen.get(product_id):
+            return False
+        if await self.redis.exists(f"stock:{product_id}"):
+            self.stock_seen.put(product_id, True)
+            return False
+        return True
+
+    async def _no_sale(self, product_id: int) -> Reply:
+        """Redis has no sale: 404 if PostgreSQL has none either, else 503 while Redis is rebuilt."""
+        if self.sale_in_db is None:
+            return sale_problem(product_id, None, self.clock())
+        exists = self.known_in_db.get(product_id)
+        if exists is None:
+            try:
+                exists = bool(await self.sale_in_db(product_id))
+            except Exception as exc:  # PostgreSQL down too: we cannot tell, so we do not say "no such sale"
+                log.warning("sale lookup failed: %s", exc)
+                return unavailable("sale catalogue")
+            self.known_in_db.put(product_id, exists)
+        if not exists:
+            return sale_problem(product_id, None, self.clock())
+        if self.rebuild is not None:
+            self.rebuild.request()  # a thread: returns at once
+        return sale_lost(product_id)
+
+    async def health(self, tier: str = "fastapi") -> Reply:
+        """200 when every dependency answers, else 503 naming the ones that do not."""
+        up = {}
+        for name, check in self.health_checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=3)
+                up[name] = True
+            except Exception as exc:
+                log.warning("health: %s unavailable: %r", name, exc)
+                up[name] = False
+        return health_reply(up, tier=tier, impl=impl.current())
 
     async def _release(self, product_id: int, user_id: str) -> None:
         try:
@@ -221,10 +338,16 @@ class AsyncGateway:
         if written:
             return order_reply(order_id, written)
         try:
-            pending = await self.redis.exists(order_key(order_id))
-        except redis_lib.RedisError:
-            pending = False
-        return order_reply(order_id, "pending" if pending else None)
+            marker = await self.redis.get(order_key(order_id))
+            reserved = False
+            if marker is not None:
+                reserved = True
+                data = _marker_fields(marker)
+                if data is not None:
+                    reserved = bool(await self.redis.sismember(f"buyers:{data[0]}", data[1]))
+        except (redis_lib.RedisError, OSError):
+            marker, reserved = None, False
+        return order_reply(order_id, pending_status(marker, reserved))
 
 
 def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None,
@@ -236,7 +359,9 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     """
     import psycopg
 
+    from .config import HOST
     from .local_stock import AsyncLocalStock
+    from .rebuild import RedisRebuild, settle_from_env
 
     limits = limits or s.limits
     r = async_redis_for(s)
@@ -244,19 +369,32 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     state = {"conn": None}
     lock = asyncio.Lock()
 
+    async def on_db(sql: str, params) -> tuple | None:
+        async with lock:  # status, lost sales and health are not the hot path: one connection is plenty
+            for attempt in (1, 2):  # a connection from before a PostgreSQL restart: retry on a fresh one
+                conn = state["conn"]
+                fresh = conn is None or conn.closed
+                if fresh:
+                    conn = state["conn"] = await psycopg.AsyncConnection.connect(
+                        s.postgres_url, autocommit=True, connect_timeout=3)
+                try:
+                    cur = await conn.execute(sql, params)
+                    return await cur.fetchone()
+                except Exception:
+                    await conn.close()
+                    if fresh or attempt == 2:
+                        raise
+
     async def orders_db(order_id: str) -> str | None:
-        async with lock:  # the status endpoint is not the hot path: one connection is plenty
-            conn = state["conn"]
-            if conn is None or conn.closed:
-                conn = state["conn"] = await psycopg.AsyncConnection.connect(
-                    s.postgres_url, autocommit=True, connect_timeout=3)
-            try:
-                cur = await conn.execute(db.ORDER_STATUS_SQL, {"id": order_id})
-                row = await cur.fetchone()
-                return row[0] if row else None
-            except Exception:
-                await conn.close()
-                raise
+        row = await on_db(db.ORDER_STATUS_SQL, {"id": order_id})
+        return row[0] if row else None
+
+    async def sale_in_db(product_id: int) -> bool:
+        return await on_db(PRODUCT_EXISTS_SQL, (product_id,)) is not None
+
+    async def amqp_accepts() -> None:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, s.ports.amqp), timeout=1)
+        writer.close()
 
     return AsyncGateway(
         redis=r,
@@ -267,10 +405,14 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),
         sales=AsyncSaleCatalog(r),
         orders_db=orders_db,
-        trusted_proxies=s.trusted_proxies,
+        trusted_proxies=trusted_from(s),
         bucket_rate=limits.bucket_rate,
         sold_out=SoldOutMemory(enabled=s.degrade_sold_out),
         crash_users=crash_users_from_env(),
+        sale_in_db=sale_in_db,
+        rebuild=RedisRebuild(s, settle_s=settle_from_env()),  # its own sync client, in its own thread
+        health_checks={"redis": r.ping, "postgres": lambda: on_db("SELECT 1", None),
+                       "rabbitmq": amqp_accepts},
     )
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from contextlib import asynccontextmanager
 
+import redis as redis_lib
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import impl
 from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, PRODUCT_ID, MAX_USER_ID, Reply, client_ip, error
+from .gateway import MAX_BODY, product_id_problem, MAX_USER_ID, Reply, client_ip, error, unavailable
 from .gateway_async import AsyncGateway, build
 
 BUY_BODY = {
@@ -37,6 +37,9 @@ ERROR_STATUSES = {
     413: f"the body is larger than {MAX_BODY} bytes", 422: "the body or the sale is not right (see error)",
     429: "a rate limit (see the Retry-After header)", 503: "a dependency is down; nothing was reserved, try again",
 }
+# 202: the order was sent but its publisher confirm did not come back in time (an unknown outcome)
+PENDING_OK = {"type": "object", "required": ["order_id", "status"], "properties": {
+    "order_id": {"type": "string"}, "status": {"enum": ["pending"]}, "message": {"type": "string"}}}
 ERROR_SCHEMA = {"type": "object", "required": ["error", "message"],
                 "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
 
@@ -99,7 +102,9 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
     app = FastAPI(title="seckill gateway (FastAPI tier)", lifespan=lifespan)
 
     @app.post("/api/seckill/{product_id}", openapi_extra={"requestBody": BUY_BODY},
-              responses=documented(BUY_OK, 400, 409, 413, 422, 429, 503))
+              responses={**documented(BUY_OK, 400, 409, 413, 422, 429, 503),
+                         202: {"description": "sent, confirm late: pending, the item stays reserved",
+                               "content": {"application/json": {"schema": PENDING_OK}}}})
     async def buy(product_id: str, request: Request):
         gw = state["gw"]
         body = await read_capped(request)
@@ -115,17 +120,21 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
 
     @app.get("/api/sales/{product_id}", responses=documented(SALE_OK, 503))
     async def sale_state(product_id: str):
-        if not PRODUCT_ID.match(product_id):
-            return respond(error(404, "unknown_product", "product id must be a positive whole number"))
-        left = await state["gw"].stock.get_stock(int(product_id))
-        if left is None:
-            return respond(error(404, "unknown_product", f"no sale for product {product_id}"))
+        problem = product_id_problem(product_id)
+        if problem:
+            return respond(problem)
+        try:
+            left = await state["gw"].stock.get_stock(int(product_id))
+        except (redis_lib.RedisError, OSError):
+            return respond(unavailable("stock service"))
+        if left is None:  # 404 if PostgreSQL has no such sale either, else 503 while Redis is rebuilt
+            return respond(await state["gw"]._no_sale(int(product_id)))
         return respond(Reply(200, {"product_id": int(product_id), "stock_left": left}))
 
     @app.get("/healthz")
     async def healthz():
-        return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "fastapi"),
-                                   "pid": os.getpid(), "impl": impl.current()}))
+        default = "local-stock" if local_stock else "fastapi"
+        return respond(await state["gw"].health(tier=os.environ.get("SECKILL_TIER", default)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -15,13 +15,12 @@ Routes:
 from __future__ import annotations
 
 import hmac
-import os
 
+import redis as redis_lib
 from flask import Flask, Response, jsonify, request
 
-from . import impl
 from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, PRODUCT_ID, Gateway, Reply, build, client_ip, error
+from .gateway import MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error, unavailable
 
 
 def respond(reply: Reply) -> Response:
@@ -71,11 +70,15 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
 
     @app.get("/api/sales/<product_id>")
     def sale_state(product_id: str):
-        if not PRODUCT_ID.match(product_id):
-            return respond(error(404, "unknown_product", "product id must be a positive whole number"))
-        left = gw.stock.get_stock(int(product_id))
-        if left is None:
-            return respond(error(404, "unknown_product", f"no sale for product {product_id}"))
+        problem = product_id_problem(product_id)
+        if problem:
+            return respond(problem)
+        try:
+            left = gw.stock.get_stock(int(product_id))
+        except redis_lib.RedisError:
+            return respond(unavailable("stock service"))
+        if left is None:  # 404 if PostgreSQL has no such sale either, else 503 while Redis is rebuilt
+            return respond(gw._no_sale(int(product_id)))
         return respond(Reply(200, {"product_id": int(product_id), "stock_left": left}))
 
     @app.post("/api/admin/sales")
@@ -101,8 +104,7 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
 
     @app.get("/healthz")
     def healthz():
-        return respond(Reply(200, {"ok": True, "tier": os.environ.get("SECKILL_TIER", "flask"),
-                                   "pid": os.getpid(), "impl": impl.current()}))
+        return respond(gw.health())
 
     json_errors(app)
     return app

@@ -7,9 +7,14 @@
 
 Each check drives the learner's code (never their notebook cells) and reports
 passed or failed with a hint that points to the idea the code misses, never to
-the code that fixes it. Every check runs in its own thread with a time limit,
-so an endless loop or a lock never released shows up as "timed out" instead
-of hanging the grader (the stuck thread is left behind; restart the kernel).
+the code that fixes it. Every check runs in a child process of its own
+(seckill.graders._child) with a time limit and an output limit: learner code
+that loops for ever, kills its process, segfaults or prints without end gives
+that check's result ("timed out after 15 s", "the process died (signal 9)",
+"output cut at 64 KB"); the other checks are still graded, and nothing is left
+running. A check whose precondition failed in an earlier check says "skipped:
+depends on ..." instead of blaming its own property. One progress line per
+check goes to stdout while grading.
 
 Grading is isolated from a running sale: Redis db 15, queues grader-<uuid>
 (deleted afterwards) and the PostgreSQL database seckill_grader.
@@ -19,24 +24,25 @@ from __future__ import annotations
 
 import fcntl
 import html
+import importlib
 import importlib.util
-import itertools
 import json
 import os
+import selectors
+import signal
+import subprocess
 import sys
-import threading
-import traceback
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 
 from . import impl as impl_mod
 from . import room
 from .errors import SeckillError
 from .graders import _base
-from .graders._base import CheckFailed, Context, not_implemented
+from .graders._base import Context
 
 # lab -> (module name, notebook, title), in the course's order
 LABS: "OrderedDict[str, tuple[str, str, str]]" = OrderedDict([
@@ -47,7 +53,8 @@ LABS: "OrderedDict[str, tuple[str, str, str]]" = OrderedDict([
     ("consumer", ("consumer", "notebooks/14_order_consumer.ipynb", "Order consumer (PostgreSQL)")),
 ])
 NEEDS_SERVERS = {"rate_limit", "stock", "producer", "consumer"}
-IMPORT_TIMEOUT_S = 10.0
+IMPORT_TIMEOUT_S = 20.0  # starting Python and importing the learner's module, on a loaded machine
+OUTPUT_LIMIT = 64 * 1024  # bytes a check's child may print before it is stopped
 TIMEOUT_HINT = ("Timed out: something waits forever or loops without end. Look for a lock that is taken and "
                 "never released, or a loop whose exit condition never becomes true.")
 
@@ -66,6 +73,7 @@ class CheckResult:
     passed: bool
     hint: str | None = None
     detail: str | None = None
+    skipped: bool = False  # not run: a check it depends on failed (counts as not passed)
 
 
 @dataclass(repr=False)
@@ -101,7 +109,7 @@ class Report:
         title = LABS[self.lab][2] if self.lab in LABS else self.lab
         lines = [f"{title} — lab {self.lab!r}, implementation {self.impl}"]
         for r in self.results:
-            lines.append(f"  [{'pass' if r.passed else 'FAIL'}] {r.name}")
+            lines.append(f"  [{'pass' if r.passed else 'skip' if r.skipped else 'FAIL'}] {r.name}")
             if not r.passed:
                 if r.hint:
                     lines.append(f"         hint: {r.hint}")
@@ -116,9 +124,12 @@ class Report:
         rows = []
         for r in self.results:
             mark = ('<span style="color:#1a7f37">&#10004; passed</span>' if r.passed
+                    else '<span style="color:#57606a">&#8211; skipped</span>' if r.skipped
                     else '<span style="color:#cf222e">&#10008; failed</span>')
             notes = ""
-            if not r.passed:
+            if r.skipped:
+                notes = e(r.hint or "")
+            elif not r.passed:
                 notes = (f"<b>Hint:</b> {e(r.hint or '')}"
                          + (f'<br><small style="color:#57606a">seen: {e(r.detail)}</small>' if r.detail else ""))
             rows.append(f'<tr><td style="text-align:left">{e(r.name)}</td><td>{mark}</td>'
@@ -144,10 +155,7 @@ def _publish(report: Report) -> None:
     display({"text/plain": str(report), "text/html": report._repr_html_()}, raw=True)
 
 
-# -- loading the learner's module ------------------------------------------------
-
-_counter = itertools.count()
-
+# -- running the learner's module in child processes ------------------------------
 
 def _module_path(module: str, impl: str) -> Path:
     if impl in ("solutions", "labs"):
@@ -161,66 +169,98 @@ def _module_path(module: str, impl: str) -> Path:
     return path
 
 
-def _load_fresh(module: str, path: Path) -> ModuleType:
-    """Execute the file anew (a notebook re-grades after every edit; no stale import)."""
-    name = f"_seckill_graded_{module}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses and enums look their module up here
+def _shown_path(module: str, impl: str, path: Path) -> str:
+    """How the learner names the file: labs/stock.py (or the folder they gave)."""
+    return f"{impl}/{module}.py" if impl in ("solutions", "labs") else str(path)
+
+
+@dataclass
+class _Outcome:
+    kind: str  # "result" | "import_error" | "timeout" | "died" | "output"
+    message: dict = field(default_factory=dict)
+    notebook: str | None = None
+    detail: str = ""
+
+
+def _signal_name(number: int) -> str:
     try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return mod
+        return f"signal {number}, {signal.Signals(number).name}"
+    except ValueError:
+        return f"signal {number}"
 
 
-def _where(exc: BaseException, path: Path) -> str:
-    """'line N: ExcType: message', the line being the deepest one in the learner's file."""
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        return f"line {exc.lineno}: {type(exc).__name__}: {exc.msg}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
-    message = f"{type(exc).__name__}: {exc}".strip()
-    return f"line {frames[-1].lineno}: {message}" if frames else message
-
-
-def _in_thread(func, timeout: float):
-    """Run func() in a daemon thread: ("ok", value) | ("error", exc) | ("timeout", None)."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = func()
-        except BaseException as exc:  # reported to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True, name="seckill-grader-check")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return "timeout", None
-    if "error" in box:
-        return "error", box["error"]
-    return "ok", box.get("value")
-
-
-def _run_check(check: _base.Check, mod: ModuleType, path: Path, urls: dict, notebook: str,
-               timeout: float | None) -> CheckResult:
-    limit = min(check.timeout, timeout) if timeout else check.timeout
-    ctx = Context(urls=urls)
+def _run_child(lab: str, path: Path, index: int, urls: dict, limit: float) -> _Outcome:
+    """Run check `index` of `lab` in a new process; its clock starts once the learner's module loaded."""
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
-        outcome, value = _in_thread(lambda: check.func(ctx, mod), limit)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "seckill.graders._child", lab, str(path), str(index), json.dumps(urls),
+             str(write_fd)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,), start_new_session=True, env=env)
     finally:
-        ctx.close()
-    if outcome == "ok":
-        return CheckResult(check.title, True)
-    if outcome == "timeout":
-        return CheckResult(check.title, False, TIMEOUT_HINT, f"no answer within {limit:g} s")
-    if isinstance(value, CheckFailed):
-        return CheckResult(check.title, False, value.hint, value.detail)
-    if not_implemented(value):
-        return CheckResult(check.title, False, f"Not implemented yet — open {notebook}", _where(value, path))
-    return CheckResult(check.title, False, check.hint, "raised " + _where(value, path))
+        os.close(write_fd)
+    results = os.fdopen(read_fd, "rb", buffering=0)
+    output = child.stdout
+    selector = selectors.DefaultSelector()
+    selector.register(results, selectors.EVENT_READ, "results")
+    selector.register(output, selectors.EVENT_READ, "output")
+    started = time.monotonic()
+    deadline = started + IMPORT_TIMEOUT_S
+    buffer, printed, tail = b"", 0, b""
+    notebook = None
+    outcome: _Outcome | None = None
+    try:
+        while outcome is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                outcome = _Outcome("timeout" if notebook is not None else "import_timeout")
+                break
+            events = selector.select(min(remaining, 0.5))
+            for key, _mask in events:
+                chunk = os.read(key.fileobj.fileno(), 65536)
+                if key.data == "output":
+                    if not chunk:
+                        selector.unregister(output)
+                        continue
+                    printed += len(chunk)
+                    tail = (tail + chunk)[-400:]
+                    if printed > OUTPUT_LIMIT:
+                        outcome = _Outcome("output")
+                        break
+                    continue
+                if not chunk:  # the child closed fd 3: it ended, with or without a result
+                    selector.unregister(results)
+                    code = child.wait()
+                    how = _signal_name(-code) if code < 0 else f"exit code {code}"
+                    last = tail.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+                    outcome = _Outcome("died", detail=how + (f"; it printed last: {last[0][:160]}" if last[0] else ""))
+                    break
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    message = json.loads(line)
+                    if message["event"] == "imported":
+                        notebook = message.get("notebook") or ""
+                        deadline = time.monotonic() + limit
+                    else:
+                        outcome = _Outcome(message["event"], message, notebook)
+                        break
+                if outcome is not None:
+                    break
+    finally:
+        selector.close()
+        if child.poll() is None:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)  # the child and anything it started in its session
+            except ProcessLookupError:
+                pass
+        child.wait()
+        results.close()
+        output.close()
+    outcome.notebook = notebook if outcome.notebook is None else outcome.notebook
+    return outcome
 
 
 def _checks(lab: str) -> list[_base.Check]:
@@ -228,28 +268,25 @@ def _checks(lab: str) -> list[_base.Check]:
     return module.CHECKS
 
 
-def grade(lab: str, impl: str | None = None, *, timeout: float | None = None) -> Report:
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def grade(lab: str, impl: str | None = None, *, timeout: float | None = None, progress: bool = True) -> Report:
     """Grade `lab` on implementation `impl` ("labs", "solutions" or a folder; default: the learner's).
 
-    `timeout` caps each check's time limit (seconds).
+    Each check runs in a child process (see the module docstring). `timeout` caps each check's time
+    limit (seconds). With `progress`, one line per check goes to stdout as it finishes.
+    Raises UnknownLab / GraderError (a SeckillError) when the lab or the file does not exist.
     """
     if lab not in LABS:
         raise UnknownLab(f"unknown lab {lab!r}; the labs are: {', '.join(LABS)}")
     impl = impl or impl_mod.learner()
     module, notebook, _title = LABS[lab]
     path = _module_path(module, impl)
+    shown = _shown_path(module, impl, path)
     report = Report(lab=lab, impl=impl)
-
-    outcome, value = _in_thread(lambda: _load_fresh(module, path), IMPORT_TIMEOUT_S)
-    if outcome != "ok":
-        where = "it did not finish importing" if outcome == "timeout" else _where(value, path)
-        report.results.append(CheckResult(
-            f"{path.name} imports", False,
-            "Your file cannot be imported, so nothing else could be checked: fix the error on the line shown "
-            "(then run the check again).", f"{path}: {where}"))
-        return report
-    mod = value
-    notebook = getattr(mod, "NOTEBOOK", None) or notebook
 
     urls: dict[str, str] = {}
     if lab in NEEDS_SERVERS:
@@ -258,9 +295,64 @@ def grade(lab: str, impl: str | None = None, *, timeout: float | None = None) ->
         urls = stack.up(out=None)
         if lab == "consumer":
             Context(urls=urls).ensure_database()
-    for check_ in _checks(lab):
-        report.results.append(_run_check(check_, mod, path, urls, notebook, timeout))
+    checks = _checks(lab)
+    failed: set[str] = set()
+    missing: set[str] = set()  # functions already reported as not implemented
+    t0 = time.monotonic()
+    for number, check_ in enumerate(checks, 1):
+        blockers = [d for d in check_.depends if d in failed]
+        if blockers:
+            result = CheckResult(check_.title, False, f"skipped: depends on “{blockers[0]}”, which failed above",
+                                 skipped=True)
+        else:
+            limit = min(check_.timeout, timeout) if timeout else check_.timeout
+            outcome = _run_child(lab, path, number - 1, urls, limit)
+            if outcome.kind in ("import_error", "import_timeout"):
+                where = ("it did not finish importing" if outcome.kind == "import_timeout"
+                         else outcome.message.get("where"))
+                report.results = [CheckResult(
+                    f"{path.name} imports", False,
+                    "Your file cannot be imported, so nothing else could be checked: fix the error on the line "
+                    "shown (then run the check again).", f"{path}: {where}")]
+                if progress:
+                    _say(f"  [1/1] {path.name} imports … FAIL")
+                return report
+            notebook = outcome.notebook or notebook
+            result = _result(check_, outcome, limit, shown, notebook, missing)
+        if not result.passed:
+            failed.add(check_.title)
+        report.results.append(result)
+        if progress:
+            state = "pass" if result.passed else "skipped" if result.skipped else "FAIL"
+            _say(f"  [{number}/{len(checks)}] {check_.title} … {state} ({time.monotonic() - t0:.0f} s)")
     return report
+
+
+def _result(check_: _base.Check, outcome: _Outcome, limit: float, shown: str, notebook: str,
+            missing: set[str]) -> CheckResult:
+    if outcome.kind == "timeout":
+        return CheckResult(check_.title, False, TIMEOUT_HINT, f"timed out after {limit:g} s (the process was stopped)")
+    if outcome.kind == "died":
+        return CheckResult(check_.title, False,
+                           "Your code ended the whole process (it killed itself, crashed inside a C library, or "
+                           "called exit) while this check ran: look for what your code does to its own process.",
+                           f"the process died ({outcome.detail})")
+    if outcome.kind == "output":
+        return CheckResult(check_.title, False,
+                           "Your code printed without end while this check ran: look for a print inside a loop "
+                           "that never finishes.", f"output cut at {OUTPUT_LIMIT // 1024} KB (the process was stopped)")
+    message = outcome.message
+    if message.get("passed"):
+        return CheckResult(check_.title, True)
+    if "not_implemented" in message:
+        function = message["not_implemented"] or "the missing function"
+        if function in missing:
+            return CheckResult(check_.title, False, f"Not implemented yet: {function} (see above).")
+        missing.add(function)
+        return CheckResult(check_.title, False,
+                           f"Not implemented yet — write {function} in {shown} (explained in {notebook}).",
+                           message.get("detail"))
+    return CheckResult(check_.title, False, message.get("hint"), message.get("detail"))
 
 
 # -- progress -----------------------------------------------------------------------

@@ -42,6 +42,8 @@ SERVERS = {
 # Tools the tests and benchmarks use besides the servers: a command (or a file) that
 # shows it is installed → its Debian package.
 TOOLS = {"docker-compose": "docker-compose", "wrk": "wrk", "redis-benchmark": "redis-tools",
+         # the Docker-backend tests start their own engine and build stand-in images from Debian
+         "dockerd": "docker.io", "debootstrap": "debootstrap",
          # the browser test drives JupyterLab in Debian's headless Chromium (no browser download)
          "chromium": "chromium", "chromedriver": "chromium-driver",
          # a small CJK font, so the 中文 in the browser test's screenshots is text, not boxes

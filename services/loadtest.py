@@ -107,6 +107,15 @@ def _target(tier_or_base_url: str) -> tuple[str, str]:
     return name, state["base_url"].rstrip("/")
 
 
+def _load_test_mode(tier: str) -> bool:
+    """True when the running tier believes X-Forwarded-For from loopback (its load-test switch)."""
+    from . import tiers
+
+    state = tiers.current() or {}
+    switch = {**os.environ, **state.get("extra_env", {})}.get("SECKILL_LOADTEST_FORWARDED", "")
+    return state.get("tier") == tier and switch.strip().lower() in ("1", "true", "yes", "on")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -272,6 +281,10 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
     tier, base_url = _target(tier_or_base_url)
     processes = processes or default_processes()
     s = settings()
+    if progress and not _load_test_mode(tier):
+        print(f"note: the {tier} tier is not in load-test mode, so every locust user counts as one client "
+              f"(127.0.0.1) against the per-IP limit; for many clients start it with "
+              f"`seckill tier up {tier} --load-test`", file=sys.stderr, flush=True)
 
     if stock is not None:
         from .sale import create_sale

@@ -4,8 +4,9 @@ The seed's last step up the ladder: instead of asking Redis for every item,
 each instance *leases* a slice of the stock (say 20 items) in one round trip
 and then counts down in its own memory. Once Redis has nothing left to lease,
 the instance raises a local sold-out flag, and from then on every late buyer
-(in a flash sale, nearly all of them) is answered from memory: no Redis, no
-limiter, no queue.
+(in a flash sale, nearly all of them) is answered from memory: no limiter, no
+script, no queue — only one set lookup, so that a user who already bought
+hears ``already_bought`` whichever instance the request lands on.
 
 What is still asked of Redis, and why:
   * one script per *buyer* (not per request): "this user has not bought yet"
@@ -158,7 +159,7 @@ class AsyncLocalStock:
         state = self._product(product_id)
         for _ in range(3):  # a stale lease is dropped and leased afresh, at most twice
             if state.held <= 0 and not await self._refill(product_id, state):
-                return "sold_out"
+                return await self.sold_out_answer(product_id, user_id)
             state.held -= 1  # taken before the await: no other buyer of this process counts it
             outcome = _text(await self._claim(keys=[f"buyers:{product_id}", leases_key(product_id)],
                                               args=[user_id, self.instance]))
@@ -168,7 +169,16 @@ class AsyncLocalStock:
                 state.held += 1
                 return "already_bought"
             state.held = 0  # 'stale': our lease is gone, so are the units we counted
-        return "sold_out"
+        return await self.sold_out_answer(product_id, user_id)
+
+    async def sold_out_answer(self, product_id: int, user_id: str) -> str:
+        """What a buyer hears when this instance has nothing to sell: 'already_bought' if the user
+        holds one (bought through any instance: the buyers set is shared), else 'sold_out'.
+
+        Without it the answer to a repeat buy would depend on which worker the request
+        lands on: the one that sold it says already_bought, one without a lease sold_out.
+        """
+        return "already_bought" if await self.redis.sismember(f"buyers:{product_id}", user_id) else "sold_out"
 
     async def release(self, product_id: int, user_id: str) -> bool:
         back = int(await self._unclaim(keys=[f"buyers:{product_id}", leases_key(product_id),

@@ -6,8 +6,9 @@ runs inside locust's own processes, started by :func:`seckill.loadtest.run`:
     python -m locust -f services/locustfile.py --headless --processes 2 ...
 
 Each simulated user is a different buyer: its own user id and its own client
-IP in X-Forwarded-For (the gateway trusts that header from loopback, see
-gateway.client_ip). Ids are ``lt<run>-w<worker>-<n>``: a per-process counter
+IP in X-Forwarded-For. FastHttpUser cannot bind a source address per user, so
+the gateway believes that header only with its load-test switch on
+(``seckill tier up NAME --load-test``; see gateway.TrustedProxies). Ids are ``lt<run>-w<worker>-<n>``: a per-process counter
 plus the worker index, so the worker processes of one run never reuse an id,
 and the run tag keeps two runs on one sale apart.
 
@@ -40,7 +41,7 @@ from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from seckill.burst import classify, fake_ip
+from seckill.burst import classify
 
 PRODUCT_ID = int(os.environ.get("SECKILL_LT_PRODUCT", "1"))
 REQUESTS_PER_USER = max(1, int(os.environ.get("SECKILL_LT_REQUESTS_PER_USER", "4")))
@@ -50,7 +51,7 @@ TAG = os.environ.get("SECKILL_LT_TAG", "0")
 IDLE_S = 3600.0  # a finished user waits (killable) until the test stops
 
 DONE_MESSAGE = "seckill_user_done"
-# 2**20 simulated users per worker process, 16 workers: fake_ip spans 2**24 addresses.
+# 2**20 simulated users per worker process, 16 workers: forwarded_ip spans 2**24 addresses.
 USERS_PER_WORKER = 1 << 20
 
 # Finer time resolution for the per-second history (locust's defaults suit long runs):
@@ -77,6 +78,12 @@ def _record_order(order_id: str) -> None:
     _orders_file.write(order_id + "\n")
 
 
+def forwarded_ip(i: int) -> str:
+    """The i-th user's address for X-Forwarded-For: 10.x.y.z, never loopback (under the gateway's
+    load-test switch every loopback hop is a trusted proxy, so a 127.x address would be skipped)."""
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
 class Buyer(FastHttpUser):
     """One buyer: REQUESTS_PER_USER buy requests back to back, then idle."""
 
@@ -93,7 +100,7 @@ class Buyer(FastHttpUser):
             raise RuntimeError(f"more than {USERS_PER_WORKER} users in one locust process")
         self.sent = 0
         self.user_id = f"lt{TAG}-w{worker}-{n}"
-        self.ip = fake_ip(worker * USERS_PER_WORKER + n)
+        self.ip = forwarded_ip(worker * USERS_PER_WORKER + n)
         self.path = f"/api/seckill/{PRODUCT_ID}"
 
     @task

@@ -45,6 +45,14 @@ commits what it holds within a batch). If the order service is stalled holding
 messages (PostgreSQL hanging), run reconcile after it recovers. PostgreSQL's
 guarded decrement stays the last line of defence either way.
 
+A publish whose outcome is UNKNOWN (sent, confirm not back in time: the gateway
+answered 202 pending) keeps its reservation. If the message did reach the broker
+it is in the queue once the broker answers again, and is counted; while the
+broker cannot be read (frozen, down) the read is incomplete and nothing is
+returned. Only a pending order that provably never arrived (reserved, absent
+from PostgreSQL and from two complete reads of the queue) gets its item back,
+and the status endpoint then answers ``rejected`` for it.
+
 Idempotent: a second run right after a ``--fix`` finds nothing to do.
 """
 
@@ -68,7 +76,7 @@ KINDS = {
     "stock_missing": "stock:{id} is missing in Redis (the gateway answers sold out)",
     "buyers_missing": "users with an order that Redis does not know (they could buy again)",
     "buyers_extra": "users Redis holds a reservation for, with no order behind it",
-    "sale_missing": "sale:{id} is missing in Redis (the gateway answers 404)",
+    "sale_missing": "sale:{id} is missing in Redis (the gateway answers 503 and rebuilds it)",
     "stranded_lease": "units leased by a local-stock instance that died (nobody sells them)",
 }
 

@@ -45,7 +45,7 @@ SEED_PEAK_QPS = 10000
 # The figures of each failure lab worth saying aloud (its report has many more); others: the first few.
 HEADLINE_METRICS = {
     "race": ("naive_oversold", "atomic_oversold"),
-    "redis-down": ("outage_s", "answers_503", "reconcile_fixed"),
+    "redis-down": ("outage_s", "answers_503", "rebuild_s"),
     "redis-failover": ("failover_s", "answers_503", "lost_acknowledged"),
     "mq-down": ("down_s", "answers_503", "kept_by_queue", "lost"),
     "crash-between": ("crashes", "leaked", "sold_in_total"),

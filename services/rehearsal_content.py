@@ -176,8 +176,9 @@ TEXT: dict[str, dict] = {
                          "restarted Redis forgets reservations or comes back with the wrong stock; rebuild it from "
                          "PostgreSQL, and keep the guarded UPDATE (stock > 0) in the database as the last guard. "
                          "3) The message is lost: the reservation succeeded but the publish failed, or the consumer "
-                         "crashed; persistent messages with publisher confirms, release the reservation when the "
-                         "publish fails, ack only after the commit, an idempotent insert, and reconciliation.",
+                         "crashed; persistent messages with publisher confirms, release the reservation only when "
+                         "the publish definitely failed (a confirm that timed out is unknown: keep the item, answer "
+                         "pending), ack only after the commit, an idempotent insert, and reconciliation.",
                 "yours": "Race: {chaos_race}. Redis down: {chaos_redis_down}. RabbitMQ down: {chaos_mq_down}. "
                          "Gateway killed between reservation and publish: {chaos_crash_between}. Order service "
                          "killed: {chaos_consumer_crash}.",
@@ -327,7 +328,8 @@ TEXT: dict[str, dict] = {
                          "但MQ发送失败会丢订单，需要对账补偿。”补充：一、并发竞争：先查后减分两步会让买家读到同一个"
                          "库存，用一个原子 Lua 脚本（检查、DECR、记住买家）解决；二、Redis 失败：重启后的 Redis 忘了"
                          "预减或库存不对，从 PostgreSQL 重建，并保留数据库里带条件的 UPDATE（stock > 0）作为最后防线；"
-                         "三、MQ 丢失：预减成功但发送失败，或消费者崩溃，用持久化消息加发布确认、发送失败时释放预减、"
+                         "三、MQ 丢失：预减成功但发送失败，或消费者崩溃，用持久化消息加发布确认、确定失败时才释放预减"
+                         "（确认超时是“未知”而非失败：保留预减，答复 pending）、"
                          "提交后才 ACK、幂等插入和对账。",
                 "yours": "并发竞争：{chaos_race}。Redis 宕机：{chaos_redis_down}。RabbitMQ 宕机：{chaos_mq_down}。"
                          "预减后发送前杀掉网关：{chaos_crash_between}。杀掉订单服务：{chaos_consumer_crash}。",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import redis as redis_lib
 
@@ -36,14 +36,20 @@ def order_key(order_id: str) -> str:
 
 
 def parse_time(value: str | None, what: str) -> datetime | None:
-    """ISO-8601 to an aware datetime (naive means UTC); None stays None."""
+    """ISO-8601 with a zone (``+08:00`` or ``Z``) to an aware datetime; None stays None.
+
+    A time without a zone is refused (SaleError), not guessed: read as UTC on a
+    machine in Beijing, 20:00 would open the sale eight hours late.
+    """
     if value is None or value == "":
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
         raise SaleError(f"{what} {value!r} is not an ISO-8601 time like 2026-11-25T20:00:00+08:00") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if parsed.tzinfo is None:
+        raise SaleError(f"{what} {value!r} has no time zone; add one, e.g. {value}+08:00 or {value}Z (UTC)")
+    return parsed
 
 
 def create_sale(

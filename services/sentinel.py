@@ -10,6 +10,11 @@ runs that arrangement as two more native processes of this checkout:
   * ``redis-sentinel``: ``redis-server <conf> --sentinel`` on
     ``SECKILL_SENTINEL_PORT``, monitoring the primary as ``seckill``.
 
+On the docker backend the two are services of docker-compose.yml (profile
+``failover``) sharing the primary's network namespace, on the same ports; the
+partition there is :class:`ReplicaCut` (the host's relay cannot sit between
+two containers), see :func:`replication_link`.
+
 One Sentinel with quorum 1 is enough to watch a failover happen on one
 machine, and only that: in production you run at least three Sentinels on
 separate machines, so that one Sentinel cut off from the primary cannot
@@ -36,7 +41,7 @@ from typing import TextIO
 
 import redis as redis_lib
 
-from . import installer, processes
+from . import docker_backend, installer, processes, stack
 from .config import HOST, Settings
 from .errors import SeckillError
 
@@ -141,12 +146,73 @@ class ReplicationLink:
                 pass
 
 
+class ReplicaCut:
+    """The docker backend's partition between primary and replica, made inside Redis.
+
+    ``cut()`` points the replica at a port where nothing listens (REPLICAOF
+    127.0.0.1 1): it keeps its data but hears nothing more, and keeps trying
+    to reconnect, as across a broken network. The primary, which never waits
+    for replicas, goes on acknowledging writes that never reach it — what
+    :class:`ReplicationLink` does with its relay on the host, which the
+    containers' shared namespace cannot reach. Sentinel still knows the
+    replica and promotes it when the primary dies.
+    """
+
+    NOWHERE = 1           # a port nobody listens on in the Redis family's namespace
+    port = None           # the replica follows the primary directly until the cut
+    dropped_bytes = None  # not counted: nothing is sent at all
+
+    def __init__(self, replica_port: int):
+        self.replica_port = replica_port
+        self._cut = False
+
+    def cut(self) -> None:
+        _client(self.replica_port).replicaof(HOST, self.NOWHERE)
+        self._cut = True
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
+    def close(self) -> None:
+        pass  # the replica is promoted or removed by the lab's fail-back
+
+
+def replication_link(s: Settings) -> "ReplicationLink | ReplicaCut":
+    """What the lab cuts: a host relay natively, the replica's REPLICAOF on the docker backend."""
+    if stack.backend() == "docker":
+        return ReplicaCut(s.ports.redis_replica)
+    return ReplicationLink(s.ports.redis)
+
+
+def _docker_start(s: Settings, out: TextIO | None) -> None:
+    _client(s.ports.redis).config_set("repl-diskless-sync-delay", 0)
+    docker_backend.remove((SENTINEL, REPLICA), s=s)  # both start afresh, as the native ones do
+    t0 = time.monotonic()
+    docker_backend.start(REPLICA, s=s)
+    if not processes.wait_until(lambda: replica_synced(s), timeout=30):
+        raise SentinelError(f"the replica did not sync within 30 s; see `seckill logs {REPLICA}`")
+    if out:
+        print(f"• {REPLICA:<15}synced with the primary in {time.monotonic() - t0:.1f} s", file=out, flush=True)
+    t0 = time.monotonic()
+    docker_backend.start(SENTINEL, s=s)
+    if not processes.wait_until(lambda: sentinel_knows_replica(s), timeout=30):
+        raise SentinelError(f"Sentinel did not find the replica within 30 s; see `seckill logs {SENTINEL}`")
+    if out:
+        print(f"• {SENTINEL:<15}watching the primary in {time.monotonic() - t0:.1f} s", file=out, flush=True)
+
+
 def start(s: Settings, out: TextIO | None = None, replicate_via: int | None = None) -> None:
     """Start the replica (synced with the primary), then Sentinel (knowing the replica).
 
     ``replicate_via``: the port of a :class:`ReplicationLink` to replicate
-    through, instead of connecting to the primary directly.
+    through, instead of connecting to the primary directly (native only).
     """
+    if stack.backend() == "docker":
+        try:
+            return _docker_start(s, out)
+        except docker_backend.DockerError as exc:
+            raise SentinelError(str(exc)) from None
     for name, port in ((REPLICA, s.ports.redis_replica), (SENTINEL, s.ports.sentinel)):
         processes.stop(s.run_dir, name, timeout=10)
         if processes.port_open(port):
@@ -231,13 +297,24 @@ def wait_for_promotion(s: Settings, old_port: int, timeout_s: float = 30.0, inte
     return None
 
 
-def freeze(s: Settings, name: str = REPLICA) -> int:
-    """SIGSTOP a process of ours: it stops reading its sockets, as in a long VM or GC pause."""
+def freeze(s: Settings, name: str = REPLICA) -> int | None:
+    """SIGSTOP a process of ours (docker: pause its container): it stops reading its sockets,
+    as in a long VM or GC pause."""
+    if stack.backend() == "docker":
+        return docker_backend.pause(name, s=s)
     return processes.kill(s.run_dir, name, sig=signal.SIGSTOP)
 
 
-def thaw(s: Settings, name: str = REPLICA) -> int:
+def thaw(s: Settings, name: str = REPLICA) -> int | None:
+    if stack.backend() == "docker":
+        return docker_backend.unpause(name, s=s)
     return processes.kill(s.run_dir, name, sig=signal.SIGCONT)
+
+
+def _stop(s: Settings, name: str) -> bool:
+    if stack.backend() == "docker":
+        return bool(docker_backend.remove((name,), s=s))
+    return processes.stop(s.run_dir, name, timeout=10)
 
 
 def fail_back(s: Settings, out: TextIO | None = None) -> None:
@@ -248,7 +325,7 @@ def fail_back(s: Settings, out: TextIO | None = None) -> None:
     primary with REPLICAOF, then becomes primary again (REPLICAOF NO ONE) and
     saves a snapshot; then the replica stops. The course's stack is as before.
     """
-    processes.stop(s.run_dir, SENTINEL, timeout=10)
+    _stop(s, SENTINEL)
     current = s.ports.redis_replica
     original = _client(s.ports.redis)
     if current != s.ports.redis and _client(current).info("replication").get("role") == "master":
@@ -257,7 +334,7 @@ def fail_back(s: Settings, out: TextIO | None = None) -> None:
             raise SentinelError(f"the original Redis did not sync from port {current}; see `seckill logs redis`")
         original.replicaof("NO", "ONE")
         original.save()
-    processes.stop(s.run_dir, REPLICA, timeout=10)
+    _stop(s, REPLICA)
     if out:
         print(f"• Redis on port {s.ports.redis} is the primary again; replica and Sentinel stopped",
               file=out, flush=True)
@@ -265,4 +342,4 @@ def fail_back(s: Settings, out: TextIO | None = None) -> None:
 
 def stop(s: Settings) -> list[str]:
     """Stop the replica and Sentinel (a no-op when they do not run)."""
-    return [name for name in (SENTINEL, REPLICA) if processes.stop(s.run_dir, name, timeout=10)]
+    return [name for name in (SENTINEL, REPLICA) if _stop(s, name)]

@@ -6,10 +6,13 @@
     stack.down()             # stops what this checkout started, and nothing else
 
 Two backends give the same services on the same ports:
-  * native (the default here): the installed binaries run as processes of this
-    checkout, data and logs under ``.run/`` (see servers.py, processes.py);
-  * docker: ``docker compose`` with docker-compose.yml, chosen automatically
-    when a Docker engine answers, or with ``SECKILL_BACKEND=docker``.
+  * native: the installed binaries run as processes of this checkout, data and
+    logs under ``.run/`` (see servers.py, processes.py);
+  * docker: containers of docker-compose.yml (see docker_backend.py), every
+    lab included.
+``SECKILL_BACKEND`` (native, docker, auto) chooses; ``auto`` prefers native when
+its servers are installed (or can be: root with apt), else Docker when an engine
+and Compose answer (see :func:`choose`).
 """
 
 from __future__ import annotations
@@ -27,13 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from . import db, installer, processes, room, servers
+from . import db, docker_backend, installer, processes, room, servers
 from .errors import SeckillError
-from .config import REPO_ROOT, Settings, settings
+from .config import Settings, settings
 
 SERVICES = ("redis", "postgres", "rabbitmq")
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-COMPOSE_PROJECT = "seckill"
+DOCKER_ONLY = ("redis-replica", "redis-sentinel", "nginx")  # services with logs only on the docker backend
 
 
 class StackError(SeckillError):
@@ -67,33 +69,42 @@ def _say(out: TextIO | None, text: str) -> None:
 
 # -- backend choice ------------------------------------------------------------
 
-def backend() -> str:
-    chosen = os.environ.get("SECKILL_BACKEND", "auto")
-    if chosen in ("native", "docker"):
-        return chosen
+def choose() -> tuple[str, str]:
+    """(backend, one line why): what `seckill up`, doctor and status report.
+
+    ``auto`` prefers what can run the whole course without surprises: native
+    when the server binaries are installed (or root can apt-get them), else
+    Docker when an engine and Compose answer, else native (whose `up` then says
+    what to install).
+    """
+    chosen = os.environ.get("SECKILL_BACKEND", "auto") or "auto"
+    if chosen == "native":
+        return "native", "SECKILL_BACKEND=native"
+    if chosen == "docker":
+        return "docker", "SECKILL_BACKEND=docker"
     if chosen != "auto":
         raise StackError(f"SECKILL_BACKEND={chosen!r}: use native, docker or auto")
-    return "docker" if _docker_engine_answers() else "native"
+    absent = installer.missing()
+    if not absent:
+        return "native", "auto: the server binaries are installed"
+    if installer.can_apt():
+        return "native", f"auto: {', '.join(absent)} will be installed with apt-get"
+    answers, why = docker_backend.engine_answers()
+    if answers and docker_backend.compose_command():
+        return "docker", f"auto: {', '.join(absent)} not installed; {why}"
+    return "native", f"auto: {', '.join(absent)} not installed and no Docker ({why})"
 
 
-def _docker_engine_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
+def backend() -> str:
+    return choose()[0]
+
+
+def _docker(call, *args, **kwargs):
+    """A docker_backend call whose failure is a StackError (one line, what to do)."""
     try:
-        return subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _compose(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    s = settings()
-    env = dict(os.environ,
-               SECKILL_REDIS_PORT=str(s.ports.redis),
-               SECKILL_POSTGRES_PORT=str(s.ports.postgres),
-               SECKILL_AMQP_PORT=str(s.ports.amqp))
-    cmd = ["docker", "compose", "-p", COMPOSE_PROJECT, "-f", str(COMPOSE_FILE), *args]
-    return subprocess.run(cmd, env=env, text=True, capture_output=capture)
+        return call(*args, **kwargs)
+    except docker_backend.DockerError as exc:
+        raise StackError(str(exc)) from None
 
 
 # -- up ------------------------------------------------------------------------
@@ -105,9 +116,8 @@ def up(out: TextIO | None = STDOUT) -> dict[str, str]:
     """
     s = settings()
     if backend() == "docker":
-        _say(out, "• starting the stack with docker compose …")
-        if _compose("up", "-d", "--wait").returncode != 0:
-            raise StackError("docker compose up failed; see `docker compose -p seckill logs`")
+        with _exclusive(s):
+            _docker(docker_backend.up, s, out)
     else:
         _up_native(s, out)
     db.apply_schema(s.postgres_url)
@@ -182,17 +192,19 @@ def _start_missing(s: Settings, out: TextIO | None, only: tuple[str, ...] = SERV
 def _known(service: str) -> None:
     if service not in SERVICES:
         raise StackError(f"no service called {service!r}; choose one of: {', '.join(SERVICES)}")
-    if backend() == "docker":
-        raise StackError("stopping one service is done with `docker compose stop SERVICE` on the docker backend")
 
 
 def stop_service(service: str, *, kill: bool = False) -> bool:
     """Stop one of redis, postgres, rabbitmq; ``kill=True`` is a crash (SIGKILL, no clean shutdown).
 
     Returns whether it was running. The failure labs use this to break the system.
+    On the docker backend: ``docker compose stop`` / ``kill`` of that service.
     """
     _known(service)
     s = settings()
+    if backend() == "docker":
+        with _exclusive(s):
+            return _docker(docker_backend.stop, service, kill=kill, s=s)
     with _exclusive(s):
         if kill:
             try:
@@ -201,7 +213,17 @@ def stop_service(service: str, *, kill: bool = False) -> bool:
                 return False
             processes.forget(s.run_dir, service)
             return True
-        return processes.stop(s.run_dir, service, timeout=20)
+        # The server's own shutdown signal: for PostgreSQL that is SIGINT, its "fast"
+        # mode (roll back and disconnect clients). SIGTERM is its "smart" mode, which
+        # waits for every connected client (gateways, order service) to leave: ~25 s.
+        server = next(srv for srv in servers.all_servers(s) if srv.name == service)
+        was_running = processes.stop(s.run_dir, service, stop_signal=server.stop_signal, timeout=20)
+        if service == "postgres":
+            # The next start refuses to run while postmaster.pid remains ("lock file
+            # already exists"): wait (bounded) until the postmaster removed it.
+            lock = servers.postgres_home(s) / "data" / "postmaster.pid"
+            processes.wait_until(lambda: not lock.exists(), timeout=10)
+        return was_running
 
 
 def start_service(service: str, out: TextIO | None = None) -> str:
@@ -209,35 +231,64 @@ def start_service(service: str, out: TextIO | None = None) -> str:
     _known(service)
     s = settings()
     with _exclusive(s):
-        _start_missing(s, out, only=(service,))
+        if backend() == "docker":
+            _docker(docker_backend.start, service, s=s, out=out)
+        else:
+            _start_missing(s, out, only=(service,))
     if service == "postgres":
         db.apply_schema(s.postgres_url)
     return s.urls()["amqp" if service == "rabbitmq" else service]
 
 
+def forget_snapshot(service: str = "redis") -> None:
+    """Delete Redis's snapshot (dump.rdb) while it is stopped: its next start is empty (lab redis-down)."""
+    if service != "redis":
+        raise StackError(f"only redis keeps a snapshot to forget, not {service!r}")
+    s = settings()
+    if backend() == "docker":
+        _docker(docker_backend.remove_file, "redis", "/data/dump.rdb", s=s)
+    else:
+        (s.run_dir / "redis" / "dump.rdb").unlink(missing_ok=True)
+
+
 # -- status ----------------------------------------------------------------------
 
 def status() -> dict[str, dict]:
-    """Per service: url, pid, port and health ("ok", "down" or what failed)."""
+    """Per service: url, pid, port, health ("ok", "down" or what failed), backend and why.
+
+    On the docker backend ``pid`` is None and ``container`` gives the
+    container's state (running, paused, exited, missing).
+    """
     s = settings()
     urls = {"redis": s.redis_url, "postgres": s.postgres_url, "rabbitmq": s.amqp_url}
     ports = {"redis": s.ports.redis, "postgres": s.ports.postgres, "rabbitmq": s.ports.amqp}
     result: dict[str, dict] = {}
-    docker = backend() == "docker"
+    name, why = choose()
+    docker = name == "docker"
     for server in servers.all_servers(s):
+        container = None
         if docker:
             pid = None
+            try:
+                container = docker_backend.state(s, server.name)["status"]
+            except (docker_backend.DockerError, OSError, subprocess.SubprocessError, ValueError):
+                container = "unknown"
+            up_ = container == "running"
         else:
             proc = processes.alive(s.run_dir, processes.load(s.run_dir, server.name))
             pid = proc.pid if proc else None
-        healthy = server.ready() if (pid or docker) else False
+            up_ = bool(pid)
+        healthy = server.ready() if up_ else False
         result[server.name] = {
             "url": urls[server.name],
             "pid": pid,
             "port": ports[server.name],
-            "health": "ok" if healthy else ("unhealthy" if pid else "down"),
-            "backend": "docker" if docker else "native",
+            "health": "ok" if healthy else ("unhealthy" if up_ else "down"),
+            "backend": name,
+            "backend_why": why,
         }
+        if docker:
+            result[server.name]["container"] = container
     return result
 
 
@@ -250,10 +301,11 @@ def healthy() -> bool:
 def down(out: TextIO | None = STDOUT) -> list[str]:
     """Stop every process this checkout started (tiers included). Returns their names."""
     s = settings()
-    if backend() == "docker":
-        _compose("down")
     with _exclusive(s):
         stopped = processes.stop_all(s.run_dir)
+        if backend() == "docker":
+            removed = _docker(docker_backend.down, s)
+            stopped += [f"{name} (container)" for name in removed]
     room.record("stack", up=False)
     for name in stopped:
         _say(out, f"• stopped {name}")
@@ -271,8 +323,8 @@ def log_path(service: str) -> Path:
 
 
 def logs(service: str, lines: int = 60) -> str:
-    if backend() == "docker" and service in SERVICES:
-        return _compose("logs", "--tail", str(lines), service, capture=True).stdout
+    if backend() == "docker" and service in SERVICES + DOCKER_ONLY:
+        return _docker(docker_backend.logs, service, lines)
     path = log_path(service)
     if not path.exists():
         return f"(no log yet: {service} has not been started in this checkout)"
@@ -284,7 +336,8 @@ def reset(out: TextIO | None = STDOUT) -> None:
     s = settings()
     down(out)
     if backend() == "docker":
-        _compose("down", "-v")
+        _docker(docker_backend.down, s, volumes=True)
+        _say(out, "• removed the containers' volumes")
     for path in servers.data_paths(s):
         if path.is_symlink():
             path.unlink()

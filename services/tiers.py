@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Callable, Iterator, TextIO
 
 from . import broker, impl, nginx, processes, stack
 from .errors import SeckillError
-from .config import HOST, Limits, Settings, settings
+from .config import HOST, NGINX_SOURCE, Limits, Settings, settings
 
 
 class TierError(SeckillError):
@@ -74,10 +75,14 @@ class Tier:
     redis_copy: bool = True                # False: no stock in Redis (db-direct), nothing to compare
 
 
-def _http_ok(url: str) -> bool:
+def _http_serving(url: str) -> bool:
+    """The process answers its /healthz: 200, or 503 naming a dependency that is down
+    (a gateway is up and answers 503 itself while Redis or PostgreSQL is away)."""
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as err:
+        return err.code == 503 and "dependencies" in err.read(4096).decode("utf-8", "replace")
     except OSError:
         return False
 
@@ -109,7 +114,7 @@ def _gunicorn(port: Callable[[Settings], int], app: str, workers: int = 1, threa
 def _gateway(name: str, port: Callable[[Settings], int], app: str = FLASK_APP) -> Proc:
     """A gunicorn process serving ``app``, ready when its /healthz answers."""
     return Proc(name, _gunicorn(port, app), port=port,
-                ready=lambda s: _http_ok(f"http://{HOST}:{port(s)}/healthz"))
+                ready=lambda s: _http_serving(f"http://{HOST}:{port(s)}/healthz"))
 
 
 def _x4_port(i: int) -> Callable[[Settings], int]:
@@ -128,7 +133,10 @@ def _uvicorn(workers: int, factory: str = "seckill.gateway_fastapi:create_app") 
         return [PY, "-m", "uvicorn", "--factory", factory,
                 "--host", HOST, "--port", str(s.ports.gateway), "--workers", str(workers),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--backlog", "4096",
-                "--timeout-keep-alive", "5", "--log-level", "warning"]
+                "--timeout-keep-alive", "5", "--log-level", "warning",
+                # uvicorn would otherwise rewrite the peer from X-Forwarded-For for every
+                # 127.0.0.1 client; the gateway decides whom to believe (gateway.TrustedProxies)
+                "--no-proxy-headers"]
     return command
 
 
@@ -150,14 +158,14 @@ TIERS: dict[str, Tier] = {
         "flask-x4", "T2 · four Flask processes behind nginx (limit_req, keep-alive upstreams)",
         (*(_gateway(f"gateway-{i + 1}", _x4_port(i)) for i in range(4)),
          Proc("nginx", _nginx_command, port=lambda s: s.ports.nginx,
-              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.nginx}/healthz")),
+              ready=lambda s: _http_serving(f"http://{HOST}:{s.ports.nginx}/healthz")),
          ORDER_SERVICE),
         entry_port=lambda s: s.ports.nginx,
     ),
     "fastapi": Tier(
         "fastapi", f"T3 · FastAPI on uvicorn + uvloop, {ASYNC_WORKERS} event-loop processes, pipelined confirms",
         (Proc("gateway", _uvicorn(ASYNC_WORKERS), port=lambda s: s.ports.gateway,
-              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
+              ready=lambda s: _http_serving(f"http://{HOST}:{s.ports.gateway}/healthz")),
          ORDER_SERVICE),
         entry_port=lambda s: s.ports.gateway,
     ),
@@ -165,7 +173,7 @@ TIERS: dict[str, Tier] = {
         "local-stock", f"T4 · T3 plus local stock: {ASYNC_WORKERS} instances lease slices from Redis and sell from memory",
         (Proc("gateway", _uvicorn(ASYNC_WORKERS, "seckill.gateway_fastapi:create_local_stock_app"),
               port=lambda s: s.ports.gateway,
-              ready=lambda s: _http_ok(f"http://{HOST}:{s.ports.gateway}/healthz")),
+              ready=lambda s: _http_serving(f"http://{HOST}:{s.ports.gateway}/healthz")),
          ORDER_SERVICE),
         entry_port=lambda s: s.ports.gateway,
     ),
@@ -199,6 +207,16 @@ def _child_env(chosen: dict[str, str]) -> dict[str, str]:
     env = {"PYTHONUNBUFFERED": "1", **chosen}
     env.update({k: v for k, v in os.environ.items() if k.startswith("SECKILL_") and k not in env})
     return env
+
+
+def proxy_env(tier: Tier) -> dict[str, str]:
+    """Behind nginx the gateways trust X-Forwarded-For from nginx's own source address
+    (config.NGINX_SOURCE, its proxy_bind); a tier reached directly trusts nobody.
+    An explicit SECKILL_TRUSTED_PROXIES in our environment wins."""
+    if "SECKILL_TRUSTED_PROXIES" in os.environ:
+        return {}
+    behind_nginx = any(p.name == "nginx" for p in tier.procs)
+    return {"SECKILL_TRUSTED_PROXIES": NGINX_SOURCE if behind_nginx else ""}
 
 
 def limits_env(limits: Limits) -> dict[str, str]:
@@ -241,7 +259,8 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
     pieces = impl.describe(impl_name)
     if out and impl_name == "labs":
         print(f"• code: {pieces}", file=out, flush=True)
-    env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen), **(extra_env or {})})
+    env = _child_env({"SECKILL_IMPL": impl_name, "SECKILL_TIER": name, **limits_env(chosen),
+                      **proxy_env(tier), **(extra_env or {})})
     started = []
     # Where each process's log ends now: lab_problems() reads only what this run of the tier wrote.
     offsets = {}
@@ -272,6 +291,9 @@ def up(name: str, *, limits: dict | None = None, impl_name: str | None = None,
         for pname in started:
             processes.stop(s.run_dir, pname, timeout=10)
         raise
+    if out and env.get("SECKILL_LOADTEST_FORWARDED", "").strip().lower() in ("1", "true", "yes", "on"):
+        print("• LOAD-TEST MODE: the gateways believe X-Forwarded-For from every loopback peer "
+              "(SECKILL_LOADTEST_FORWARDED=1)", file=out, flush=True)
     state = {"tier": name, "title": tier.title, "base_url": base_url(s, name), "impl": impl_name, "pieces": pieces,
              "limits": asdict(chosen), "procs": started, "extra_env": dict(extra_env or {}),
              "log_offsets": offsets}

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("order_id", "user_id", "product_id", "created_at")
 BIGINT_MAX = 2**63 - 1
+# Ids are indexed (orders' primary key, UNIQUE (user_id, product_id)); a B-tree row
+# must fit in a third of a page (~2,700 bytes), so a longer id fails the INSERT.
+MAX_ID_CHARS = 200
+MAX_ATTEMPTS = 2  # a single order that makes its transaction fail is tried this often, then dead-lettered
 POLL_S = 0.2  # how long run() waits for a message before checking its timers
 
 
@@ -66,8 +70,15 @@ def validate_order(order: dict) -> dict:
     if missing:
         raise BadOrder(f"missing fields: {', '.join(missing)}")
     for field in ("order_id", "user_id"):
-        if not isinstance(order[field], str) or "\x00" in order[field]:
+        value = order[field]
+        if not isinstance(value, str) or "\x00" in value:
             raise BadOrder(f"{field} must be a string without NUL bytes")
+        if len(value) > MAX_ID_CHARS:
+            raise BadOrder(f"{field} is {len(value)} characters long; at most {MAX_ID_CHARS} fit the index")
+        try:
+            value.encode("utf-8")  # a lone surrogate ("\ud800") is valid JSON but not UTF-8 text
+        except UnicodeEncodeError as exc:
+            raise BadOrder(f"{field} is not valid Unicode text: {exc.reason}") from exc
     product_id = order["product_id"]
     if isinstance(product_id, str) and product_id.isdigit():
         product_id = int(product_id)
@@ -103,6 +114,7 @@ class OrderConsumer:
         self.prefetch = prefetch
         self.batch_size = batch_size
         self._pg: psycopg.Connection | None = None
+        self.dead_letter_queue = f"{queue}.dead"
 
     def _db(self) -> psycopg.Connection:
         """The one PostgreSQL connection, (re)opened when there is none or it broke."""
@@ -300,6 +312,8 @@ class OrderConsumer:
         try:
             channel = connection.channel()
             channel.queue_declare(queue=self.queue, durable=True)
+            channel.queue_declare(queue=self.dead_letter_queue, durable=True)
+            channel.confirm_delivery()  # a dead-lettered copy is safe before the original is acked
             # prefetch: how many unacknowledged messages the broker may push
             # to us. It bounds our memory and the size of a batch.
             channel.basic_qos(prefetch_count=self.prefetch)
@@ -314,9 +328,8 @@ class OrderConsumer:
                 try:
                     batch.append((method.delivery_tag, parse_order(body)))
                 except BadOrder as exc:
-                    # Requeueing would hand us the same broken message forever.
-                    log.warning("dropping malformed message %r: %s", body[:200], exc)
-                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)
+                    # Requeueing would hand us the same broken message forever: set it aside.
+                    self._dead_letter(channel, method.delivery_tag, body, str(exc))
                     handled += 1
                 limit_reached = max_messages is not None and handled + len(batch) >= max_messages
                 # Flush when the batch is full, when nothing more is waiting
@@ -324,7 +337,7 @@ class OrderConsumer:
                 if batch and (
                     len(batch) >= self.batch_size or channel.get_waiting_message_count() == 0 or limit_reached
                 ):
-                    self._write_then_ack(channel, batch)
+                    self._write_or_isolate(channel, batch)
                     handled += len(batch)
                     batch = []
                 if limit_reached:
@@ -341,6 +354,56 @@ class OrderConsumer:
                 except pika.exceptions.AMQPError:
                     pass
 
+    def _write_or_isolate(self, channel, batch: list[tuple[int, dict]], attempt: int = 1) -> None:
+        """Write the batch; if the DATABASE refuses it (not a lost connection), find the poison message.
+
+        A message that makes its transaction fail would fail the whole batch on
+        every redelivery, forever, and block the orders behind it. So a refused
+        batch is split in halves and each half written on its own; a single order
+        that still fails is tried MAX_ATTEMPTS times, then moved to the dead-letter
+        queue with its reason and recorded as rejected. A lost connection is not
+        the message's fault: it propagates, and the service reconnects.
+        """
+        try:
+            self._write_then_ack(channel, batch)
+        except (pika.exceptions.AMQPError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if self._pg is None or self._pg.closed or self._pg.broken:
+                raise  # PostgreSQL went away: not the batch's fault
+            if len(batch) > 1:
+                log.warning("a batch of %d failed (%s); splitting it to isolate the cause", len(batch), exc)
+                middle = len(batch) // 2
+                self._write_or_isolate(channel, batch[:middle])
+                self._write_or_isolate(channel, batch[middle:])
+            elif attempt < MAX_ATTEMPTS:
+                self._write_or_isolate(channel, batch, attempt + 1)
+            else:
+                tag, order = batch[0]
+                self._dead_letter(channel, tag, json.dumps(order, default=str).encode(),
+                                  f"refused by PostgreSQL: {type(exc).__name__}: {exc}", order)
+
+    def _dead_letter(self, channel, delivery_tag: int, body: bytes, reason: str, order: dict | None = None) -> None:
+        """Move a message that can never be written to ``<queue>.dead`` (with its reason), record it, ack it."""
+        log.warning("dead-lettering a message (%s): %r", reason, body[:200])
+        channel.basic_publish(exchange="", routing_key=self.dead_letter_queue, body=body,
+                              properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                                              headers={"x-dead-reason": reason[:500]}))
+        self._record_invalid(order if order is not None else _loose_order(body), reason)
+        channel.basic_ack(delivery_tag=delivery_tag)
+
+    def _record_invalid(self, order: dict | None, reason: str) -> None:
+        """Record the refusal in order_rejections when its fields can be stored at all (best effort)."""
+        order = _storable(order)
+        if order is None:
+            return  # no order id or product that fits the table: the dead-letter queue is its only record
+        try:
+            conn = self._db()
+            with conn.transaction(), conn.cursor() as cur:
+                _record_rejections(cur, [(order, "invalid: " + reason[:200])])
+        except psycopg.Error as exc:
+            log.warning("could not record the rejection of %s: %s", order.get("order_id"), exc)
+
     def _write_then_ack(self, channel, batch: list[tuple[int, dict]]) -> None:
         """Commit the batch, THEN acknowledge it: a crash in between only causes a redelivery."""
         # BEGIN SOLUTION
@@ -348,6 +411,33 @@ class OrderConsumer:
         channel.basic_ack(delivery_tag=batch[-1][0], multiple=True)  # everything up to this tag
         log.info("wrote %d of %d orders", sum(results), len(batch))
         # END SOLUTION
+
+
+def _storable(order: dict | None) -> dict | None:
+    """The order's id, user and product as order_rejections can store them, or None if its id or product cannot be."""
+    if not isinstance(order, dict):
+        return None
+    order_id, user_id, product_id = order.get("order_id"), order.get("user_id"), order.get("product_id")
+    if not isinstance(order_id, str) or not 0 < len(order_id) <= MAX_ID_CHARS or "\x00" in order_id:
+        return None
+    try:
+        order_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if isinstance(product_id, bool) or not isinstance(product_id, int) or not 0 <= product_id <= BIGINT_MAX:
+        return None
+    # the user as readable text: a lone surrogate becomes \\ud800, NULs dropped, cut to size
+    user = str(user_id).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "")[:MAX_ID_CHARS]
+    return {"order_id": order_id, "user_id": user, "product_id": product_id}
+
+
+def _loose_order(body: bytes) -> dict | None:
+    """The fields of a message that failed validation, if it is a JSON object at all."""
+    try:
+        order = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return order if isinstance(order, dict) else None
 
 
 def _columns(orders: list[dict], *fields: str) -> list[list]:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from seckill import gateway, invariants
-from seckill.config import Limits
+from seckill.config import NGINX_SOURCE, Limits
 from seckill.gateway_flask import create_app
 from seckill.sale import create_sale
 
@@ -144,14 +144,21 @@ def test_user_limit_answers_429_with_retry_after(s, stack_urls, redis_client):
     assert other.status_code == 200, "one user's limit must not block others"
 
 
-def test_ip_limit_counts_the_forwarded_client_address(s, stack_urls, redis_client):
+def test_ip_limit_counts_the_forwarded_client_address_only_from_the_proxy(s, stack_urls, redis_client):
     create_sale(s, 306, 100, redis=redis_client)
-    client = client_for(s, Limits(user_limit=100, ip_limit=3, window_s=10))
-    codes = [client.post("/api/seckill/306", json={"user_id": f"u{i}"},
+    behind_nginx = dataclasses.replace(s, trusted_proxies=(NGINX_SOURCE,))
+    client = create_app(gateway.build(behind_nginx, limits=Limits(user_limit=100, ip_limit=3, window_s=10)),
+                        s=behind_nginx).test_client()
+    nginx = {"REMOTE_ADDR": NGINX_SOURCE}
+    codes = [client.post("/api/seckill/306", json={"user_id": f"u{i}"}, environ_base=nginx,
                          headers={"X-Forwarded-For": "203.0.113.9"}).status_code for i in range(5)]
     assert codes == [200, 200, 200, 429, 429]
-    assert client.post("/api/seckill/306", json={"user_id": "u9"},
+    assert client.post("/api/seckill/306", json={"user_id": "u9"}, environ_base=nginx,
                        headers={"X-Forwarded-For": "203.0.113.10"}).status_code == 200
+    # the same header from anyone else on the host is not believed: it counts as its peer
+    codes = [client.post("/api/seckill/306", json={"user_id": f"w{i}"}, environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                         headers={"X-Forwarded-For": f"203.0.113.{20 + i}"}).status_code for i in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
 
 
 def test_global_token_bucket_answers_429(s, stack_urls, redis_client):

@@ -429,7 +429,7 @@ def test_lab_10_done_runs_to_the_end_in_the_real_system(first_hour, browser, scr
 
 def test_lab_12_with_the_skeleton_stops_with_one_line(first_hour, browser, screenshots):
     base, token = first_hour
-    state = run_all(browser, base, token, "12_stock_reservation.ipynb", timeout=200)
+    run_all(browser, base, token, "12_stock_reservation.ipynb", timeout=200)
     outputs = browser.execute_script(OUTPUTS_JS)
     shoot(browser, screenshots, "12_skeleton-error", ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert len(outputs["errors"]) == 1, outputs["errors"]

@@ -44,11 +44,28 @@ def test_same_services_on_the_same_ports_as_the_native_stack():
     ports = Ports.from_env()  # compose reads the same SECKILL_*_PORT variables
     published = {}
     for name, service in data["services"].items():
-        for mapping in service["ports"]:
+        for mapping in service.get("ports", []):
             if isinstance(mapping, dict):
-                published[name] = (mapping.get("host_ip"), int(mapping["published"]))
+                published.setdefault(name, []).append((mapping.get("host_ip"), int(mapping["published"])))
             else:
                 host_ip, host_port, _ = str(mapping).split(":")
-                published[name] = (host_ip, int(host_port))
-    assert published == {"redis": ("127.0.0.1", ports.redis), "postgres": ("127.0.0.1", ports.postgres),
-                         "rabbitmq": ("127.0.0.1", ports.amqp)}
+                published.setdefault(name, []).append((host_ip, int(host_port)))
+    # the Redis family (primary; replica and Sentinel of profile failover) shares redis-net's namespace
+    assert published == {"redis-net": [("127.0.0.1", ports.redis), ("127.0.0.1", ports.redis_replica),
+                                       ("127.0.0.1", ports.sentinel)],
+                         "postgres": [("127.0.0.1", ports.postgres)], "rabbitmq": [("127.0.0.1", ports.amqp)]}
+    for name in ("redis", "redis-replica", "redis-sentinel"):
+        assert data["services"][name]["network_mode"] == "service:redis-net"
+
+
+def test_every_image_is_a_variable_defaulting_to_the_official_image():
+    import yaml
+
+    from seckill import docker_backend
+
+    data = yaml.safe_load(config(REPO / "docker-compose.yml").stdout)
+    images = {name: service["image"] for name, service in data["services"].items()}
+    assert set(images.values()) == set(docker_backend.IMAGE_VARIABLES.values())
+    text = (REPO / "docker-compose.yml").read_text()
+    for variable, default in docker_backend.IMAGE_VARIABLES.items():
+        assert f"${{{variable}:-{default}}}" in text, variable

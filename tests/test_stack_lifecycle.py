@@ -131,8 +131,22 @@ def test_backend_choice(monkeypatch):
     with pytest.raises(stack.StackError, match="native, docker or auto"):
         stack.backend()
     monkeypatch.setenv("SECKILL_BACKEND", "auto")
-    # No Docker engine answers on this machine's kind; where one does, auto picks it.
-    assert stack.backend() == ("docker" if stack._docker_engine_answers() else "native")
+    # auto prefers what runs the whole course: the installed servers first, even with Docker there
+    from seckill import docker_backend, installer
+
+    monkeypatch.setattr(docker_backend, "engine_answers", lambda: (True, "Docker engine 20.10 answers"))
+    monkeypatch.setattr(docker_backend, "compose_command", lambda: ["docker", "compose"])
+    monkeypatch.setattr(installer, "missing", lambda names=None: [])
+    assert stack.choose() == ("native", "auto: the server binaries are installed")
+    # no servers and no apt (not root): Docker, and the reason says so
+    monkeypatch.setattr(installer, "missing", lambda names=None: ["redis", "postgres"])
+    monkeypatch.setattr(installer, "can_apt", lambda: False)
+    name, why = stack.choose()
+    assert name == "docker" and "redis, postgres not installed" in why and "answers" in why
+    # ... unless no engine answers: native, whose `up` says what to install
+    monkeypatch.setattr(docker_backend, "engine_answers", lambda: (False, "no docker client on PATH"))
+    name, why = stack.choose()
+    assert name == "native" and "no docker client on PATH" in why
 
 
 def test_two_ups_at_once_start_each_server_once(run_dir):

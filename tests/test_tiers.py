@@ -25,8 +25,10 @@ def sell(s, base_url: str, product_id: int, stock: int, users: int, requests: in
     create_sale(s, product_id, stock, force=True)
     result = burst.buy_burst(base_url, product_id, users=users, requests=requests, concurrency=128)
     assert result.counts["server_error"] == 0 and result.counts["failed"] == 0, result.summary()
-    assert invariants.wait_for_drain(s, product_id, expected_orders=result.counts["success"], timeout_s=60)
-    check = invariants.check_sale(s, product_id, result.order_ids, redis_copy=redis_copy)
+    # 202 pending (a confirm later than 5 s on a loaded machine) is a sale too: its item is kept, its order written
+    told = result.order_ids + [order_id for order_id, _ in result.pending]
+    assert invariants.wait_for_drain(s, product_id, expected_orders=len(told), timeout_s=60)
+    check = invariants.check_sale(s, product_id, told, redis_copy=redis_copy)
     assert check.ok and check.oversold == 0 and check.lost == 0 and check.duplicate_users == 0, check.as_dict()
     return check, result
 
@@ -38,7 +40,8 @@ def test_each_tier_sells_exactly_the_stock_and_stops_cleanly(s, stack_urls, name
         assert tiers.current(s)["tier"] == name
         check, result = sell(s, state["base_url"], 501, 300, users=1000, requests=4000,
                              redis_copy=tiers.TIERS[name].redis_copy)
-        assert result.counts["success"] == 300 and check.orders == 300 and check.pg_stock == 0
+        assert result.counts["success"] + result.counts["pending"] == 300 and check.orders == 300
+        assert check.pg_stock == 0 and check.unexpected == 0, check.as_dict()
     finally:
         stopped = tiers.down(out=None)
     assert set(stopped) == {p.name for p in tiers.TIERS[name].procs}

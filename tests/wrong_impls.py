@@ -49,11 +49,14 @@ MISTAKES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {'consumer/ack_bef
                                   '            channel.queue_declare(queue=self.queue)\n')]),
  'producer/raw_errors': ('connection errors escape as pika exceptions.',
                          'producer.py',
-                         [('        except (pika.exceptions.AMQPError, OSError) as exc:\n'
-                           '            self._discard_connection()\n'
-                           '            raise PublishError(f"cannot publish order {order_id}: {exc!r}") from '
-                           'exc\n',
-                           '')]),
+                         [('        try:\n'
+                           '            channel = self._usable_channel()\n'
+                           '        except Exception as exc:  # refused, handshake timed out (pika raises several '
+                           'kinds): nothing was sent\n'
+                           '            self._discard_connection()  # a definite failure\n'
+                           '            raise PublishError(f"cannot reach the broker for order {order_id}: {exc!r}") '
+                           'from exc\n',
+                           '        channel = self._usable_channel()\n')]),
  'producer/transient': ('messages are not persistent.',
                         'producer.py',
                         [('            delivery_mode=pika.DeliveryMode.Persistent,\n',
@@ -166,6 +169,147 @@ MISTAKES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {'consumer/ack_bef
                                       'int(elapsed * self.refill_rate))\n')])}
 
 
+# The catalogue grown for issue 10: at least 10 per lab, across kinds (see KINDS).
+MISTAKES.update({
+ # ---------------- token_bucket
+ 'token_bucket/starts_empty': ('a new bucket starts with no tokens.', 'token_bucket.py',
+    [('        self._tokens = self.capacity  # a new client may burst right away\n', '        self._tokens = 0.0\n')]),
+ 'token_bucket/no_epsilon': ('compares floats exactly: ten 0.1 s refills make 0.999... tokens.', 'token_bucket.py',
+    [('            if self._tokens + _EPSILON < tokens:\n', '            if self._tokens < tokens:\n')]),
+ 'token_bucket/refill_time_not_moved': ('forgets to move the refill time: each call refills the whole gap again.', 'token_bucket.py',
+    [('            self._last_refill = now  # fractional tokens stay in self._tokens\n', '')]),
+ 'token_bucket/ignores_tokens_arg': ('every request costs one token, whatever it asked for.', 'token_bucket.py',
+    [('            if self._tokens + _EPSILON < tokens:\n', '            if self._tokens + _EPSILON < 1:\n'),
+     ('            self._tokens = max(0.0, self._tokens - tokens)\n', '            self._tokens = max(0.0, self._tokens - 1)\n')]),
+ 'token_bucket/lock_per_call': ('a new lock on every call guards nothing.', 'token_bucket.py',
+    [('        with self._lock:\n', '        with threading.Lock():\n')]),
+ 'token_bucket/refill_per_call': ('adds refill_rate per call instead of per second.', 'token_bucket.py',
+    [('            self._tokens = min(self.capacity, self._tokens + elapsed * self.refill_rate)\n',
+      '            self._tokens = min(self.capacity, self._tokens + self.refill_rate)\n')]),
+ 'token_bucket/refills_backwards': ('a clock stepping back takes tokens away.', 'token_bucket.py',
+    [('            elapsed = max(0.0, now - self._last_refill)  # never refill backwards\n',
+      '            elapsed = now - self._last_refill\n')]),
+ 'token_bucket/capacity_plus_one': ('caps at capacity + 1.', 'token_bucket.py',
+    [('            self._tokens = min(self.capacity, self._tokens + elapsed * self.refill_rate)\n',
+      '            self._tokens = min(self.capacity + 1, self._tokens + elapsed * self.refill_rate)\n')]),
+ # ---------------- rate_limit
+ 'rate_limit/user_key_per_ip': ('the user layer is keyed by (user, IP).', 'rate_limit.py',
+    [('        user_key = f"user:{user_id}"\n', '        user_key = f"user:{user_id}:{client_ip}"\n')]),
+ 'rate_limit/expiry_on_every_request': ('every request pushes the window end further away.', 'rate_limit.py',
+    [('if count == 1 then\n', 'if true then\n')]),
+ 'rate_limit/retry_after_whole_window': ('retry_after says the whole window, not what is left of it.', 'rate_limit.py',
+    [('        return ttl_ms / 1000 if ttl_ms > 0 else 0.0\n', '        return float(self.window_s) if ttl_ms > 0 else 0.0\n')]),
+ 'rate_limit/retry_after_ms': ('retry_after in milliseconds.', 'rate_limit.py',
+    [('        return ttl_ms / 1000 if ttl_ms > 0 else 0.0\n', '        return ttl_ms if ttl_ms > 0 else 0.0\n')]),
+ 'rate_limit/retry_after_negative': ('retry_after passes PTTL\'s -2 / -1 through.', 'rate_limit.py',
+    [('        return ttl_ms / 1000 if ttl_ms > 0 else 0.0\n', '        return ttl_ms / 1000\n')]),
+ 'rate_limit/shared_layer_keys': ('both layers count in keys named by the bare id.', 'rate_limit.py',
+    [('        user_key = f"user:{user_id}"\n', '        user_key = f"{user_id}"\n'),
+     ('        ip_key = f"ip:{client_ip}"\n', '        ip_key = f"{client_ip}"\n')]),
+ 'rate_limit/verdict_without_retry_after': ('a user-layer refusal says retry_after 0.', 'rate_limit.py',
+    [('            return LimitVerdict(False, "user", self.user_limiter.retry_after(user_key))\n',
+      '            return LimitVerdict(False, "user", 0.0)\n')]),
+ 'rate_limit/expire_in_seconds': ('EXPIRE with a value in milliseconds: windows 1000 x too long.', 'rate_limit.py',
+    [("    redis.call('PEXPIRE', KEYS[1], ARGV[1])\n", "    redis.call('EXPIRE', KEYS[1], ARGV[1])\n")]),
+ # ---------------- stock
+ 'stock/buyer_recorded_from_python': ('the script takes the item, the buyer is recorded by a second command.', 'stock.py',
+    [("redis.call('DECR', KEYS[1])\nredis.call('SADD', KEYS[2], ARGV[1])\n", "redis.call('DECR', KEYS[1])\n"),
+     ('        return Reservation(_text(reply))\n',
+      "        if _text(reply) == 'ok':\n            self.redis.sadd(self._buyers_key(product_id), user_id)\n"
+      '        return Reservation(_text(reply))\n')]),
+ 'stock/release_check_then_act': ('release asks SISMEMBER, then SREM and INCR as separate commands.', 'stock.py',
+    [('        returned = self._release(\n            keys=[self._stock_key(product_id), self._buyers_key(product_id)],\n'
+      '            args=[user_id],\n        )\n        return int(returned) == 1\n',
+      '        if not self.redis.sismember(self._buyers_key(product_id), user_id):\n            return False\n'
+      '        self.redis.srem(self._buyers_key(product_id), user_id)\n'
+      '        self.redis.incr(self._stock_key(product_id))\n        return True\n')]),
+ 'stock/release_two_commands': ('release: SREM, then INCR from Python (right under concurrency, not under a dropped connection).', 'stock.py',
+    [('        returned = self._release(\n            keys=[self._stock_key(product_id), self._buyers_key(product_id)],\n'
+      '            args=[user_id],\n        )\n        return int(returned) == 1\n',
+      '        if self.redis.srem(self._buyers_key(product_id), user_id) != 1:\n            return False\n'
+      '        self.redis.incr(self._stock_key(product_id))\n        return True\n')]),
+ 'stock/sells_at_zero': ('sold out only below zero: the last check lets one more through.', 'stock.py',
+    [('if stock == nil or stock <= 0 then\n', 'if stock == nil or stock < 0 then\n')]),
+ 'stock/no_buyer_check': ('reserve_once never asks whether the user bought already.', 'stock.py',
+    [("if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then\n    return 'already_bought'\nend\n", '')]),
+ 'stock/release_forgets_stock': ('release forgets the buyer but keeps the item.', 'stock.py',
+    [("if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then\n    redis.call('INCR', KEYS[1])\n",
+      "if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then\n")]),
+ 'stock/try_reserve_refuses_last': ('try_reserve refuses the last item (> instead of >=).', 'stock.py',
+    [('        if self.decr_stock(product_id) >= 0:\n', '        if self.decr_stock(product_id) > 0:\n')]),
+ 'stock/restock_get_then_set': ('incr_stock reads, adds in Python, writes back.', 'stock.py',
+    [('        return self.redis.incrby(self._stock_key(product_id), n)\n',
+      '        value = int(self.redis.get(self._stock_key(product_id)) or 0) + n\n'
+      '        self.redis.set(self._stock_key(product_id), value)\n        return value\n')]),
+ 'stock/release_always_true': ('release says True even when it gave nothing back.', 'stock.py',
+    [('        return int(returned) == 1\n', '        return True\n')]),
+ 'stock/unknown_product_zero': ('get_stock says 0 for a product never loaded.', 'stock.py',
+    [('        return None if value is None else int(value)\n', '        return int(value or 0)\n')]),
+ # ---------------- producer
+ 'producer/no_mandatory': ('publishes without mandatory: an unroutable order vanishes.', 'producer.py',
+    [('                mandatory=True,\n', '')]),
+ 'producer/swallows_unroutable': ('catches the returned message and carries on.', 'producer.py',
+    [('            raise PublishError(f"order {order_id} reached no queue (was {self.queue!r} deleted?)") from exc\n',
+      '            return  # the queue is gone; nothing to do\n')]),
+ 'producer/no_liveness_check': ('trusts a channel whose connection died while idle.', 'producer.py',
+    [('        if self._channel is None or not self._channel.is_open:\n', '        if self._channel is None:\n'),
+     ('            try:\n                self._connection.process_data_events(time_limit=0)\n'
+      '            except (pika.exceptions.AMQPError, OSError):\n                self._discard_connection()\n',
+      '            pass\n')]),
+ 'producer/exclusive_queue': ('declares the queue exclusive: it dies with the producer\'s connection.', 'producer.py',
+    [('            channel.queue_declare(queue=self.queue, durable=True)\n',
+      '            channel.queue_declare(queue=self.queue, durable=True, exclusive=True)\n')]),
+ 'producer/connection_per_send': ('opens a new connection for every order and never closes the old one.', 'producer.py',
+    [('            channel = self._usable_channel()\n', '            channel = self._open_channel()\n')]),
+ 'producer/close_leaks': ('close() does not close the connection.', 'producer.py',
+    [('        """Close the connection, if any. Sending again later reconnects."""\n        self._discard_connection()\n',
+      '        """Close the connection, if any. Sending again later reconnects."""\n')]),
+ 'producer/setup_failure_leaks': ('a failed channel setup leaves its connection open.', 'producer.py',
+    [('        except BaseException:\n            connection.close()\n            raise\n',
+      '        except BaseException:\n            raise\n')]),
+ 'producer/python_repr_body': ('the body is str(order), not JSON.', 'producer.py',
+    [('        body = json.dumps(order).encode("utf-8")\n', '        body = str(order).encode("utf-8")\n')]),
+ 'producer/swallows_errors': ('connection errors are logged away; send_order returns as if sent.', 'producer.py',
+    [('            raise PublishError(f"cannot publish order {order_id}: {exc!r}") from exc\n',
+      '            return  # try again with the next order\n')]),
+ # ---------------- consumer
+ 'consumer/stock_in_second_transaction': ('handle commits the order, then runs the guarded stock update in a second transaction.', 'consumer.py',
+    [('        with conn.transaction(), conn.cursor() as cur:\n            # Lock the product row first',
+      '        conn.autocommit = True  # each statement its own transaction\n'
+      '        with conn.cursor() as cur:\n            # Lock the product row first')]),
+ 'consumer/refusals_not_recorded': ('refusals are never written to order_rejections.', 'consumer.py',
+    [('    if not rejections:\n        return\n', '    return\n')]),
+ 'consumer/sold_out_not_recorded': ('handle records no refusal when the stock is gone.', 'consumer.py',
+    [('                _record_rejections(cur, [(order, "sold_out")])\n', '')]),
+ 'consumer/wrong_reason': ('an unknown product is recorded as sold out.', 'consumer.py',
+    [('                _record_rejections(cur, [(order, "unknown_product")])\n',
+      '                _record_rejections(cur, [(order, "sold_out")])\n')]),
+ 'consumer/nack_drops_on_error': ('a batch that failed to write is rejected without requeue: its orders are lost.', 'consumer.py',
+    [('        results = self.handle_batch([order for _tag, order in batch])\n        channel.basic_ack(',
+      '        try:\n            results = self.handle_batch([order for _tag, order in batch])\n'
+      '        except Exception:\n'
+      '            channel.basic_nack(delivery_tag=batch[-1][0], multiple=True, requeue=False)\n'
+      '            return\n        channel.basic_ack(')]),
+ 'consumer/batch_in_autocommit': ('handle_batch runs each statement in its own transaction.', 'consumer.py',
+    [('        with conn.transaction(), conn.cursor() as cur:\n            # 1. Lock',
+      '        conn.autocommit = True\n        with conn.cursor() as cur:\n            # 1. Lock')]),
+ 'consumer/acks_first_only': ('acknowledges only the first message of each batch.', 'consumer.py',
+    [('        channel.basic_ack(delivery_tag=batch[-1][0], multiple=True)  # everything up to this tag\n',
+      '        channel.basic_ack(delivery_tag=batch[0][0])\n')]),
+ 'consumer/requeues_poison': ('a malformed message goes back to the queue.', 'consumer.py',
+    [('                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)\n',
+      '                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=True)\n')]),
+ 'consumer/close_keeps_session': ('close() does nothing: the session stays open while the consumer lives.', 'consumer.py',
+    [('        if self._pg is not None:\n            self._pg.close()\n            self._pg = None\n',
+      '        pass  # the connection closes when the process ends\n')]),
+ 'consumer/handle_swallows_db_errors': ('handle answers False when the database fails: the message is acked and lost.', 'consumer.py',
+    [('    def handle(self, order: dict) -> bool:\n',
+      '    def handle(self, order: dict) -> bool:\n        try:\n            return self._handle(order)\n'
+      '        except psycopg.Error:\n            self._pg = None\n            return False\n\n'
+      '    def _handle(self, order: dict) -> bool:\n')]),
+})
+
+
 def wrong_source(variant: str) -> str:
     """The solution's source with the variant's mistake made (each text found once, in the original)."""
     why, module, edits = MISTAKES[variant]
@@ -188,3 +332,76 @@ def materialize(variant: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MISTAKES[variant][1]).write_text(wrong_source(variant))
     return folder
+
+
+# Each wrong implementation: its kind, and (words of) the check that must catch it.
+KINDS = ("concurrency", "partial failure", "protocol", "contract", "records", "resources")
+CAUGHT_BY: dict[str, tuple[str, str]] = {
+    "token_bucket/never_refills": ("contract", "refills by elapsed time"),
+    "token_bucket/overfills": ("contract", "capacity"),
+    "token_bucket/consumes_on_reject": ("contract", "rejected request spends nothing"),
+    "token_bucket/no_lock": ("concurrency", "concurrent threads"),
+    "token_bucket/wall_clock": ("contract", "injected clock"),
+    "token_bucket/whole_tokens_only": ("contract", "fractional"),
+    "token_bucket/lock_never_released": ("resources", "starts full"),
+    "token_bucket/starts_empty": ("contract", "starts full"),
+    "token_bucket/no_epsilon": ("contract", "fractional"),
+    "token_bucket/refill_time_not_moved": ("contract", "refills by elapsed time"),
+    "token_bucket/ignores_tokens_arg": ("contract", "rejected request spends nothing"),
+    "token_bucket/lock_per_call": ("concurrency", "concurrent threads"),
+    "token_bucket/refill_per_call": ("contract", "rejects when empty"),
+    "token_bucket/capacity_plus_one": ("contract", "capacity"),
+    "token_bucket/refills_backwards": ("contract", "clock stepping back"),
+    "rate_limit/get_then_set": ("concurrency", "atomic"),
+    "rate_limit/no_expiry": ("resources", "expire"),
+    "rate_limit/off_by_one": ("contract", "exactly"),
+    "rate_limit/ip_layer_first": ("contract", "spares the IP budget"),
+    "rate_limit/user_key_per_ip": ("contract", "counts the user across addresses"),
+    "rate_limit/expiry_on_every_request": ("contract", "from the first request"),
+    "rate_limit/retry_after_whole_window": ("contract", "retry_after tells the truth"),
+    "rate_limit/retry_after_ms": ("contract", "retry_after"),
+    "rate_limit/retry_after_negative": ("contract", "retry_after"),
+    "rate_limit/shared_layer_keys": ("records", "separate counters"),
+    "rate_limit/verdict_without_retry_after": ("contract", "a verdict's layer and retry_after"),
+    "rate_limit/expire_in_seconds": ("resources", "expire"),
+    "stock/no_rollback": ("contract", "never leaves stock negative"),
+    "stock/check_then_act": ("concurrency", "try_reserve under 50 threads"),
+    "stock/reserve_once_in_python": ("concurrency", "reserve_once under 50 threads"),
+    "stock/release_without_buyer_check": ("contract", "release gives an item back once"),
+    "stock/buyer_recorded_from_python": ("concurrency", "one buyer racing itself"),
+    "stock/release_check_then_act": ("concurrency", "concurrent releases"),
+    "stock/release_two_commands": ("partial failure", "connection lost after any command"),
+    "stock/sells_at_zero": ("contract", "ok / already_bought / sold_out"),
+    "stock/no_buyer_check": ("contract", "ok / already_bought / sold_out"),
+    "stock/release_forgets_stock": ("records", "release gives an item back once"),
+    "stock/try_reserve_refuses_last": ("contract", "never leaves stock negative"),
+    "stock/restock_get_then_set": ("concurrency", "raced together keep the books"),
+    "stock/release_always_true": ("contract", "release gives an item back once"),
+    "stock/unknown_product_zero": ("contract", "set_stock / get_stock"),
+    "producer/transient": ("protocol", "persistent"),
+    "producer/no_confirms": ("protocol", "confirms"),
+    "producer/non_durable_queue": ("protocol", "durable"),
+    "producer/raw_errors": ("contract", "broker down"),
+    "producer/no_mandatory": ("protocol", "unroutable"),
+    "producer/swallows_unroutable": ("protocol", "unroutable"),
+    "producer/no_liveness_check": ("partial failure", "reconnects"),
+    "producer/exclusive_queue": ("protocol", "durable"),
+    "producer/connection_per_send": ("resources", "one connection"),
+    "producer/close_leaks": ("resources", "one connection"),
+    "producer/setup_failure_leaks": ("resources", "leaves no connection open"),
+    "producer/python_repr_body": ("contract", "in the queue when send_order returns"),
+    "producer/swallows_errors": ("partial failure", "broker down"),
+    "consumer/ack_before_commit": ("partial failure", "after commit"),
+    "consumer/no_on_conflict": ("contract", "redelivery"),
+    "consumer/unguarded_decrement": ("contract", "guarded"),
+    "consumer/stock_in_second_transaction": ("partial failure", "handle: a write failing once"),
+    "consumer/refusals_not_recorded": ("records", "every refusal is recorded"),
+    "consumer/sold_out_not_recorded": ("records", "every refusal is recorded"),
+    "consumer/wrong_reason": ("records", "every refusal is recorded"),
+    "consumer/nack_drops_on_error": ("partial failure", "after commit"),
+    "consumer/batch_in_autocommit": ("partial failure", "run: a write failing once"),
+    "consumer/acks_first_only": ("protocol", "empties the queue"),
+    "consumer/requeues_poison": ("protocol", "malformed"),
+    "consumer/close_keeps_session": ("resources", "close() ends the database session"),
+    "consumer/handle_swallows_db_errors": ("partial failure", "handle: a write failing once"),
+}

@@ -28,12 +28,15 @@ from ..errors import SeckillError
 # scenario name → (module in this package, one line on what it breaks)
 SCENARIOS: dict[str, tuple[str, str]] = {
     "race": ("race", "naive check-then-set under concurrent buyers, against the atomic Lua path"),
-    "redis-down": ("redis_down", "Redis stopped mid-sale, then back empty and rebuilt by reconciliation"),
+    "redis-down": ("redis_down", "Redis stopped mid-sale, then back empty and rebuilt by the gateway from PostgreSQL"),
     "redis-failover": ("redis_failover", "primary killed with a replica and Sentinel watching"),
     "mq-down": ("mq_down", "RabbitMQ stopped mid-sale, then back"),
     "crash-between": ("crash_between", "gateway killed between the Redis reservation and the publish"),
     "consumer-crash": ("consumer_crash", "order service killed after commit before ack, and before commit"),
     "backlog": ("backlog", "order service stopped under load: the queue grows and an alert fires"),
+    "broker-stall": ("broker_stall", "RabbitMQ frozen (SIGSTOP): confirms stop; yes, no and unknown answers"),
+    "pg-down": ("pg_down", "PostgreSQL stopped mid-sale: queue tiers keep answering, orders wait; db-direct 503"),
+    "poison": ("poison", "messages no database takes, ahead of good orders: dead-lettered, nothing blocked"),
 }
 
 

@@ -68,6 +68,8 @@ def buy(base_url: str, product_id: int, plan: list[tuple[str, str]], concurrency
         if outcome == "success":
             result.order_ids.append(answer.body["order_id"])
             result.buyers.append(answer.user)
+        elif outcome == "pending":
+            result.pending.append((answer.body["order_id"], answer.user))
     result.elapsed_s = time.monotonic() - t0
     return result
 

@@ -40,7 +40,7 @@ CRASH_PREFIX = "crash-"
 def _crash_request(base_url: str, product_id: int, user: str) -> str:
     """Send one request that trips the injection point; returns what the client saw."""
     req = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
-                                 headers={"Content-Type": "application/json", "X-Forwarded-For": "10.251.0.1"})
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=15) as resp:
             return f"{resp.status} (the injection point is off?)"

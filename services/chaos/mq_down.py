@@ -27,12 +27,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import psycopg
 
 from .. import broker, burst, stack
+from ..clients import post_json
 from ..invariants import written_order_ids
 from ..config import settings
 from . import ChaosReport
@@ -67,17 +66,12 @@ class Trickle:
         self._thread = threading.Thread(target=self._loop, name="trickle", daemon=True)
 
     def _post(self, i: int) -> tuple[int, dict]:
-        body = json.dumps({"user_id": f"trickle-{i}"}).encode()
-        req = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "X-Forwarded-For": burst.fake_ip(200_000 + i)})
+        status, body, _headers = post_json(self.url, {"user_id": f"trickle-{i}"},
+                                           source=burst.fake_ip(200_000 + i), timeout_s=10)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            try:
-                return err.code, json.loads(err.read())
-            except ValueError:
-                return err.code, {}
+            return status, json.loads(body)
+        except ValueError:
+            return status, {}
         except OSError:
             return 0, {}  # no answer at all (connection refused, timeout)
 

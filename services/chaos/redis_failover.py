@@ -47,7 +47,7 @@ def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: fl
     report = ChaosReport("redis-failover", TITLE)
     s = settings()
     primary = redis_lib.Redis(host=HOST, port=s.ports.redis, decode_responses=True, socket_timeout=2)
-    link = sentinel.ReplicationLink(s.ports.redis)
+    link = sentinel.replication_link(s)  # a host relay natively; the replica's REPLICAOF on docker
     failover_s = None
     lost: set[str] = set()
     probe = (None, {})
@@ -87,12 +87,12 @@ def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: fl
                              f"{len(lost)} of them are not on the new primary (made during the cut)")
                 if lost:  # one of them buys again: Redis forgot them, PostgreSQL did not
                     again = sorted(lost)[0]
-                    probe = buy_once(base, product_id, again, "10.252.0.1")
+                    probe = buy_once(base, product_id, again, "127.252.0.1")
                     for _ in range(50):  # 503 says "try again": so does this user (bounded)
                         if probe[0] != 503:
                             break
                         time.sleep(0.2)
-                        probe = buy_once(base, product_id, again, "10.252.0.1")
+                        probe = buy_once(base, product_id, again, "127.252.0.1")
                     report.event(f"{again} buys again: the gateway answers {probe[0]} "
                                  f"{probe[1].get('error') or ('success' if probe[1].get('success') else '')}")
                 traffic.wait_for(lambda a: traffic.now() >= t_promoted + after_s, timeout_s=after_s + 10)

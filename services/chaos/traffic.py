@@ -24,8 +24,9 @@ from typing import Callable, Iterable
 import aiohttp
 
 from ..burst import fake_ip
+from ..clients import SourceSessions
 
-OUTCOMES = ("success", "sold_out", "already_bought", "unavailable", "not_found", "limited", "client_error",
+OUTCOMES = ("success", "pending", "sold_out", "already_bought", "unavailable", "not_found", "limited", "client_error",
             "server_error", "failed")
 
 
@@ -36,6 +37,8 @@ def outcome(status: int | None, body: dict | None) -> str:
         return "failed"  # no answer at all: connection refused or reset, or a timeout
     if status == 200 and body.get("success"):
         return "success"
+    if status == 202 and body.get("status") == "pending":
+        return "pending"  # sent, its confirm late: unknown, not failed (the item stays reserved)
     if status == 409 and body.get("error") in ("sold_out", "already_bought"):
         return body["error"]
     if status == 503:
@@ -126,9 +129,9 @@ class Traffic:
         url = self.base_url.rstrip("/")
         sem = asyncio.Semaphore(self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        connector = aiohttp.TCPConnector(limit=self.concurrency, force_close=False)
+        session = SourceSessions(timeout)  # every simulated buyer connects from its own address
         tasks = []
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        try:
             i = 0
             while i < self.max_requests and not self._stop.is_set():
                 due = i / self.rate
@@ -145,12 +148,14 @@ class Traffic:
                 i += 1
             if tasks:
                 await asyncio.gather(*tasks)
+        finally:
+            await session.close()
 
-    async def _one(self, session, sem, url, product_id, user, ip) -> None:
+    async def _one(self, sessions, sem, url, product_id, user, ip) -> None:
         sent = self.now()
         status, body = None, None
         try:
-            async with session.post(url, json={"user_id": user}, headers={"X-Forwarded-For": ip}) as resp:
+            async with sessions.get(ip).post(url, json={"user_id": user}) as resp:
                 status = resp.status
                 try:
                     body = await resp.json(content_type=None)

@@ -1,4 +1,16 @@
-"""Checks for labs/consumer.py, on database seckill_grader and queues grader-<uuid>."""
+"""Checks for labs/consumer.py, on database seckill_grader and queues grader-<uuid>.
+
+The properties an order service promises, checked on the real PostgreSQL and RabbitMQ:
+
+* never oversold: orders of a product <= its stock at the start, stock >= 0, orders + stock == initial;
+* at most one order per user per product; a redelivered order changes nothing;
+* every order that came in ends decided: written (status 'confirmed') or refused with its reason in
+  order_rejections (status 'rejected'); nothing stays 'pending' for ever;
+* an acknowledged order survives: the ack goes only after the commit;
+* faults between any two writes (a statement failing once, the session dropped by the server, the consumer
+  cut off after its commit and before its ack), then redelivery through the real run() loop, reach the SAME
+  end state as the run without the fault.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +19,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from ._base import Check, expect
+from ._base import AMQP_ACK, PG_SITES, Check, arm_pg_failpoint, disarm_pg_failpoints, expect
 
 P = 7
 _T0 = datetime(2026, 11, 11, 20, 0, tzinfo=timezone.utc)
@@ -126,6 +138,207 @@ def ack_after_commit(ctx, mod) -> None:
            f"after the database came back: (orders, stock) = {_facts(conn)} (expected (1, 9))")
 
 
+def _books(conn) -> tuple:
+    """The end state a fault must not change: written order ids, stock, refused ids with reasons."""
+    orders = {r[0] for r in conn.execute("SELECT order_id FROM orders")}
+    stock = conn.execute("SELECT stock FROM products WHERE id = %s", (P,)).fetchone()[0]
+    refused = dict(conn.execute("SELECT order_id, reason FROM order_rejections").fetchall())
+    return orders, stock, refused
+
+
+def _describe(books, names: dict) -> str:
+    orders, stock, refused = books
+    return (f"written {sorted(names.get(o, o) for o in orders)}, stock {stock}, refused "
+            f"{sorted((names.get(o, o), r) for o, r in refused.items())}")
+
+
+def _scenario() -> list[dict]:
+    """Stock 2: ann and bob get one, cat finds none, ann's second order is a second purchase."""
+    return [_order("ann", n=0), _order("bob", n=1), _order("cat", n=2), _order("ann", n=3)]
+
+
+REASONS = {"ann": None, "bob": None, "cat": "sold_out"}
+
+
+def refusals_recorded(ctx, mod) -> None:
+    from .. import db
+
+    conn = _setup(ctx, 1)
+    consumer = _consumer(ctx, mod)
+    ann, bob, ann2, dan = _order("ann"), _order("bob", n=1), _order("ann", n=2), _order("dan", P + 1000, n=3)
+    for order in (ann, bob, ann2, dan):
+        consumer.handle(order)
+    statuses = {name: db.order_status(conn, o["order_id"]) for name, o in
+                (("ann", ann), ("bob", bob), ("ann again", ann2), ("unknown product", dan))}
+    refused = dict(conn.execute("SELECT order_id, reason FROM order_rejections").fetchall())
+    expect(statuses == {"ann": "confirmed", "bob": "rejected", "ann again": "rejected",
+                        "unknown product": "rejected"},
+           "Every order that comes in must end decided: written, or refused AND recorded with its reason, so "
+           "the buyer's status page says 'rejected' instead of 'pending' for ever. A refusal that leaves no "
+           "record looks to the buyer like an order still on its way.",
+           f"stock 1; ann, bob (no stock left), ann again, an unknown product: statuses {statuses}")
+    reasons = [refused.get(o["order_id"]) for o in (bob, ann2, dan)]
+    expect(reasons == ["sold_out", "already_bought", "unknown_product"],
+           "A refusal's record says why: sold_out, already_bought or unknown_product.",
+           f"recorded reasons for bob, ann again, unknown product: {reasons}")
+
+
+def run_decides_every_order(ctx, mod) -> None:
+    from .. import db
+
+    conn = _setup(ctx, 2)
+    queue = ctx.queue()
+    orders = _scenario()
+    _publish(ctx, queue, orders)
+    _consumer(ctx, mod, queue).run(max_messages=len(orders), idle_timeout=3)
+    names = ["ann", "bob", "cat", "ann again"]
+    statuses = {name: db.order_status(conn, o["order_id"]) for name, o in zip(names, orders)}
+    expect(statuses == {"ann": "confirmed", "bob": "confirmed", "cat": "rejected", "ann again": "rejected"},
+           "Through the real loop too, every order ends decided: the first buyers while stock lasts are "
+           "written, the others are refused and recorded with a reason (no order stays 'pending').",
+           f"stock 2, queue: ann, bob, cat, ann again -> statuses {statuses}")
+
+
+def _handle_with_retry(ctx, mod, order: dict) -> None:
+    """handle(order); if it raises, a new consumer gets the order again (RabbitMQ's redelivery)."""
+    consumer = _consumer(ctx, mod)
+    try:
+        consumer.handle(order)
+        return
+    except Exception:
+        pass
+    try:
+        consumer.close()
+    except Exception:
+        pass
+    _consumer(ctx, mod).handle(dict(order))
+
+
+def handle_failpoints(ctx, mod) -> None:
+    conn = _setup(ctx, 2)
+    orders = _scenario()
+    names = {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+    for order in orders:
+        _handle_with_retry(ctx, mod, order)
+    clean = _books(conn)
+    for table, op in PG_SITES:
+        for mode in ("raise", "drop"):
+            conn = _setup(ctx, 2)
+            for order in orders:
+                arm_pg_failpoint(conn, table, op, mode)
+                _handle_with_retry(ctx, mod, order)
+            disarm_pg_failpoints(conn)
+            faulty = _books(conn)
+            expect(faulty == clean,
+                   "A write can fail between any two statements. Whatever handle writes for one order (the "
+                   "order, the stock, a refusal) must commit together or not at all, so that the redelivered "
+                   "order finds the books as if nothing had happened and finishes the job.",
+                   f"stock 2; ann, bob, cat, ann again, each order's first {op} on {table} "
+                   f"{'failing' if mode == 'raise' else 'ending the session'} once, then redelivered: "
+                   f"{_describe(faulty, names)}; without the fault: {_describe(clean, names)}")
+
+
+def run_failpoints(ctx, mod) -> None:
+    orders = _scenario()
+    names = {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+    clean = None
+    for site in [None] + [(table, op) for table, op in PG_SITES if op != "DELETE"]:
+        conn = _setup(ctx, 2)
+        queue = ctx.queue()
+        _publish(ctx, queue, orders)
+        if site:
+            arm_pg_failpoint(conn, *site)
+        for attempt in range(3):  # the service restarts after a crash, the broker redelivers
+            try:
+                _consumer(ctx, mod, queue).run(max_messages=len(orders), idle_timeout=1.5)
+            except Exception:
+                continue
+            if ctx.message_count(queue) == 0:
+                break
+        disarm_pg_failpoints(conn)
+        books, left = _books(conn), ctx.message_count(queue)
+        if site is None:
+            clean = books
+            continue
+        expect(books == clean and left == 0,
+               "A fault in the middle of a batch must roll the whole batch back and leave its messages "
+               "unacknowledged: the broker redelivers them and the restarted service reaches the same books "
+               "as a run without the fault.",
+               f"stock 2; queue ann, bob, cat, ann again; the first {site[1]} on {site[0]} failing once, then "
+               f"run() again: {_describe(books, names)}, {left} messages left; without the fault: "
+               f"{_describe(clean, names)}")
+
+
+def killed_before_ack(ctx, mod) -> None:
+    orders = _scenario()
+    names = {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+    conn = _setup(ctx, 2)
+    queue = ctx.queue()
+    _publish(ctx, queue, orders)
+    _consumer(ctx, mod, queue).run(max_messages=len(orders), idle_timeout=1.5)
+    clean = _books(conn)
+
+    conn = _setup(ctx, 2)
+    queue = ctx.queue()
+    _publish(ctx, queue, orders)
+    proxy = ctx.amqp_proxy()
+    proxy.cut_on = AMQP_ACK  # the consumer's connection dies as its ack leaves: committed, never acknowledged
+    consumer = mod.OrderConsumer(proxy.url(ctx.amqp_url), ctx.pg_dsn, queue=queue)
+    ctx.cleanups.append(lambda: getattr(consumer, "close", lambda: None)())
+    try:
+        consumer.run(max_messages=len(orders), idle_timeout=1.5)
+    except Exception:
+        pass
+    redelivered = ctx.message_count(queue)
+    _consumer(ctx, mod, queue).run(max_messages=len(orders), idle_timeout=1.5)
+    books, left = _books(conn), ctx.message_count(queue)
+    expect(books == clean and left == 0,
+           "A consumer can die after its commit and before its acknowledgement: the broker then delivers the "
+           "same orders again. The second delivery must change nothing (the database recognises orders it "
+           "has already decided).",
+           f"stock 2; queue ann, bob, cat, ann again; the consumer cut off as it acknowledged "
+           f"({redelivered} messages came back), then run() again: {_describe(books, names)}, {left} left; "
+           f"without the fault: {_describe(clean, names)}")
+
+
+def malformed_dropped(ctx, mod) -> None:
+    import pika
+
+    conn = _setup(ctx, 10)
+    queue = ctx.queue()
+    channel = ctx.amqp().channel()
+    channel.queue_declare(queue=queue, durable=True)
+    channel.confirm_delivery()
+    channel.basic_publish("", queue, b"this is not an order", pika.BasicProperties(delivery_mode=2))
+    _publish(ctx, queue, [_order("ann")])
+    _consumer(ctx, mod, queue).run(max_messages=3, idle_timeout=1.5)
+    left = ctx.message_count(queue)
+    expect(_facts(conn) == (1, 9) and left == 0,
+           "A message that can never become an order (not JSON, fields missing) must be set aside, not handed "
+           "back to the queue: requeued, it comes back for ever and blocks the orders behind it (a poison "
+           "message).", f"a malformed message, then ann's order: (orders, stock) = {_facts(conn)}, "
+           f"{left} messages left in the queue")
+
+
+def close_ends_session(ctx, mod) -> None:
+    conn = _setup(ctx, 10)
+    name = f"grader-{uuid.uuid4().hex[:8]}"
+    consumer = _consumer(ctx, mod, dsn=f"{ctx.pg_dsn}?application_name={name}")
+    consumer.handle(_order("ann"))
+    consumer.close()
+    deadline = time.monotonic() + 2
+    while True:
+        sessions = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                (name,)).fetchone()[0]
+        if sessions == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    expect(sessions == 0,
+           "close() must end the consumer's database session: PostgreSQL allows a limited number, and a "
+           "service that restarts its consumers would run out.",
+           f"after close(): {sessions} session(s) of the consumer still open")
+
+
 HINT = "Try your OrderConsumer in the notebook against PostgreSQL and compare with what it should do."
 
 CHECKS = [
@@ -135,4 +348,16 @@ CHECKS = [
     Check("an unknown product is refused, not raised", unknown_product, HINT),
     Check("run writes the published orders and empties the queue", run_drains, HINT, timeout=30.0),
     Check("acknowledge only after commit", ack_after_commit, HINT, timeout=30.0),
+    Check("a malformed message is dropped, not redelivered for ever", malformed_dropped, HINT, timeout=20.0,
+          depends=("run writes the published orders and empties the queue",)),
+    Check("close() ends the database session", close_ends_session, HINT),
+    Check("every refusal is recorded with its reason; statuses answer", refusals_recorded, HINT),
+    Check("run decides every order: confirmed or rejected, none pending", run_decides_every_order, HINT,
+          timeout=30.0, depends=("run writes the published orders and empties the queue",)),
+    Check("handle: a write failing once, then redelivery, ends as without the fault", handle_failpoints, HINT,
+          timeout=45.0, depends=("handle writes once; a redelivery changes nothing",)),
+    Check("run: a write failing once, then redelivery, ends as without the fault", run_failpoints, HINT,
+          timeout=45.0, depends=("run writes the published orders and empties the queue",)),
+    Check("killed after commit, before ack: the redelivery changes nothing", killed_before_ack, HINT,
+          timeout=30.0, depends=("run writes the published orders and empties the queue",)),
 ]

@@ -1,4 +1,15 @@
-"""Checks for labs/producer.py, on queues grader-<uuid> (deleted afterwards)."""
+"""Checks for labs/producer.py, on queues grader-<uuid> (deleted afterwards).
+
+The property a producer promises: when send_order returns normally, the order IS in a durable queue, as a
+persistent message, confirmed by the broker; in every other case it raises PublishError. Checked at the
+protocol's edges, some through a proxy that cuts the connection at a chosen moment:
+
+* a refused message (queue full) and an unroutable one (the queue deleted under an open channel) raise;
+* the connection cut as the message leaves (before its confirm can come back) raises, quickly;
+* after any failure, or a connection dropped between sends, the next send works (the producer reconnects);
+* resources: one connection for many sends, none left after close() nor after a failed setup; the queue
+  outlives the producer.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +18,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from ._base import Check, closed_port, expect, not_implemented
+from ._base import AMQP_PUBLISH, Check, closed_port, expect, not_implemented
 
 CONFIRM_HINT = ("Publishing is fire-and-forget unless you ask the broker to confirm each message: only then does "
                 "send_order learn that the broker refused or lost it, and can raise PublishError.")
@@ -56,8 +67,11 @@ def in_queue_on_return(ctx, mod) -> None:
            "the queue it sends to, and waits until the broker has taken the message.",
            f"right after send_order: queue {'does not exist' if count is None else f'holds {count} messages'}")
     method, _properties, body = _get(ctx, queue)
-    expect(method is not None and json.loads(body) == order,
-           "The message body is the order as JSON, unchanged.", f"got {body!r}")
+    try:
+        decoded = json.loads(body) if method is not None else None
+    except ValueError:
+        decoded = None
+    expect(decoded == order, "The message body is the order as JSON, unchanged.", f"got {body[:200]!r}")
 
 
 def queue_durable(ctx, mod) -> None:
@@ -128,6 +142,152 @@ def broker_down(ctx, mod) -> None:
            f"PublishError came after {elapsed:.1f} s")
 
 
+def _send(producer, mod, order) -> BaseException | None:
+    """send_order(order): None when it returned, the exception when it raised (a stub re-raises)."""
+    try:
+        producer.send_order(order)
+        return None
+    except Exception as exc:
+        if not_implemented(exc):
+            raise
+        return exc
+
+
+def _ids_in(ctx, queue: str) -> list[str]:
+    channel = ctx.amqp().channel()
+    ids = []
+    while True:
+        method, _properties, body = channel.basic_get(queue=queue, auto_ack=True)
+        if method is None:
+            return ids
+        ids.append(json.loads(body).get("order_id"))
+
+
+def unroutable(ctx, mod) -> None:
+    producer, queue, _order_ = _sent(ctx, mod)
+    ctx.amqp().channel().queue_delete(queue=queue)  # under the producer's open channel
+    raised = _send(producer, mod, _order())
+    expect(raised is not None,
+           "A message that reaches no queue is dropped by the broker, and a publisher confirm still says 'ok' "
+           "(the broker handled it: by throwing it away). Ask the broker to return a message it cannot route, "
+           "and treat that as a failure.",
+           "the queue was deleted under the producer's open channel, yet send_order returned normally: the "
+           "order exists nowhere")
+    expect(isinstance(raised, mod.PublishError),
+           "Every way a publish can fail must reach the caller as PublishError (one thing to catch).",
+           f"unroutable message: send_order raised {type(raised).__name__}: {raised}")
+    later = _send(producer, mod, _order())
+    expect(later is None,
+           "After a failure the producer must recover by itself: the next send starts afresh (and declares its "
+           "queue again).", f"the next send_order after the unroutable one raised {type(later).__name__}: {later}")
+
+
+def lost_confirm(ctx, mod) -> None:
+    queue = ctx.queue()
+    proxy = ctx.amqp_proxy()
+    producer = mod.OrderProducer(proxy.url(ctx.amqp_url), queue)
+    ctx.cleanups.append(lambda: _close(producer))
+    first = _order()
+    expect(_send(producer, mod, first) is None, "send_order must work through an ordinary TCP connection.",
+           "the first send through a plain proxy failed")
+    proxy.cut_on = AMQP_PUBLISH  # the next message is lost on the wire, with its connection
+    t0 = time.monotonic()
+    raised = _send(producer, mod, _order())
+    elapsed = time.monotonic() - t0
+    expect(raised is not None,
+           "The connection can die after the message left and before the broker's confirm came back: then "
+           "nobody knows the order is safe, and send_order must not return normally. " + CONFIRM_HINT,
+           "the connection was cut as the message left (it never reached the broker), yet send_order returned "
+           "normally")
+    expect(isinstance(raised, mod.PublishError) and elapsed < 8,
+           "A lost connection must reach the caller as PublishError, and quickly.",
+           f"send_order raised {type(raised).__name__} after {elapsed:.1f} s")
+    third = _order()
+    again = _send(producer, mod, third)
+    expect(again is None,
+           "After a lost connection the next send must reconnect instead of failing for ever.",
+           f"the next send_order raised {type(again).__name__}: {again}")
+    ids = _ids_in(ctx, queue)
+    expect(ids == [first["order_id"], third["order_id"]],
+           "Only what send_order reported as sent may be in the queue, in order.", f"queue holds {len(ids)} orders")
+
+
+def reconnects(ctx, mod) -> None:
+    queue = ctx.queue()
+    proxy = ctx.amqp_proxy()
+    producer = mod.OrderProducer(proxy.url(ctx.amqp_url), queue)
+    ctx.cleanups.append(lambda: _close(producer))
+    sent, failed = [], 0
+    for n in range(6):
+        if n in (2, 4):
+            proxy.cut_all()  # the network drops the idle connection between two sends
+            time.sleep(0.2)
+        order = _order()
+        raised = _send(producer, mod, order)
+        if raised is None:
+            sent.append(order["order_id"])
+        else:
+            expect(isinstance(raised, mod.PublishError), "Every failure must reach the caller as PublishError.",
+                   f"after a dropped connection send_order raised {type(raised).__name__}: {raised}")
+            failed += 1
+    ids = _ids_in(ctx, queue)
+    expect(failed == 0,
+           "A connection dropped while the producer was idle (a network blip, a broker restart) must not fail "
+           "the next send: nothing was published on it yet, so check it is alive before publishing and "
+           "reconnect if not.",
+           f"6 sends, the connection dropped before the 3rd and the 5th: {failed} raised")
+    expect(set(sent) <= set(ids),
+           "An order send_order returned for must be in the queue.",
+           f"{len(sent)} sends returned normally, {len([i for i in sent if i in ids])} of them are in the queue")
+
+
+def one_connection(ctx, mod) -> None:
+    queue = ctx.queue()
+    proxy = ctx.amqp_proxy()
+    producer = mod.OrderProducer(proxy.url(ctx.amqp_url), queue)
+    ctx.cleanups.append(lambda: _close(producer))
+    for _ in range(10):
+        producer.send_order(_order())
+    opened, still_open = proxy.accepted, proxy.open_connections
+    expect(opened == 1,
+           "A connection to the broker is expensive (a TCP and AMQP handshake): keep one open and reuse it "
+           "for every send, rather than one per order.",
+           f"10 sends opened {opened} connections ({still_open} still open)")
+    _close(producer)
+    deadline = time.monotonic() + 2
+    while proxy.open_connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    expect(proxy.open_connections == 0,
+           "close() must give the connection back to the broker: a gateway that leaks one per restart ends up "
+           "refused by the broker.", f"after close(): {proxy.open_connections} connection(s) still open")
+    count = ctx.message_count(queue)
+    expect(count == 10,
+           "The queue belongs to the broker, not to the producer's connection: it and its orders must outlive "
+           "the producer that declared it.",
+           f"after close(): the queue {'is gone' if count is None else f'holds {count} of 10 orders'}")
+
+
+def failed_setup_leaks_nothing(ctx, mod) -> None:
+    queue = ctx.queue()
+    ctx.amqp().channel().queue_declare(queue=queue, durable=False)  # a queue the producer cannot declare
+    proxy = ctx.amqp_proxy()
+    producer = mod.OrderProducer(proxy.url(ctx.amqp_url), queue)
+    ctx.cleanups.append(lambda: _close(producer))
+    raised = [_send(producer, mod, _order()) for _ in range(3)]
+    expect(all(isinstance(r, mod.PublishError) for r in raised),
+           "When the producer cannot set up its channel (the broker refuses the queue's declaration), the "
+           "order is not queued: send_order must raise PublishError.",
+           f"the queue's declaration was refused: send_order gave {[type(r).__name__ for r in raised]}")
+    deadline = time.monotonic() + 2
+    while proxy.open_connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    expect(proxy.open_connections == 0,
+           "A connection opened for a setup that then failed must be closed on the way out: otherwise every "
+           "failed attempt leaves one behind, until the broker refuses new ones.",
+           f"3 sends whose setup failed left {proxy.open_connections} connection(s) open "
+           f"(the producer opened {proxy.accepted})")
+
+
 HINT = "Try your OrderProducer in the notebook and look at the queue in RabbitMQ."
 
 CHECKS = [
@@ -136,4 +296,14 @@ CHECKS = [
     Check("messages are persistent", persistent, HINT),
     Check("publisher confirms: a refused message raises PublishError", confirms, CONFIRM_HINT),
     Check("broker down: PublishError within 5 s", broker_down, HINT, timeout=12.0),
+    Check("unroutable (queue deleted under an open channel) raises PublishError", unroutable, HINT,
+          depends=("the order is in the queue when send_order returns",)),
+    Check("connection cut before the confirm: PublishError, then recovery", lost_confirm, CONFIRM_HINT,
+          timeout=20.0, depends=("the order is in the queue when send_order returns",)),
+    Check("a dropped connection between sends: the producer reconnects", reconnects, HINT, timeout=25.0,
+          depends=("the order is in the queue when send_order returns",)),
+    Check("one connection for many sends; none left after close; the queue stays", one_connection, HINT,
+          depends=("the order is in the queue when send_order returns",)),
+    Check("a setup the broker refuses raises and leaves no connection open", failed_setup_leaks_nothing, HINT,
+          depends=("the order is in the queue when send_order returns",)),
 ]

@@ -3,8 +3,9 @@
 --   BENCH_RUN=<tag> wrk -t2 -c64 -d8s --latency -s buy.lua http://127.0.0.1:18000/api/seckill/990100
 --
 -- Each request: POST {"user_id": "<tag>-<thread>-<n>"} with its own X-Forwarded-For
--- (10.x.y.z), because the gateway counts its limits per user and per client IP and
--- trusts X-Forwarded-For from loopback. Each thread counts the answers by status and
+-- (10.x.y.z), because the gateway counts its limits per user and per client IP. wrk cannot
+-- bind a source address per client, so the bench starts the tiers with the load-test switch
+-- (SECKILL_LOADTEST_FORWARDED=1: X-Forwarded-For believed from loopback). Each thread counts the answers by status and
 -- keeps the order ids of the 200 answers (the bench checks every one of them is in
 -- PostgreSQL: that is how "lost" is measured). done() gathers the threads and prints
 -- ONE line, "BENCH_JSON {...}", that seckill.bench parses.
