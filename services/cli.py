@@ -461,5 +461,12 @@ def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
     click.echo(f"{len(watcher.samples)} samples, {len(fired)} alerts", err=True)
 
 
+# `seckill workshop …` lives in its own module, given friendly and emit above.
+from .workshop_cli import build as _workshop  # noqa: E402
+
+main.add_command(_workshop(friendly, emit, UserError))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
+

@@ -5,6 +5,11 @@ learner whose machine already uses a port moves the course elsewhere without
 editing code. The defaults are *not* the services' usual ports (6379, 5432,
 5672): the course's servers coexist with any system Redis, PostgreSQL or
 RabbitMQ already running.
+
+Many learners on one host (a workshop): ``SECKILL_PORT_BASE=N`` puts every port of the stack in the
+block N … N+31 (layout in :data:`BLOCK`), and ``SECKILL_WORKSHOP=1`` without a base picks the block
+from the Unix uid, the run dir from the home directory, and generated credentials (credentials.py).
+A port given one by one (``SECKILL_REDIS_PORT`` …) still wins over the block.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import credentials
 from .errors import SeckillError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,11 +75,57 @@ class Ports:
     redis_replica: int = 16380   # failure lab redis-failover: the replica
     sentinel: int = 16381        # ... and the Sentinel watching the primary
 
+    jupyterlab: int = 18888      # `make lab` (SECKILL_LAB_PORT); under JupyterHub the hub picks it
+
     @classmethod
     def from_env(cls) -> "Ports":
-        defaults = cls()
-        return cls(**{name: _int_env(f"SECKILL_{name.upper()}_PORT", getattr(defaults, name))
+        base = port_base()
+        defaults = cls() if base is None else cls.block(base)
+        return cls(**{name: _int_env(_PORT_ENV.get(name, f"SECKILL_{name.upper()}_PORT"), getattr(defaults, name))
                       for name in defaults.__dataclass_fields__})
+
+    @classmethod
+    def block(cls, base: int) -> "Ports":
+        """Every port at its offset in the block base … base+BLOCK_SIZE-1 (see BLOCK)."""
+        return cls(**{name: base + offset for name, offset in BLOCK.items()})
+
+    def all(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+_PORT_ENV = {"jupyterlab": "SECKILL_LAB_PORT"}
+# One stack's ports inside its block. The gateway comes last: the tiers behind nginx put their
+# instances on the ports after it (gateway+1 … gateway+N), up to the end of the block.
+BLOCK = {"redis": 0, "redis_replica": 1, "sentinel": 2, "postgres": 3, "amqp": 4, "rabbitmq_dist": 5,
+         "epmd": 6, "jupyterlab": 7, "nginx": 8, "gateway": 16}
+BLOCK_SIZE = 32
+# Automatic blocks (workshop mode without SECKILL_PORT_BASE): 20000 + (uid mod 380) * 32, i.e.
+# 20000 … 32159, below the kernel's ephemeral range (32768+) so outgoing connections never take them.
+AUTO_BASE = 20000
+AUTO_BLOCKS = 380
+
+
+def workshop() -> bool:
+    """SECKILL_WORKSHOP=1: a shared host; ports, run dir and credentials are per user."""
+    return _bool_env("SECKILL_WORKSHOP", False)
+
+
+def port_base(uid: int | None = None) -> int | None:
+    """The first port of this stack's block: SECKILL_PORT_BASE, else from the uid in workshop mode, else None.
+
+    Two uids that differ by a multiple of AUTO_BLOCKS share a block: `seckill up` then finds the
+    ports taken and says so; give one of them SECKILL_PORT_BASE.
+    """
+    raw = os.environ.get("SECKILL_PORT_BASE")
+    if raw:
+        base = _int_env("SECKILL_PORT_BASE", 0)
+        if not 1024 <= base <= 65535 - BLOCK_SIZE:
+            raise ConfigError(f"SECKILL_PORT_BASE={base} is out of range; give a port between 1024 and "
+                              f"{65535 - BLOCK_SIZE} (the stack takes the {BLOCK_SIZE} ports from there)")
+        return base
+    if workshop():
+        return AUTO_BASE + ((os.getuid() if uid is None else uid) % AUTO_BLOCKS) * BLOCK_SIZE
+    return None
 
 
 @dataclass(frozen=True)
@@ -128,11 +180,27 @@ class Settings:
     # With Redis down, answer 409 sold_out from memory for a product this process saw
     # sold out (everything else: 503). SECKILL_DEGRADE_SOLD_OUT=0 turns it off.
     degrade_sold_out: bool = True
+    # Workshop mode (credentials.py): Redis requirepass and the RabbitMQ user; "" = no password, guest.
+    redis_password: str = ""
+    amqp_user: str = "guest"
+    amqp_password: str = "guest"
+    workshop: bool = False
+    # Sizing for a shared host (`seckill workshop plan`): PostgreSQL's shared_buffers, and RabbitMQ's
+    # memory high-watermark as an absolute size (0: RabbitMQ's default, 40 % of the machine's RAM).
+    pg_shared_buffers_mb: int = 128
+    rabbitmq_watermark_mb: int = 0
 
     @classmethod
     def from_env(cls) -> "Settings":
-        run_dir = Path(os.environ.get("SECKILL_RUN_DIR") or REPO_ROOT / ".run").resolve()
+        shared = workshop()
+        run_dir = Path(os.environ.get("SECKILL_RUN_DIR") or default_run_dir(shared)).resolve()
         proxies = os.environ.get("SECKILL_TRUSTED_PROXIES")
+        secret: dict = {}
+        if shared:
+            try:
+                secret = credentials.load_or_create(run_dir)
+            except credentials.CredentialsError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(
             run_dir=run_dir,
             ports=Ports.from_env(),
@@ -140,17 +208,25 @@ class Settings:
             queue=os.environ.get("SECKILL_QUEUE", "orders"),
             trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()) if proxies is not None
             else cls.trusted_proxies,
-            admin_token=os.environ.get("SECKILL_ADMIN_TOKEN", cls.admin_token),
+            admin_token=secret.get("admin_token") or os.environ.get("SECKILL_ADMIN_TOKEN", cls.admin_token),
             redis_sentinel=os.environ.get("SECKILL_REDIS_SENTINEL", ""),
             redis_master=os.environ.get("SECKILL_REDIS_MASTER", cls.redis_master) or cls.redis_master,
             degrade_sold_out=_bool_env("SECKILL_DEGRADE_SOLD_OUT", cls.degrade_sold_out),
+            pg_password=secret.get("pg_password", cls.pg_password),
+            redis_password=secret.get("redis_password", ""),
+            amqp_user=secret.get("amqp_user", cls.amqp_user),
+            amqp_password=secret.get("amqp_password", cls.amqp_password),
+            workshop=shared,
+            pg_shared_buffers_mb=_int_env("SECKILL_PG_SHARED_BUFFERS_MB", cls.pg_shared_buffers_mb),
+            rabbitmq_watermark_mb=_int_env("SECKILL_RABBITMQ_WATERMARK_MB", cls.rabbitmq_watermark_mb),
             loadtest_forwarded=_bool_env("SECKILL_LOADTEST_FORWARDED", cls.loadtest_forwarded),
         )
 
     # -- connection URLs -------------------------------------------------
     @property
     def redis_url(self) -> str:
-        return f"redis://{HOST}:{self.ports.redis}/0"
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{HOST}:{self.ports.redis}/0"
 
     @property
     def postgres_url(self) -> str:
@@ -160,10 +236,19 @@ class Settings:
     @property
     def amqp_url(self) -> str:
         # %2F is the default virtual host "/"; the timeouts make a dead broker fail fast.
-        return f"amqp://guest:guest@{HOST}:{self.ports.amqp}/%2F?connection_attempts=1&socket_timeout=3"
+        return f"amqp://{self.amqp_user}:{self.amqp_password}@{HOST}:{self.ports.amqp}/%2F?connection_attempts=1&socket_timeout=3"
 
     def urls(self) -> dict[str, str]:
         return {"redis": self.redis_url, "postgres": self.postgres_url, "amqp": self.amqp_url}
+
+
+def default_run_dir(shared: bool = False) -> Path:
+    """.run/ in the checkout; in workshop mode ~/.local/state/seckill, so a course installed once
+    for everyone still gives each user a run dir of their own."""
+    if shared:
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "seckill"
+    return REPO_ROOT / ".run"
 
 
 def settings() -> Settings:

@@ -14,6 +14,8 @@ Routes:
 
 from __future__ import annotations
 
+import hmac
+
 import redis as redis_lib
 from flask import Flask, Response, jsonify, request
 
@@ -83,7 +85,8 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
     def create_sale():
         from .sale import SaleError, create_sale as create, parse_time
 
-        if request.headers.get("X-Admin-Token") != s.admin_token:
+        # constant-time: a learner timing guesses against another's gateway learns nothing
+        if not hmac.compare_digest(request.headers.get("X-Admin-Token", "").encode(), s.admin_token.encode()):
             return respond(error(403, "forbidden", "a valid X-Admin-Token header is required"))
         data = request.get_json(silent=True)
         if not isinstance(data, dict):

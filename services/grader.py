@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import impl as impl_mod
+from . import room
 from .errors import SeckillError
 from .i18n import tr
 from .graders import _base
@@ -405,6 +406,7 @@ def save_progress(report: Report) -> dict:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         os.replace(tmp, path)
+    room.record("grade", lab=report.lab, passed=report.ok, score=report.score, impl=report.impl)
     return data[report.lab]
 
 

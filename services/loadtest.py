@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from .results import results_dir
-from . import db, invariants, stack
+from . import db, invariants, room, stack
 from .store_sampler import StoreSampler
 from .config import settings
 from .errors import SeckillError
@@ -349,6 +349,7 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=_json_default, allow_nan=False))
     tmp.replace(path)
+    room.record("load", **room.load_event(summary, inv))
     return LoadResult(history=history, summary=summary, invariants=inv, path=path, stores=stores)
 
 

@@ -152,6 +152,17 @@ def alive(run_dir: Path, record: Record | None) -> psutil.Process | None:
             return None
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+    # A pid file copied, restored or left by another stack (another user's crashed stack on a
+    # workshop host) may name a live process that is not ours. Another user's process hides its
+    # environment from us: not ours. One carrying another run dir's marker: not ours. (nginx
+    # rewrites its process title over its environment, so a marker may be gone: pid and start
+    # time then decide, as before.)
+    try:
+        env = proc.environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return None
+    if env.get(MARKER, str(run_dir)) != str(run_dir):
+        return None
     return proc
 
 

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import room
 from .config import REPO_ROOT
 
 
@@ -58,6 +59,10 @@ def save(kind: str, name: str, record: dict[str, Any], directory: Path | None = 
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str, allow_nan=False))
     tmp.replace(path)
+    if kind == "chaos":
+        room.record("chaos", scenario=record.get("scenario") or name, ok=bool(record.get("ok")))
+    elif kind in ("rehearsal", "bench"):
+        room.record(kind)
     return path
 
 

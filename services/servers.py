@@ -45,8 +45,11 @@ def redis_server(s: Settings) -> NativeServer:
     def prepare():
         data = s.run_dir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        cmd = [installer.find("redis") or "redis-server",
-               "--bind", HOST, "--port", str(s.ports.redis),
+        cmd = [installer.find("redis") or "redis-server"]
+        if s.redis_password:
+            # In a private file, not on the command line: /proc/<pid>/cmdline is world-readable.
+            cmd.append(str(_private_file(data / "auth.conf", f"requirepass {s.redis_password}\n")))
+        cmd += ["--bind", HOST, "--port", str(s.ports.redis),
                "--dir", str(data), "--dbfilename", "dump.rdb",
                "--save", "60 1000",          # snapshot now and then, and on shutdown
                "--appendonly", "no", "--daemonize", "no", "--logfile", "",
@@ -63,6 +66,15 @@ def redis_server(s: Settings) -> NativeServer:
             return False
 
     return NativeServer("redis", s.ports.redis, signal.SIGTERM, prepare, ready, timeout=30)
+
+
+def _private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600 from the start)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 # -- PostgreSQL --------------------------------------------------------------
@@ -93,7 +105,8 @@ def postgres_home(s: Settings) -> Path:
     home = s.run_dir / "postgres"
     user = _postgres_user()
     if user is None or home.is_symlink():
-        return home
+        # the link's target: the postgres user may not traverse .run/ (a run dir of mode 0700)
+        return home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     shutil.chown(home, user=user)
     if _reachable_by(user, home):
@@ -106,7 +119,7 @@ def postgres_home(s: Settings) -> Path:
     shutil.chown(elsewhere, user=user)
     home.rmdir()
     home.symlink_to(elsewhere)
-    return home
+    return elsewhere
 
 
 def postgres_server(s: Settings) -> NativeServer:
@@ -115,12 +128,13 @@ def postgres_server(s: Settings) -> NativeServer:
         home = postgres_home(s)
         data = home / "data"
         if not (data / "PG_VERSION").exists():
-            pwfile = home / "pwfile"
-            pwfile.write_text(s.pg_password + "\n")
+            pwfile = _private_file(home / "pwfile", s.pg_password + "\n")
             if user:
                 shutil.chown(pwfile, user=user)
             initdb = [installer.sibling("postgres", "initdb"), "-D", str(data), "-U", s.pg_user,
-                      "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
+                      "--pwfile", str(pwfile),
+                      # workshop mode: a password on the socket too, no `trust` line in pg_hba.conf
+                      "--auth-local=" + ("scram-sha-256" if s.workshop else "trust"), "--auth-host=scram-sha-256",
                       "-E", "UTF8", "--locale=C"]
             result = subprocess.run(initdb, capture_output=True, text=True, user=user)
             pwfile.unlink(missing_ok=True)
@@ -129,7 +143,7 @@ def postgres_server(s: Settings) -> NativeServer:
         cmd = [installer.find("postgres") or "postgres", "-D", str(data),
                "-p", str(s.ports.postgres), "-k", str(home),
                "-c", f"listen_addresses={HOST}", "-c", "max_connections=300",
-               "-c", "shared_buffers=128MB", "-c", "logging_collector=off"]
+               "-c", f"shared_buffers={s.pg_shared_buffers_mb}MB", "-c", "logging_collector=off"]
         return cmd, {}, user
 
     def ready() -> bool:
@@ -161,11 +175,16 @@ def rabbitmq_server(s: Settings) -> NativeServer:
     def prepare():
         for sub in ("mnesia", "log", "home"):
             (base / sub).mkdir(parents=True, exist_ok=True)
-        (base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = {HOST}:{s.ports.amqp}\n"
-            # a small disk must not stop publishers in a course
-            "disk_free_limit.absolute = 50MB\n"
-        )
+        conf = (f"listeners.tcp.default = {HOST}:{s.ports.amqp}\n"
+                # a small disk must not stop publishers in a course
+                "disk_free_limit.absolute = 50MB\n")
+        if s.rabbitmq_watermark_mb:
+            # many brokers on one host: each one's share, not 40 % of the whole machine each
+            conf += f"vm_memory_high_watermark.absolute = {s.rabbitmq_watermark_mb}MB\n"
+        if s.amqp_user != "guest":
+            # workshop mode: the broker's first boot creates this user instead of guest/guest
+            conf += f"default_user = {s.amqp_user}\ndefault_pass = {s.amqp_password}\n"
+        _private_file(base / "rabbitmq.conf", conf)
         (base / "enabled_plugins").write_text("[].\n")
         env = {
             "HOME": str(base / "home"),  # the Erlang cookie lives here

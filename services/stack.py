@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from . import db, docker_backend, installer, processes, servers
+from . import db, docker_backend, installer, processes, room, servers
 from .errors import SeckillError
 from .config import Settings, settings
 
@@ -121,6 +121,8 @@ def up(out: TextIO | None = STDOUT) -> dict[str, str]:
     else:
         _up_native(s, out)
     db.apply_schema(s.postgres_url)
+    room.record("stack", up=True, ports={"redis": s.ports.redis, "postgres": s.ports.postgres,
+                                          "amqp": s.ports.amqp})
     return s.urls()
 
 
@@ -147,6 +149,8 @@ def _start_missing(s: Settings, out: TextIO | None, only: tuple[str, ...] = SERV
     except installer.MissingServers as exc:
         raise StackError(str(exc)) from None
     s.run_dir.mkdir(parents=True, exist_ok=True)
+    if s.workshop:
+        s.run_dir.chmod(0o700)  # a shared host: data, sockets and credentials are this user's alone
     to_start = []
     for server in servers.all_servers(s):
         if server.name not in only:
@@ -302,6 +306,7 @@ def down(out: TextIO | None = STDOUT) -> list[str]:
         if backend() == "docker":
             removed = _docker(docker_backend.down, s)
             stopped += [f"{name} (container)" for name in removed]
+    room.record("stack", up=False)
     for name in stopped:
         _say(out, f"• stopped {name}")
     if not stopped:
