@@ -32,8 +32,8 @@ def build(friendly, emit, UserError) -> click.Group:
 
         m = ws.measure(tier, idle_s, out=sys.stderr)
         text = "\n".join([
-            f"idle      : " + ", ".join(f"{k} {v['pss_mb']} MB {v['cpu_cores']} cores" for k, v in sorted(m["idle"].items())),
-            f"under load: " + ", ".join(f"{k} {v['pss_mb']} MB {v['cpu_cores']} cores" for k, v in sorted(m["load"].items())),
+            "idle      : " + ", ".join(f"{k} {v['pss_mb']} MB {v['cpu_cores']} cores" for k, v in sorted(m["idle"].items())),
+            "under load: " + ", ".join(f"{k} {v['pss_mb']} MB {v['cpu_cores']} cores" for k, v in sorted(m["load"].items())),
             f"generator : {m['generator']['cpu_cores']} cores; busiest 2 s of the test {m['burst_cores']} cores; JupyterLab: {m['jupyterlab']}; kernel {m['kernel_pss_mb']} MB",
             f"load test : sell-through {m['load_result']['sell_through']}, invariants "
             f"{'ok' if m['load_result']['ok'] else 'BROKEN'}",

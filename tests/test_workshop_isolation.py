@@ -8,7 +8,6 @@ the old defaults), and must be refused by every one of them, including A's admin
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import urllib.error

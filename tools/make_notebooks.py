@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         name, ids = args.stamp[0], args.stamp[1:]
         src = SRC / f"{Path(name).stem}.md"
         if not src.exists() or not ids:
-            print(f"make_notebooks: give a notebook of notebooks/src/ and cell ids, e.g. --stamp 10_token_bucket cell-03",
+            print("make_notebooks: give a notebook of notebooks/src/ and cell ids, e.g. --stamp 10_token_bucket cell-03",
                   file=sys.stderr)
             return 2
         set_twins(src, dict.fromkeys(ids))
