@@ -314,7 +314,7 @@ MISTAKES.update({
     [('        channel.basic_ack(delivery_tag=batch[-1][0], multiple=True)  # everything up to this tag\n',
       '        channel.basic_ack(delivery_tag=batch[0][0])\n')]),
  'consumer/requeues_poison': ('a malformed message goes back to the queue.', 'consumer.py',
-    [('                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)\n',
+    [('                    self._dead_letter(channel, method.delivery_tag, body, str(exc))\n',
       '                    channel.basic_nack(delivery_tag=method.delivery_tag, requeue=True)\n')]),
  'consumer/close_keeps_session': ('close() does nothing: the session stays open while the consumer lives.', 'consumer.py',
     [('        if self._pg is not None:\n            self._pg.close()\n            self._pg = None\n',
