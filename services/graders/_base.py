@@ -295,7 +295,9 @@ def disarm_pg_failpoints(conn) -> None:
 class TcpProxy:
     """A loopback TCP proxy in front of a server, for faults a real network has: it can drop every
     connection at once, or drop the connection at the moment the client sends an AMQP method
-    (e.g. basic.publish: the message never reaches the broker and its confirm never comes).
+    (e.g. basic.publish: the message never reaches the broker and its confirm never comes), or freeze the
+    connection when the server sends an AMQP method (e.g. basic.ack: the broker took the message, then
+    answers nothing more while the TCP connection stays open, as a paused VM or a stuck broker does).
 
     Counts connections, so a check can see a client that opens one per call or never closes it.
     """
@@ -314,6 +316,8 @@ class TcpProxy:
         self.accepted = 0
         self.cut_on: tuple[int, int] | None = None  # (class id, method id) of the AMQP method to cut at
         self.cuts = 0
+        self.freeze_on: tuple[int, int] | None = None  # (class id, method id) the server sends, then goes silent
+        self.frozen: list = []  # the connections frozen so far
         self.closed = False
         threading.Thread(target=self._accept, daemon=True, name="grader-proxy").start()
 
@@ -346,7 +350,7 @@ class TcpProxy:
                 self.pairs.append(pair)
                 self.accepted += 1
             threading.Thread(target=self._pump_client, args=(pair,), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, pair), daemon=True).start()
+            threading.Thread(target=self._pump_server, args=(pair,), daemon=True).start()
 
     def _drop(self, pair) -> None:
         with self.lock:
@@ -359,10 +363,32 @@ class TcpProxy:
                 pass
             sock.close()
 
-    def _pump(self, src, dst, pair) -> None:
+    def _pump_server(self, pair) -> None:
+        """Server to client, frame by frame, so the connection can go silent after a chosen method."""
+        import struct
+
+        client, upstream = pair
+        buffer, silent = b"", False
         try:
-            while data := src.recv(65536):
-                dst.sendall(data)
+            while data := upstream.recv(65536):
+                if silent:
+                    continue  # read and drop: the client hears nothing more, the TCP connection stays open
+                buffer += data
+                out = b""
+                while len(buffer) >= 7:
+                    kind, _channel, size = struct.unpack(">BHI", buffer[:7])
+                    if len(buffer) < 8 + size:
+                        break
+                    frame, buffer = buffer[:8 + size], buffer[8 + size:]
+                    if kind == 1 and self.freeze_on is not None and size >= 4 \
+                            and struct.unpack(">HH", frame[7:11]) == self.freeze_on:
+                        self.freeze_on = None
+                        self.frozen.append(pair)
+                        silent, buffer = True, b""
+                        break
+                    out += frame
+                if out:
+                    client.sendall(out)
         except OSError:
             pass
         self._drop(pair)

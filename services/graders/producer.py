@@ -5,7 +5,10 @@ persistent message, confirmed by the broker; in every other case it raises Publi
 protocol's edges, some through a proxy that cuts the connection at a chosen moment:
 
 * a refused message (queue full) and an unroutable one (the queue deleted under an open channel) raise;
-* the connection cut as the message leaves (before its confirm can come back) raises, quickly;
+* three outcomes: a definite failure (broker down, nack, unroutable) raises PublishError and NOT
+  PublishUnknown; a message sent whose confirm does not come (the connection cut as it leaves, or a broker
+  that froze after taking it: the proxy holds the confirm back) raises PublishUnknown, within the
+  producer's deadline (CONFIRM_TIMEOUT_S), never a hang;
 * after any failure, or a connection dropped between sends, the next send works (the producer reconnects);
 * resources: one connection for many sends, none left after close() nor after a failed setup; the queue
   outlives the producer.
@@ -18,10 +21,37 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from ._base import AMQP_PUBLISH, Check, closed_port, expect, not_implemented
+from ._base import AMQP_ACK, AMQP_PUBLISH, Check, closed_port, expect, not_implemented
 
 CONFIRM_HINT = ("Publishing is fire-and-forget unless you ask the broker to confirm each message: only then does "
                 "send_order learn that the broker refused or lost it, and can raise PublishError.")
+
+
+DEFINITE_HINT = ("An order that was refused, unroutable, or never sent is definitely NOT queued: reported as an "
+                 "unknown outcome, the gateway would keep the reservation and answer 'pending' for an order that "
+                 "will never arrive. Only a message that left with no confirm back is unknown.")
+UNKNOWN_HINT = ("A publish whose confirm never came was reported as a definite failure: the gateway would release "
+                "an item the broker may still deliver (and the order service then sell it twice). Sent but not "
+                "confirmed is an unknown outcome: it has its own exception.")
+DEADLINE_HINT = ("A broker that froze (a paused VM, a stuck disk) keeps the TCP connection open and never answers: "
+                 "waiting for its confirm without a time limit holds the gateway thread, and the user, as long as "
+                 "the freeze lasts. Give up after the producer's confirm deadline, with an unknown outcome.")
+
+
+def _unknown(mod):
+    """The module's PublishUnknown class (a kind of PublishError)."""
+    cls = getattr(mod, "PublishUnknown", None)
+    expect(isinstance(cls, type) and issubclass(cls, mod.PublishError),
+           "The producer has three outcomes: sent and confirmed, definitely not queued (PublishError), and "
+           "unknown (PublishUnknown, a kind of PublishError). Keep both exception classes of the module.",
+           "the module has no PublishUnknown that is a PublishError")
+    return cls
+
+
+def _definite(mod, raised, what: str) -> None:
+    """``raised`` (a PublishError) must not claim an unknown outcome."""
+    expect(not isinstance(raised, _unknown(mod)), DEFINITE_HINT,
+           f"{what}: send_order raised PublishUnknown ({raised}), yet the order is definitely not queued")
 
 
 def _order() -> dict:
@@ -108,7 +138,8 @@ def confirms(ctx, mod) -> None:
                           arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
     try:
         producer.send_order(_order())
-    except mod.PublishError:
+    except mod.PublishError as exc:
+        _definite(mod, exc, "the broker refused the message (queue full, a nack)")
         return
     except Exception as exc:
         if not_implemented(exc):
@@ -138,6 +169,7 @@ def broker_down(ctx, mod) -> None:
            "Every way a publish can fail must reach the caller as PublishError (one thing to catch): turn the "
            "client library's connection errors into it.",
            f"broker unreachable: send_order raised {type(raised).__name__}: {raised}")
+    _definite(mod, raised, "the broker could not be reached (nothing was sent)")
     expect(elapsed < 5, "A gateway thread stuck waiting for a dead broker is worse than a quick 'try again': fail fast.",
            f"PublishError came after {elapsed:.1f} s")
 
@@ -176,6 +208,7 @@ def unroutable(ctx, mod) -> None:
     expect(isinstance(raised, mod.PublishError),
            "Every way a publish can fail must reach the caller as PublishError (one thing to catch).",
            f"unroutable message: send_order raised {type(raised).__name__}: {raised}")
+    _definite(mod, raised, "the message was returned unroutable (it reached no queue)")
     later = _send(producer, mod, _order())
     expect(later is None,
            "After a failure the producer must recover by itself: the next send starts afresh (and declares its "
@@ -202,6 +235,9 @@ def lost_confirm(ctx, mod) -> None:
     expect(isinstance(raised, mod.PublishError) and elapsed < 8,
            "A lost connection must reach the caller as PublishError, and quickly.",
            f"send_order raised {type(raised).__name__} after {elapsed:.1f} s")
+    expect(isinstance(raised, _unknown(mod)), UNKNOWN_HINT,
+           f"the connection broke after the message left and before its confirm: send_order raised "
+           f"{type(raised).__name__} ({raised}), a definite failure")
     third = _order()
     again = _send(producer, mod, third)
     expect(again is None,
@@ -210,6 +246,53 @@ def lost_confirm(ctx, mod) -> None:
     ids = _ids_in(ctx, queue)
     expect(ids == [first["order_id"], third["order_id"]],
            "Only what send_order reported as sent may be in the queue, in order.", f"queue holds {len(ids)} orders")
+
+
+def frozen_broker(ctx, mod) -> None:
+    import threading
+
+    unknown = _unknown(mod)
+    queue = ctx.queue()
+    proxy = ctx.amqp_proxy()
+    producer = mod.OrderProducer(proxy.url(ctx.amqp_url), queue)
+    ctx.cleanups.append(lambda: _close(producer))
+    expect(_send(producer, mod, _order()) is None, "send_order must work through an ordinary TCP connection.",
+           "the first send through a plain proxy failed")
+    limit = float(getattr(mod, "CONFIRM_TIMEOUT_S", 5))
+    proxy.freeze_on = AMQP_ACK  # the broker takes the next message, then answers nothing more
+    box: dict = {}
+
+    def send() -> None:
+        try:
+            box["raised"] = _send(producer, mod, _order())
+        except BaseException as exc:  # a stub's NotImplementedError, re-raised below
+            box["stub"] = exc
+
+    thread = threading.Thread(target=send, daemon=True, name="grader-frozen-send")
+    t0 = time.monotonic()
+    thread.start()
+    thread.join(limit + 5)
+    elapsed = time.monotonic() - t0
+    if thread.is_alive():
+        proxy.cut_all()  # end the freeze so the stuck send (and the clean-up) can finish
+        thread.join(5)
+        expect(False, DEADLINE_HINT,
+               f"the broker froze after taking the message (the TCP connection stayed open): send_order had "
+               f"not returned after {elapsed:.0f} s (its confirm deadline CONFIRM_TIMEOUT_S is {limit:g} s)")
+    if "stub" in box:
+        raise box["stub"]
+    raised = box.get("raised")
+    expect(raised is not None, CONFIRM_HINT,
+           "the broker took the message and never confirmed it, yet send_order returned normally")
+    expect(isinstance(raised, unknown), UNKNOWN_HINT,
+           f"the broker froze after taking the message (no confirm came): send_order raised "
+           f"{type(raised).__name__} ({raised}), a definite failure")
+    expect(proxy.frozen, "send_order must publish the order.", "no message reached the broker")
+    again = _send(producer, mod, _order())
+    expect(again is None,
+           "After an unknown outcome the producer must start afresh: the next send opens a new connection "
+           "instead of waiting on the frozen one.",
+           f"the next send_order after the frozen one raised {type(again).__name__}: {again}")
 
 
 def reconnects(ctx, mod) -> None:
@@ -300,6 +383,8 @@ CHECKS = [
           depends=("the order is in the queue when send_order returns",)),
     Check("connection cut before the confirm: PublishError, then recovery", lost_confirm, CONFIRM_HINT,
           timeout=20.0, depends=("the order is in the queue when send_order returns",)),
+    Check("a frozen broker (confirm held back): PublishUnknown within the deadline, then recovery", frozen_broker,
+          UNKNOWN_HINT, timeout=40.0, depends=("the order is in the queue when send_order returns",)),
     Check("a dropped connection between sends: the producer reconnects", reconnects, HINT, timeout=25.0,
           depends=("the order is in the queue when send_order returns",)),
     Check("one connection for many sends; none left after close; the queue stays", one_connection, HINT,

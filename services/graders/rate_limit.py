@@ -90,13 +90,20 @@ def atomic(ctx, mod) -> None:
 def retry_after(ctx, mod) -> None:
     hint = ("A blocked client should learn how long until its window ends (a positive number of seconds, at most "
             "the window), and a key with no window running has nothing to wait for (0).")
-    limiter = mod.RedisRateLimiter(ctx.redis(), 1, 10)
+    redis = ctx.redis()
+    limiter = mod.RedisRateLimiter(redis, 1, 10)
     limiter.allow("alice")
     limiter.allow("alice")
     wait = limiter.retry_after("alice")
     expect(isinstance(wait, (int, float)) and 0 < wait <= 10, hint, f"window 10 s, blocked key: retry_after={wait!r}")
     idle = limiter.retry_after("nobody")
     expect(isinstance(idle, (int, float)) and idle == 0, hint, f"unknown key: retry_after={idle!r}")
+    # A counter that lost its expiry (restored from a backup, PERSISTed by an operator) runs no window either.
+    limiter.allow("bob")
+    redis.persist(limiter._key("bob"))
+    stuck = limiter.retry_after("bob")
+    expect(isinstance(stuck, (int, float)) and stuck == 0, hint,
+           f"a counter key without expiry: retry_after={stuck!r}")
 
 
 def layered_user(ctx, mod) -> None:
