@@ -190,3 +190,22 @@ def test_cli_quick_json_for_one_tier(stack_urls, results_dir):
     assert row["vs_t1"] == 1.0 and row["vs_t0"] is None and row["oversold"] == 0 and row["lost"] == 0
     assert Path(data["path"]).is_file() and Path(data["chart"]).is_file()
     assert "flask: running wrk" in done.stderr  # progress goes to stderr, the record alone to stdout
+
+
+# -- phases from a recorded history (no stack) -----------------------------------------------------
+
+def test_phases_split_selling_from_answering_sold_out():
+    # 1,000 items reserved evenly over the first 2 s, written up to 0.5 s later; 8 s of load, 60,000 "sold out"
+    history = [(100.0 + 2.0 * (i + 1) / 1000, 100.0 + 2.0 * (i + 1) / 1000 + 0.5) for i in range(1000)]
+    ph = bench.phases(100.0, 108.0, history, stock=1000, sold_out_answers=60_000)
+    assert ph["sold"] == 1000 and ph["sell_through_items_per_s"] == 500.0
+    assert ph["sold_out_after_s"] == 2.0 and ph["durable_after_s"] == 2.5
+    assert ph["sold_out_answers_per_s"] == 10_000.0  # over the 6 s after the last item, not over all 8 s
+
+
+def test_phases_of_a_sale_that_did_not_sell_out_or_sold_nothing():
+    ph = bench.phases(0.0, 8.0, [(4.0, 4.1), (8.0, 8.2)], stock=10, sold_out_answers=0)
+    assert ph["sold_out_after_s"] is None and ph["sold_out_answers_per_s"] is None
+    assert ph["sell_through_items_per_s"] == 0.2 and ph["durable_after_s"] == pytest.approx(8.2)
+    empty = bench.phases(0.0, 8.0, [], stock=10, sold_out_answers=5)
+    assert empty["sold"] == 0 and empty["sell_through_items_per_s"] is None

@@ -1,0 +1,250 @@
+"""Open-loop load: requests sent on a fixed arrival schedule, latency measured from the intended send time.
+
+wrk is a *closed-loop* generator: each connection sends its next request only
+after the previous answer arrived. When the server stalls for 200 ms, the
+requests that real users would have sent during those 200 ms are never sent,
+so they are never counted as slow — the stall shows up as ONE slow request
+instead of hundreds. That is *coordinated omission*: the generator coordinates
+with the server it measures, and its p99 looks far better than what users saw.
+
+An open-loop generator fixes the arrival rate instead: request ``i`` is due at
+``t0 + i / rate`` whether or not earlier requests were answered, and its
+latency runs from that *intended* send time to its answer. A request that had
+to wait for the generator (a connection, a turn of the event loop) is counted
+with that wait, as a user would feel it.
+
+Why this tool: wrk2 (wrk corrected for coordinated omission) and vegeta are not
+packaged in Debian bookworm; ``hey -q`` limits each worker's rate but every
+worker still waits for its answer (closed per worker), and so do locust's
+``constant_throughput`` users. So this is a small asyncio client (aiohttp on
+uvloop), split over ``processes`` OS processes so the two cores can both send.
+Its own limit is measured in the same bench run against nginx's ``return
+200`` (``send_lag`` — how late the generator itself sent — tells whether a
+figure is the server's or the generator's).
+
+Shapes and units: rates in requests/s, durations in s, latencies in ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .errors import SeckillError
+
+MAX_REQUESTS = 1_000_000   # per run: every load loop here is bounded in count ...
+REQUEST_TIMEOUT_S = 5.0    # ... and in time (an unanswered request counts as an error, status 0)
+MAX_IN_FLIGHT = 512        # connections per process; a request waiting for one still counts that wait
+PERCENTILES = (50.0, 99.0, 99.9)
+
+
+class OpenLoopError(SeckillError):
+    """The open-loop generator cannot run as asked; the message says what to do."""
+
+
+# -- the arithmetic: schedule and percentiles (pure, unit-tested) ---------------------------
+
+def intended_offsets(rate: float, duration_s: float, part: int = 0, parts: int = 1) -> list[float]:
+    """Seconds after t0 at which each request of this part is due: request i at i / rate.
+
+    The whole schedule has ``round(rate * duration_s)`` requests, evenly spaced;
+    part ``k`` of ``parts`` takes every ``parts``-th request starting at ``k``,
+    so parts running in separate processes together send the same schedule.
+    """
+    if not (isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate)):
+        raise OpenLoopError(f"the arrival rate must be a positive number of requests/s, not {rate!r}")
+    if not (isinstance(duration_s, (int, float)) and duration_s > 0 and math.isfinite(duration_s)):
+        raise OpenLoopError(f"the duration must be a positive number of seconds, not {duration_s!r}")
+    if not (isinstance(parts, int) and parts >= 1 and isinstance(part, int) and 0 <= part < parts):
+        raise OpenLoopError(f"part {part!r} of {parts!r}: need 0 <= part < parts")
+    total = round(rate * duration_s)
+    if total > MAX_REQUESTS:
+        raise OpenLoopError(f"{rate:g} requests/s for {duration_s:g} s is {total:,} requests; "
+                            f"at most {MAX_REQUESTS:,} per run")
+    return [i / rate for i in range(part, total, parts)]
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile ``q`` (0 < q <= 100) of an ascending list; None when it is empty.
+
+    Nearest rank never interpolates: the p99.9 of 1,000 values is the slowest one,
+    a value some request really had.
+    """
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(round(q / 100.0 * len(sorted_values), 9)))  # 99.9 % of 1000 is 999, not 999.0000001
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+@dataclass
+class Sample:
+    """One request: when it was due, when the generator sent it, when its answer came (s), its status.
+
+    status 0: no answer within REQUEST_TIMEOUT_S, or the connection failed.
+    """
+
+    intended: float
+    sent: float
+    done: float
+    status: int
+
+
+@dataclass
+class Step:
+    """The summary of one open-loop run at one arrival rate (what the bench reports per step)."""
+
+    rate: float
+    duration_s: float
+    requests: int
+    p50_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    service_p99_ms: float | None   # from the ACTUAL send: what a closed-loop tool would have reported
+    send_lag_p99_ms: float | None  # how late the generator itself sent: large means the generator is the limit
+    answered_per_s: float
+    error_rate: float
+    statuses: dict[int, int] = field(default_factory=dict)
+    order_ids: list[str] = field(default_factory=list)
+    started_at: float | None = None  # epoch s at which the first request was due (set by run())
+
+    def as_record(self) -> dict:
+        record = dict(self.__dict__)
+        record.pop("order_ids")
+        record["statuses"] = {str(k): v for k, v in self.statuses.items()}
+        return record
+
+
+def summarize(samples: list[Sample], rate: float, duration_s: float, order_ids: list[str] | None = None,
+              ok_statuses: tuple[int, ...] = (200, 409)) -> Step:
+    """Percentiles of latency from the intended send time, plus what a closed-loop tool would have seen.
+
+    Errors are answers outside ``ok_statuses`` and requests without an answer;
+    their latency still counts (a timeout is a slow answer, not a missing one).
+    """
+    def ms(values: list[float], q: float) -> float | None:
+        value = percentile(values, q)
+        return None if value is None else round(value * 1000, 2)
+
+    latency = sorted(s.done - s.intended for s in samples)
+    service = sorted(s.done - s.sent for s in samples)
+    lag = sorted(s.sent - s.intended for s in samples)
+    statuses: dict[int, int] = {}
+    for s in samples:
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    errors = sum(count for status, count in statuses.items() if status not in ok_statuses)
+    answered = len(samples) - statuses.get(0, 0)
+    span = (max(s.done for s in samples) - min(s.intended for s in samples)) if samples else 0.0
+    return Step(rate=rate, duration_s=duration_s, requests=len(samples),
+                p50_ms=ms(latency, 50), p99_ms=ms(latency, 99), p999_ms=ms(latency, 99.9),
+                service_p99_ms=ms(service, 99), send_lag_p99_ms=ms(lag, 99),
+                answered_per_s=round(answered / span, 1) if span > 0 else 0.0,
+                error_rate=round(errors / len(samples), 5) if samples else 0.0,
+                statuses=statuses, order_ids=list(order_ids or []))
+
+
+# -- the generator: one process sends its part of the schedule -------------------------------
+
+def _forwarded_for(i: int) -> str:
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+async def _send_part(url: str, offsets: list[float], start_at: float, run: str, part: int) -> tuple[list, list]:
+    import aiohttp
+
+    clock = time.monotonic  # CLOCK_MONOTONIC: one clock for every process (uvloop's loop.time() has ms steps)
+    samples: list[Sample] = []
+    order_ids: list[str] = []
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def one(i: int, intended: float) -> None:
+            sent = clock()
+            status = 0
+            try:
+                async with session.post(url, data=f'{{"user_id": "{run}-{part}-{i}"}}',
+                                        headers={"Content-Type": "application/json",
+                                                 "X-Forwarded-For": _forwarded_for(i)}) as response:
+                    body = await response.read()
+                    status = response.status
+                    if status == 200 and body.startswith(b"{"):
+                        order_id = json.loads(body).get("order_id")
+                        if order_id:
+                            order_ids.append(str(order_id))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                status = status if status and status != 200 else 0
+            samples.append(Sample(intended, sent, clock(), status))
+
+        t0 = clock() + (start_at - time.time())  # every part's schedule starts on the same instant
+        tasks = []
+        for i, offset in enumerate(offsets):
+            due = t0 + offset
+            delay = due - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))  # fired whether or not earlier ones answered
+        await asyncio.gather(*tasks)
+    return samples, order_ids
+
+
+def _part_main(argv: list[str]) -> None:
+    """``python -m seckill.openloop URL RATE DURATION PART PARTS START_AT RUN``: one part, JSON on stdout."""
+    url, rate, duration_s, part, parts, start_at, run = argv
+    offsets = intended_offsets(float(rate), float(duration_s), int(part), int(parts))
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a course dependency
+        pass
+    samples, order_ids = asyncio.run(_send_part(url, offsets, float(start_at), run, int(part)))
+    json.dump({"samples": [[s.intended, s.sent, s.done, s.status] for s in samples], "order_ids": order_ids},
+              sys.stdout)
+
+
+def run(url: str, rate: float, duration_s: float, *, processes: int = 2) -> Step:
+    """Send ``rate`` requests/s for ``duration_s`` to ``url`` (loopback only), open loop; the Step it measured.
+
+    Every request is a new user (``user_id`` distinct, ``X-Forwarded-For`` 10.x.y.z)
+    POSTing to the buy URL. ``processes`` OS processes each send every
+    ``processes``-th request of one schedule, all starting on the same instant.
+    """
+    if not url.startswith("http://127.0.0.1:"):
+        raise OpenLoopError(f"the generator only loads this machine (127.0.0.1), not {url}")
+    intended_offsets(rate, duration_s)  # checks the arguments before any process starts
+    start_at = time.time() + 0.5 + 0.1 * processes  # time for the interpreters to start
+    run_tag = uuid.uuid4().hex[:10]
+    children = [subprocess.Popen([sys.executable, "-m", "seckill.openloop", url, repr(float(rate)),
+                                  repr(float(duration_s)), str(k), str(processes), repr(start_at), run_tag],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "PYTHONHASHSEED": "0"})
+                for k in range(processes)]
+    limit = duration_s + REQUEST_TIMEOUT_S + 60
+    outputs = []
+    try:
+        for child in children:
+            out, err = child.communicate(timeout=limit)
+            if child.returncode != 0:
+                raise OpenLoopError(f"an open-loop process failed (exit {child.returncode}): "
+                                    f"{err.strip().splitlines()[-1][:200] if err.strip() else '(no message)'}")
+            outputs.append(json.loads(out))
+    except subprocess.TimeoutExpired:
+        raise OpenLoopError(f"the open-loop generator did not finish within {limit:.0f} s") from None
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    samples = [Sample(*row) for out in outputs for row in out["samples"]]
+    step = summarize(samples, rate, duration_s, [i for out in outputs for i in out["order_ids"]])
+    step.started_at = start_at
+    return step
+
+
+if __name__ == "__main__":
+    _part_main(sys.argv[1:])
