@@ -324,7 +324,7 @@ QUICK = Load(threads=2, connections=32, duration_s=2.0, stock=2000, warmup_s=0.5
 STEP_FRACTIONS = (0.25, 0.50, 0.75)  # open-loop arrival rates, as fractions of the tier's closed-loop peak
 STEP_PRODUCT = 990_110               # + k: each open-loop step sells its own fresh sale
 OPEN_LOOP_PROCESSES = 2              # one per core: the generator shares the machine with the tier
-GENERATOR_PROBE_RPS = 20_000         # offered to nginx `return 200` to find the open-loop generator's own limit
+GENERATOR_PROBE_RPS = 8_000          # offered to nginx `return 200` to find the open-loop generator's own limit
 
 
 @dataclass

@@ -16,8 +16,11 @@ with that wait, as a user would feel it.
 Why this tool: wrk2 (wrk corrected for coordinated omission) and vegeta are not
 packaged in Debian bookworm; ``hey -q`` limits each worker's rate but every
 worker still waits for its answer (closed per worker), and so do locust's
-``constant_throughput`` users. So this is a small asyncio client (aiohttp on
-uvloop), split over ``processes`` OS processes so the two cores can both send.
+``constant_throughput`` users. So this is a small asyncio client on uvloop,
+with keep-alive connections and httptools (the parser uvicorn uses) instead
+of aiohttp — aiohttp's client cost several times more CPU per request, CPU
+the two shared cores would take from the server being measured — split over
+``processes`` OS processes so both cores can send.
 Its own limit is measured in the same bench run against nginx's ``return
 200`` (``send_lag`` — how late the generator itself sent — tells whether a
 figure is the server's or the generator's).
@@ -155,54 +158,126 @@ def _forwarded_for(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
 
 
-async def _send_part(url: str, offsets: list[float], start_at: float, run: str, part: int) -> tuple[list, list]:
-    import aiohttp
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time (httptools parses the answer).
 
+    Lean on purpose: aiohttp's client costs several times more CPU per request,
+    and on two shared cores the generator's CPU is taken from the server it measures.
+    """
+
+    def __init__(self) -> None:
+        import httptools
+
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future | None = None
+        self.body: list[bytes] = []
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except Exception as exc:  # a malformed answer fails this request, never the generator
+            self._fail(exc)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.answer and not self.answer.done():
+            self.answer.set_result((self.parser.get_status_code(), b"".join(self.body)))
+        if not self.parser.should_keep_alive():
+            self.closed = True
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._fail(exc or ConnectionError("closed by the server"))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.closed = True
+        if self.answer and not self.answer.done():
+            self.answer.set_exception(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
+
+    def request(self, raw: bytes) -> asyncio.Future:
+        self.body = []
+        self.answer = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return self.answer
+
+
+async def _send_part(url: str, offsets: list[float], start_at: float, run: str, part: int) -> tuple[list, list]:
+    from urllib.parse import urlsplit
+
+    loop = asyncio.get_running_loop()
     clock = time.monotonic  # CLOCK_MONOTONIC: one clock for every process (uvloop's loop.time() has ms steps)
+    target = urlsplit(url)
+    host, port, path = target.hostname, target.port or 80, target.path or "/"
     samples: list[Sample] = []
     order_ids: list[str] = []
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        async def one(i: int, intended: float) -> None:
-            sent = clock()
-            status = 0
-            try:
-                async with session.post(url, data=f'{{"user_id": "{run}-{part}-{i}"}}',
-                                        headers={"Content-Type": "application/json",
-                                                 "X-Forwarded-For": _forwarded_for(i)}) as response:
-                    body = await response.read()
-                    status = response.status
-                    if status == 200 and body.startswith(b"{"):
-                        order_id = json.loads(body).get("order_id")
-                        if order_id:
-                            order_ids.append(str(order_id))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-                status = status if status and status != 200 else 0
-            samples.append(Sample(intended, sent, clock(), status))
+    idle: list[_Connection] = []
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)  # a request waiting for a slot still counts that wait
 
-        t0 = clock() + (start_at - time.time())  # every part's schedule starts on the same instant
-        tasks = []
-        for i, offset in enumerate(offsets):
-            due = t0 + offset
-            delay = due - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))  # fired whether or not earlier ones answered
-        await asyncio.gather(*tasks)
+    async def one(i: int, intended: float) -> None:
+        status = 0
+        body = f'{{"user_id": "{run}-{part}-{i}"}}'.encode()
+        raw = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+               f"X-Forwarded-For: {_forwarded_for(i)}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        async with slots:
+            sent = clock()
+            conn = None
+            try:
+                while idle and conn is None:
+                    candidate = idle.pop()
+                    conn = None if candidate.closed else candidate
+                if conn is None:
+                    _, conn = await loop.create_connection(_Connection, host, port)
+                status, answer = await asyncio.wait_for(conn.request(raw), REQUEST_TIMEOUT_S)
+                if status == 200 and answer.startswith(b"{"):
+                    order_id = json.loads(answer).get("order_id")
+                    if order_id:
+                        order_ids.append(str(order_id))
+                if not conn.closed:
+                    idle.append(conn)
+            except (asyncio.TimeoutError, OSError, ValueError, ConnectionError):
+                status = status if status and status != 200 else 0
+                if conn is not None and conn.transport is not None:
+                    conn.transport.close()
+        samples.append(Sample(intended, sent, clock(), status))
+
+    t0 = clock() + (start_at - time.time())  # every part's schedule starts on the same instant
+    tasks = []
+    for i, offset in enumerate(offsets):
+        due = t0 + offset
+        delay = due - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))  # fired whether or not earlier ones answered
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.transport.close()
     return samples, order_ids
 
 
 def _part_main(argv: list[str]) -> None:
-    """``python -m seckill.openloop URL RATE DURATION PART PARTS START_AT RUN``: one part, JSON on stdout."""
-    url, rate, duration_s, part, parts, start_at, run = argv
+    """``python -m seckill.openloop URL RATE DURATION PART PARTS RUN``: one part of the schedule.
+
+    Prints "ready" once its imports are done, reads the start instant (epoch s) from
+    stdin, sends, then prints its samples as one JSON line.
+    """
+    url, rate, duration_s, part, parts, run = argv
     offsets = intended_offsets(float(rate), float(duration_s), int(part), int(parts))
+    import httptools  # noqa: F401  (imported before "ready": a slow start must not make requests late)
     try:
         import uvloop
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a course dependency
         pass
-    samples, order_ids = asyncio.run(_send_part(url, offsets, float(start_at), run, int(part)))
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
+    samples, order_ids = asyncio.run(_send_part(url, offsets, start_at, run, int(part)))
     json.dump({"samples": [[s.intended, s.sent, s.done, s.status] for s in samples], "order_ids": order_ids},
               sys.stdout)
 
@@ -217,16 +292,22 @@ def run(url: str, rate: float, duration_s: float, *, processes: int = 2) -> Step
     if not url.startswith("http://127.0.0.1:"):
         raise OpenLoopError(f"the generator only loads this machine (127.0.0.1), not {url}")
     intended_offsets(rate, duration_s)  # checks the arguments before any process starts
-    start_at = time.time() + 0.5 + 0.1 * processes  # time for the interpreters to start
     run_tag = uuid.uuid4().hex[:10]
     children = [subprocess.Popen([sys.executable, "-m", "seckill.openloop", url, repr(float(rate)),
-                                  repr(float(duration_s)), str(k), str(processes), repr(start_at), run_tag],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONHASHSEED": "0"})
+                                  repr(float(duration_s)), str(k), str(processes), run_tag],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for k in range(processes)]
     limit = duration_s + REQUEST_TIMEOUT_S + 60
     outputs = []
     try:
+        for child in children:  # bounded: a child that cannot start exits, and readline returns ""
+            if child.stdout.readline().strip() != "ready":
+                child.wait(timeout=30)
+                raise OpenLoopError(f"an open-loop process did not start: {child.stderr.read().strip()[-200:]}")
+        start_at = time.time() + 0.05  # every part's schedule starts on this instant
+        for child in children:
+            child.stdin.write(f"{start_at!r}\n")
+            child.stdin.flush()
         for child in children:
             out, err = child.communicate(timeout=limit)
             if child.returncode != 0:

@@ -136,6 +136,26 @@ def test_every_tier_is_measured_and_keeps_its_promises(record):
     assert tiers.current() is None, "the bench must leave no tier running"
 
 
+def test_every_tier_has_its_phases_and_open_loop_steps(record):
+    for row in record["tiers"]:
+        ph = row["phases"]
+        assert ph["sold"] == row["successes"], row
+        assert ph["sell_through_items_per_s"] > 0 and ph["durable_after_s"] > 0, row
+        if ph["sold_out_after_s"] is not None:  # sold out: durable only after the last reservation
+            assert ph["durable_after_s"] >= ph["sold_out_after_s"] - 0.05, row
+        steps = row["open_loop"]
+        assert [step["fraction_of_peak"] for step in steps] == [0.25, 0.5, 0.75], row
+        for step in steps:
+            assert step["oversold"] == 0 and step["lost"] == 0 and step["ok"], step
+            assert step["requests"] == round(step["rate"] * record["load"]["open_loop_step_s"]), step
+            assert 0 < step["p50_ms"] <= step["p99_ms"] <= step["p999_ms"], step
+            assert 0 <= step["error_rate"] <= 1 and step["successes"] == step["statuses"].get("200", 0), step
+    c = record["ceilings"]
+    assert c["openloop_generator_rps"] > 0 and c["openloop_generator_lag_p99_ms"] >= 0, c
+    text = bench.table(record)
+    assert "sell-through" in text and "open loop" in text and "closed-loop p99" in text
+
+
 def test_ratios_come_from_the_same_runs_figures(record):
     rps = {row["tier"]: row["requests_per_s"] for row in record["tiers"]}
     c = record["ceilings"]
@@ -151,7 +171,7 @@ def test_ratios_come_from_the_same_runs_figures(record):
     assert q["messages"] == 1000 and q["ratio"] == pytest.approx(
         q["pipelined_per_s"] / q["per_request_per_s"], abs=0.006), q
     assert record["generator"].startswith("wrk ") and "X-Forwarded-For" in record["generator"]
-    assert set(record["load"]) == {"threads", "connections", "duration_s", "stock"}
+    assert set(record["load"]) == {"threads", "connections", "duration_s", "stock", "open_loop_step_s"}
 
 
 def test_the_record_is_saved_with_its_chart_and_read_back(record, results_dir):
