@@ -726,6 +726,7 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
 # -- the source plan's headline scenario: 100,000 items in 10 s ------------------------------
 
 SEED_PRODUCT = 990_200
+SEED_PROBE_PRODUCT = 990_201
 SEED_ITEMS = 100_000
 SEED_GOAL_S = 10.0        # the source plan: 100,000 items sold (and, here, durable) within 10 s
 SEED_GOAL_P99_MS = 50.0   # "< 50 ms" answers
@@ -737,9 +738,10 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
     """The top tier against ``items`` items for 10 % more distinct users, open loop, at ``rate`` requests/s.
 
     Without ``rate``, the highest arrival rate this machine sustains is taken as
-    90 % of what the open-loop generator itself answered against nginx's
-    ``return 200`` in this same run (a higher offer would only measure the
-    generator), capped at the source plan's 10,000 QPS. Prints (via
+    the lower of the tier's selling peak (wrk against stock it cannot sell out,
+    this run) and 90 % of what the open-loop generator itself answered against
+    nginx's ``return 200`` in this same run (a higher offer would only measure
+    the generator), capped at the source plan's 10,000 QPS. Prints (via
     :func:`seed_table`) time to sell ``items``, time until all are durable in
     PostgreSQL, p99 at that rate, oversold and lost — against the goal
     (10 s, 50 ms). Saved under results/ as seed-<ts>.json.
@@ -756,16 +758,22 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
     try:
         ceilings["nginx_return_200_rps"] = nginx_ceiling(load, progress, ceilings)
         generator = ceilings.get("openloop_generator_rps") or 0.0
-        chosen = float(rate) if rate else max(100.0, min(10_000.0, round(0.9 * generator, -1)))
-        users = math.ceil(items * 1.1)
-        duration_s = round(users / chosen, 3)
-        _say(progress, f"seed: {tier} tier, {items:,} items, {users:,} users at {chosen:,.0f} req/s "
-                       f"({duration_s:.1f} s of arrivals) …")
         state = ladder.up(tier, limits=BENCH_LIMITS, impl_name=impl_name, out=None)
         base = state["base_url"]
         sale.create_sale(s, WARMUP_PRODUCT, WARMUP_STOCK, force=True)
         run_wrk(f"{base}/api/seckill/{WARMUP_PRODUCT}", QUICK, duration_s=1.0)
         invariants.wait_for_drain(s, WARMUP_PRODUCT, timeout_s=30)
+        # the tier's selling rate: wrk (closed loop, at saturation) against stock it cannot sell out
+        sale.create_sale(s, SEED_PROBE_PRODUCT, 10**6, force=True)
+        _say(progress, f"seed: the {tier} tier's selling peak (wrk, 3 s, stock it cannot sell out) …")
+        probe = run_wrk(f"{base}/api/seckill/{SEED_PROBE_PRODUCT}", QUICK, duration_s=3.0)
+        selling_rps = _rate(probe.count(200), probe.duration_s)
+        invariants.wait_for_drain(s, SEED_PROBE_PRODUCT, expected_orders=probe.count(200), timeout_s=120)
+        chosen = float(rate) if rate else max(50.0, min(10_000.0, round(0.9 * generator, -1), round(selling_rps, -1)))
+        users = math.ceil(items * 1.1)
+        duration_s = round(users / chosen, 3)
+        _say(progress, f"seed: {tier} tier, {items:,} items, {users:,} users at {chosen:,.0f} req/s "
+                       f"({duration_s:.1f} s of arrivals) …")
         sale.create_sale(s, SEED_PRODUCT, items, force=True)
         step = openloop.run(f"{base}/api/seckill/{SEED_PRODUCT}", chosen, duration_s, processes=OPEN_LOOP_PROCESSES)
         successes = step.statuses.get(200, 0)
@@ -779,7 +787,8 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
         ladder.down(out=None)
     record = {
         "tier": tier, "items": items, "users": users, "rate": chosen, "rate_source": "given" if rate else
-        "90 % of the open-loop generator's own limit against nginx (capped at 10,000)",
+        "the lower of the tier's selling peak (wrk) and 90 % of the generator's own limit, at most 10,000",
+        "tier_selling_peak_rps": selling_rps,
         "ceilings": ceilings, "open_loop": step.as_record(), "phases": split, "successes": successes,
         "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
         "goal": {"durable_within_s": SEED_GOAL_S, "p99_ms": SEED_GOAL_P99_MS},
@@ -810,6 +819,7 @@ def seed_table(record: dict) -> str:
         f"p99.9 {_fmt(step.get('p999_ms'), '.1f')} ms, errors {step['error_rate']:.2%})   goal "
         f"{goal['p99_ms']:g} ms: {verdict(p99, goal['p99_ms'])}",
         f"  oversold {record['oversold']}, lost {record['lost']}" + ("" if record["ok"] else "   FAILED"),
+        f"  the tier's selling peak (wrk, closed loop): {_fmt(record.get('tier_selling_peak_rps'))} items/s",
         f"  generator's own limit (same run, against nginx `return 200`): "
         f"{_fmt(record['ceilings'].get('openloop_generator_rps'))} req/s; the generator sent up to "
         f"{_fmt(step.get('send_lag_p99_ms'), '.1f')} ms late (p99) in this scenario",
@@ -873,7 +883,7 @@ def table(record: dict) -> str:
         f"generator: {record['generator']}; stock {load['stock']:,} per tier",
     ]
     if c.get("openloop_generator_rps"):
-        lines.append(f"           open loop: {OPEN_LOOP_PROCESSES} asyncio processes (aiohttp on uvloop); against nginx "
+        lines.append(f"           open loop: {OPEN_LOOP_PROCESSES} asyncio processes (keep-alive, uvloop); against nginx "
                      f"they answered {_fmt(c['openloop_generator_rps'])} req/s at most (sent up to "
                      f"{_fmt(c.get('openloop_generator_lag_p99_ms'), '.0f')} ms late, p99): steps above 80 % of that "
                      "are the generator's figure, not the tier's")

@@ -225,7 +225,13 @@ async def _send_part(url: str, offsets: list[float], start_at: float, run: str, 
         body = f'{{"user_id": "{run}-{part}-{i}"}}'.encode()
         raw = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                f"X-Forwarded-For: {_forwarded_for(i)}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-        async with slots:
+        deadline = intended + REQUEST_TIMEOUT_S  # no answer within 5 s of its intended time: an error
+        try:
+            await asyncio.wait_for(slots.acquire(), max(0.0, deadline - clock()))
+        except asyncio.TimeoutError:  # never got a connection: counted, not sent (keeps the run bounded)
+            samples.append(Sample(intended, clock(), clock(), 0))
+            return
+        try:
             sent = clock()
             conn = None
             try:
@@ -234,7 +240,7 @@ async def _send_part(url: str, offsets: list[float], start_at: float, run: str, 
                     conn = None if candidate.closed else candidate
                 if conn is None:
                     _, conn = await loop.create_connection(_Connection, host, port)
-                status, answer = await asyncio.wait_for(conn.request(raw), REQUEST_TIMEOUT_S)
+                status, answer = await asyncio.wait_for(conn.request(raw), max(0.001, deadline - clock()))
                 if status == 200 and answer.startswith(b"{"):
                     order_id = json.loads(answer).get("order_id")
                     if order_id:
@@ -245,6 +251,8 @@ async def _send_part(url: str, offsets: list[float], start_at: float, run: str, 
                 status = status if status and status != 200 else 0
                 if conn is not None and conn.transport is not None:
                     conn.transport.close()
+        finally:
+            slots.release()
         samples.append(Sample(intended, sent, clock(), status))
 
     t0 = clock() + (start_at - time.time())  # every part's schedule starts on the same instant
