@@ -791,6 +791,7 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
         "tier_selling_peak_rps": selling_rps,
         "ceilings": ceilings, "open_loop": step.as_record(), "phases": split, "successes": successes,
         "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
+        "check": {**check.as_dict(), "drained": drained},
         "goal": {"durable_within_s": SEED_GOAL_S, "p99_ms": SEED_GOAL_P99_MS},
         "elapsed_s": round(time.monotonic() - started, 1),
     }
