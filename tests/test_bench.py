@@ -230,3 +230,24 @@ def test_phases_of_a_sale_that_did_not_sell_out_or_sold_nothing():
     assert ph["sell_through_items_per_s"] == 0.2 and ph["durable_after_s"] == pytest.approx(8.2)
     empty = bench.phases(0.0, 8.0, [], stock=10, sold_out_answers=5)
     assert empty["sold"] == 0 and empty["sell_through_items_per_s"] is None
+
+
+# -- scale: reconcile's queue read leaves the backlog whole and in order (real RabbitMQ) ----------
+
+def test_scale_read_step_leaves_the_queue_whole_and_in_order(stack_urls):
+    from seckill import scale
+
+    row = scale._step("read", 300)
+    assert row["orders"] == 300 and row["in_order"] and row["still_queued"] == 300, row
+    assert row["seconds"] > 0 and row["peak_rss_mb"] >= row["baseline_rss_mb"] > 0, row
+    drained = scale._step("drain", 300)
+    assert drained["orders"] == 300 and drained["seconds"] > 0, drained
+
+
+def test_scale_table_shows_growth_per_order():
+    record = {"rows": [{"kind": "drain", "orders": 1000, "seconds": 1.0, "seconds_per_1000": 1.0, "peak_rss_mb": 100.0},
+                       {"kind": "drain", "orders": 10000, "seconds": 30.0, "seconds_per_1000": 3.0, "peak_rss_mb": 101.0}]}
+    from seckill import scale
+
+    text = scale.table(record)
+    assert "×3.00 per order" in text and "10,000" in text
