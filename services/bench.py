@@ -731,6 +731,7 @@ SEED_ITEMS = 100_000
 SEED_GOAL_S = 10.0        # the source plan: 100,000 items sold (and, here, durable) within 10 s
 SEED_GOAL_P99_MS = 50.0   # "< 50 ms" answers
 SEED_TIER = "local-stock"  # the top tier of the ladder
+SEED_MAX_S = 120.0        # arrivals never last longer than this (the run stays bounded in time)
 
 
 def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: str = SEED_TIER,
@@ -770,7 +771,8 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
         selling_rps = _rate(probe.count(200), probe.duration_s)
         invariants.wait_for_drain(s, SEED_PROBE_PRODUCT, expected_orders=probe.count(200), timeout_s=120)
         chosen = float(rate) if rate else max(50.0, min(10_000.0, round(0.9 * generator, -1), round(selling_rps, -1)))
-        users = math.ceil(items * 1.1)
+        # bounded: at most SEED_MAX_S of arrivals; a machine that cannot sell `items` by then reports how far it got
+        users = min(math.ceil(items * 1.1), math.ceil(chosen * SEED_MAX_S))
         duration_s = round(users / chosen, 3)
         _say(progress, f"seed: {tier} tier, {items:,} items, {users:,} users at {chosen:,.0f} req/s "
                        f"({duration_s:.1f} s of arrivals) …")
