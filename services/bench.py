@@ -26,6 +26,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -42,7 +43,8 @@ from typing import TextIO
 import pika
 import redis as redis_lib
 
-from . import broker, charts, db, docker_backend, impl, invariants, nginx, order_service, processes, results, sale, stack
+from . import (broker, charts, db, docker_backend, impl, invariants, nginx, openloop, order_service, processes,
+               results, sale, stack)
 from . import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
 from .burst import run_coroutine
 from .config import Settings, settings
@@ -312,14 +314,19 @@ class Load:
     duration_s: float
     stock: int
     warmup_s: float
+    step_s: float = 3.0  # each open-loop step (25/50/75 % of the tier's peak) sends for this long
 
     def as_record(self) -> dict:
         return {"threads": self.threads, "connections": self.connections, "duration_s": self.duration_s,
-                "stock": self.stock}
+                "stock": self.stock, "open_loop_step_s": self.step_s}
 
 
-FULL = Load(threads=2, connections=64, duration_s=8.0, stock=2000, warmup_s=2.0)
-QUICK = Load(threads=2, connections=32, duration_s=2.0, stock=2000, warmup_s=0.5)
+FULL = Load(threads=2, connections=64, duration_s=8.0, stock=2000, warmup_s=2.0, step_s=3.0)
+QUICK = Load(threads=2, connections=32, duration_s=2.0, stock=2000, warmup_s=0.5, step_s=1.0)
+STEP_FRACTIONS = (0.25, 0.50, 0.75)  # open-loop arrival rates, as fractions of the tier's closed-loop peak
+STEP_PRODUCT = 990_110               # + k: each open-loop step sells its own fresh sale
+OPEN_LOOP_PROCESSES = 2              # one per core: the generator shares the machine with the tier
+GENERATOR_PROBE_RPS = 8_000          # offered to nginx `return 200` to find the open-loop generator's own limit
 
 
 @dataclass
@@ -412,11 +419,86 @@ def run_wrk(url: str, load: Load, duration_s: float | None = None) -> WrkRun:
     return parse_wrk_output(done.stdout)
 
 
+# -- the phases of one sale, from its recorded history ----------------------------------------
+
+def phases(start: float, end: float, history: list[tuple[float, float]], stock: int, sold_out_answers: int) -> dict:
+    """Split one run into its selling phase and its sold-out phase, from the orders it left behind.
+
+    ``start``/``end``: when the load began and ended (epoch s). ``history``: one
+    (created_at, written_at) pair per order in PostgreSQL (epoch s): when the
+    gateway reserved it and when the order service wrote it (the transaction's
+    start; its commit follows within the batch). Returns seconds from ``start``:
+
+      * ``sell_through_items_per_s``: orders / (last reservation − start): how
+        fast the scarce thing was sold — the hard part of a flash sale;
+      * ``sold_out_after_s`` (None if the stock was not all sold), ``durable_after_s``
+        (the last order written to PostgreSQL, None without orders);
+      * ``sold_out_answers_per_s``: "sold out" answers / (end − last reservation),
+        the cheap phase the req/s figure is mostly made of (None if it never began).
+    """
+    sold = len(history)
+    if not history:
+        return {"sold": 0, "sell_through_items_per_s": None, "sold_out_after_s": None, "durable_after_s": None,
+                "sold_out_answers_per_s": None}
+    last_reserved = max(created for created, _ in history)
+    last_written = max(written for _, written in history)
+    selling = max(last_reserved - start, 1e-6)
+    sold_out_phase = end - last_reserved if sold >= stock else 0.0
+    return {
+        "sold": sold,
+        "sell_through_items_per_s": round(sold / selling, 1),
+        "sold_out_after_s": round(selling, 3) if sold >= stock else None,
+        "durable_after_s": round(max(last_written, last_reserved) - start, 3),
+        "sold_out_answers_per_s": round(sold_out_answers / sold_out_phase, 1) if sold_out_phase > 0 else None,
+    }
+
+
+def order_history(s: Settings, product_id: int) -> list[tuple[float, float]]:
+    """(created_at, written_at) in epoch seconds for every order of the product, as phases() reads them."""
+    with db.connect(s.postgres_url) as conn:
+        rows = conn.execute("SELECT extract(epoch FROM created_at)::float8, extract(epoch FROM written_at)::float8 "
+                            "FROM orders WHERE product_id = %s", (product_id,)).fetchall()
+    return [(float(a), float(b)) for a, b in rows]
+
+
+def open_loop_steps(s: Settings, base: str, peak_rps: float, load: Load, *, redis_copy: bool = True,
+                    generator_rps: float | None = None, progress: bool | TextIO | None = True) -> list[dict]:
+    """The tier at 25/50/75 % of its closed-loop peak, open loop, each step on a fresh sale it can sell out.
+
+    Each step's stock equals its number of requests, so every answer comes from
+    the selling path (the one that must stay fast). Each step drains and is
+    checked (oversold, lost) before the next starts. A step above 80 % of the
+    generator's own measured limit is marked ``generator_bound``.
+    """
+    steps = []
+    for k, fraction in enumerate(STEP_FRACTIONS):
+        rate = max(1.0, round(peak_rps * fraction, 1))
+        product = STEP_PRODUCT + k
+        requests = round(rate * load.step_s)
+        sale.create_sale(s, product, requests, force=True)
+        step = openloop.run(f"{base}/api/seckill/{product}", rate, load.step_s, processes=OPEN_LOOP_PROCESSES)
+        successes = step.statuses.get(200, 0)
+        drained = invariants.wait_for_drain(s, product, expected_orders=successes, timeout_s=60)
+        check = invariants.check_sale(s, product, step.order_ids, redis_copy=redis_copy)
+        lost = check.lost + max(0, successes - len(set(step.order_ids)))
+        record = {**step.as_record(), "fraction_of_peak": fraction, "successes": successes,
+                  "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
+                  "generator_bound": bool(generator_rps and rate > 0.8 * generator_rps)}
+        _say(progress, f"  open loop {fraction:.0%} of peak = {rate:,.0f} req/s: p50 {step.p50_ms} ms, "
+                       f"p99 {step.p99_ms} ms, p99.9 {step.p999_ms} ms, errors {step.error_rate:.2%}")
+        steps.append(record)
+    return steps
+
+
 # -- one tier under the load --------------------------------------------------------------
 
-def bench_tier(name: str, load: Load, *, impl_name: str | None = None,
+def bench_tier(name: str, load: Load, *, impl_name: str | None = None, generator_rps: float | None = None,
                progress: bool | TextIO | None = True) -> dict:
-    """Start tier ``name``, warm it up, put the load on a fresh sale, and check the sale afterwards."""
+    """Start tier ``name``, warm it up, put the load on a fresh sale, and check the sale afterwards.
+
+    Then its phases (from the orders' own timestamps) and, when ``load.step_s``,
+    the open-loop steps at 25/50/75 % of the peak wrk measured.
+    """
     tier = ladder.TIERS[name]
     s = settings()
     _say(progress, f"{name}: starting the tier …")
@@ -430,6 +512,7 @@ def bench_tier(name: str, load: Load, *, impl_name: str | None = None,
         invariants.wait_for_drain(s, WARMUP_PRODUCT, timeout_s=30)
     sale.create_sale(s, BENCH_PRODUCT, load.stock, force=True)
     _say(progress, f"{name}: running wrk for {load.duration_s:g} s ({load.connections} connections) …")
+    started = time.time()
     w = run_wrk(f"{base}/api/seckill/{BENCH_PRODUCT}", load)
     successes = w.count(200)
     _say(progress, f"{name}: {w.requests_per_s:,.0f} req/s, {successes} sold; draining the queue …")
@@ -438,19 +521,34 @@ def bench_tier(name: str, load: Load, *, impl_name: str | None = None,
     # A 200 whose order id buy.lua could not read cannot be checked: count it as lost, never as fine.
     unreadable = successes - len(set(w.order_ids))
     lost = check.lost + max(0, unreadable)
+    split = phases(started, started + w.duration_s, order_history(s, BENCH_PRODUCT), load.stock, w.count(409))
+    steps = []
+    if load.step_s:
+        steps = open_loop_steps(s, base, w.requests_per_s, load, redis_copy=tier.redis_copy,
+                                generator_rps=generator_rps, progress=progress)
+    steps_ok = all(step["ok"] for step in steps)
     return {
         "tier": name, "title": tier.title, "requests_per_s": w.requests_per_s, "p50_ms": w.p50_ms,
         "p99_ms": w.p99_ms, "requests": w.requests, "successes": successes, "sold_out": w.count(409),
-        "limited": w.count(429), "errors": w.other, "oversold": check.oversold, "lost": lost,
-        "ok": bool(check.ok and lost == 0 and drained),
+        "limited": w.count(429), "errors": w.other,
+        "oversold": check.oversold + sum(step["oversold"] for step in steps),
+        "lost": lost + sum(step["lost"] for step in steps),
+        "ok": bool(check.ok and lost == 0 and drained and steps_ok),
+        "phases": split, "open_loop": steps,
         "vs_t1": None, "vs_t0": None, "of_nginx_ceiling": None, "of_redis_ceiling": None,
     }
 
 
 # -- this machine's ceilings ----------------------------------------------------------------
 
-def nginx_ceiling(load: Load, progress: bool | TextIO | None = True) -> float:
-    """Requests/s of nginx answering ``return 200`` by itself, under the same wrk load and script."""
+def nginx_ceiling(load: Load, progress: bool | TextIO | None = True, ceilings: dict | None = None) -> float:
+    """Requests/s of nginx answering ``return 200`` by itself, under the same wrk load and script.
+
+    With ``ceilings`` (a dict), the open-loop generator is measured against the
+    same nginx too: ``openloop_generator_rps`` is what it answered per second
+    when offered far more than it can send, ``openloop_generator_lag_p99_ms``
+    how late it sent — the generator's own limit, measured in this run.
+    """
     s = settings()
     ladder.down(out=None)  # nginx's port is the flask-x4 tier's
     conf = nginx.render(s, [s.ports.gateway + 1 + i for i in range(4)], rate=BENCH_LIMITS["nginx_rate"],
@@ -460,6 +558,12 @@ def nginx_ceiling(load: Load, progress: bool | TextIO | None = True) -> float:
     processes.start(s.run_dir, "nginx", nginx.command(conf), port=s.ports.nginx, cwd=s.run_dir, timeout=30)
     try:
         w = run_wrk(url, load)
+        if ceilings is not None:
+            offered = GENERATOR_PROBE_RPS
+            _say(progress, f"ceiling: the open-loop generator against the same nginx, offered {offered:,} req/s …")
+            probe = openloop.run(url, offered, 1.0 if load.step_s <= 1 else 2.0, processes=OPEN_LOOP_PROCESSES)
+            ceilings["openloop_generator_rps"] = probe.answered_per_s
+            ceilings["openloop_generator_lag_p99_ms"] = probe.send_lag_p99_ms
     finally:
         processes.stop(s.run_dir, "nginx", timeout=10)
     if w.count(200) != w.requests:
@@ -603,13 +707,13 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
     _ready()  # the stack up and healthy before the clock runs
     rows: list[dict] = []
     try:
-        ceilings = {
-            "nginx_return_200_rps": nginx_ceiling(load, progress),
-            "redis_lua_ops_per_s": redis_lua_ceiling(quick, progress),
-            "postgres_tx_per_s": postgres_ceiling(1.0 if quick else 3.0, progress=progress),
-        }
+        ceilings: dict = {}
+        ceilings["nginx_return_200_rps"] = nginx_ceiling(load, progress, ceilings)
+        ceilings["redis_lua_ops_per_s"] = redis_lua_ceiling(quick, progress)
+        ceilings["postgres_tx_per_s"] = postgres_ceiling(1.0 if quick else 3.0, progress=progress)
         for name in names:
-            rows.append(bench_tier(name, load, impl_name=impl_name, progress=progress))
+            rows.append(bench_tier(name, load, impl_name=impl_name, progress=progress,
+                                   generator_rps=ceilings.get("openloop_generator_rps")))
     finally:
         ladder.down(out=None)
     _compare(rows, ceilings)
@@ -617,7 +721,8 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
     confirmed = confirms(1000 if quick else 5000, progress=progress)
     record = {
         "generator": (f"wrk {wrk_version()}, {load.threads} threads, {load.connections} connections, "
-                      f"{load.duration_s:g} s per tier, Lua script with distinct users and X-Forwarded-For"),
+                      f"{load.duration_s:g} s per tier, Lua script with distinct users and X-Forwarded-For; "
+                      f"open loop: seckill.openloop, {OPEN_LOOP_PROCESSES} processes, {load.step_s:g} s per step"),
         "load": load.as_record(), "tiers": rows, "ceilings": ceilings, "drain": drained, "confirms": confirmed,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
@@ -630,6 +735,115 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
         record = {**record, "path": str(path), "chart": str(chart)}
     _say(progress, f"bench: done in {record['elapsed_s']:.0f} s")
     return record
+
+
+# -- the source plan's headline scenario: 100,000 items in 10 s ------------------------------
+
+SEED_PRODUCT = 990_200
+SEED_PROBE_PRODUCT = 990_201
+SEED_ITEMS = 100_000
+SEED_GOAL_S = 10.0        # the source plan: 100,000 items sold (and, here, durable) within 10 s
+SEED_GOAL_P99_MS = 50.0   # "< 50 ms" answers
+SEED_TIER = "local-stock"  # the top tier of the ladder
+SEED_MAX_S = 120.0        # arrivals never last longer than this (the run stays bounded in time)
+
+
+def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: str = SEED_TIER,
+                  impl_name: str | None = None, progress: bool | TextIO | None = True, save: bool = True) -> dict:
+    """The top tier against ``items`` items for 10 % more distinct users, open loop, at ``rate`` requests/s.
+
+    Without ``rate``, the highest arrival rate this machine sustains is taken as
+    the lower of the tier's selling peak (wrk against stock it cannot sell out,
+    this run) and 90 % of what the open-loop generator itself answered against
+    nginx's ``return 200`` in this same run (a higher offer would only measure
+    the generator), capped at the source plan's 10,000 QPS. Prints (via
+    :func:`seed_table`) time to sell ``items``, time until all are durable in
+    PostgreSQL, p99 at that rate, oversold and lost — against the goal
+    (10 s, 50 ms). Saved under results/ as seed-<ts>.json.
+    """
+    if isinstance(items, bool) or not isinstance(items, int) or not 1 <= items <= 1_000_000:
+        raise BenchError(f"items must be a whole number from 1 to 1,000,000, not {items!r}")
+    if rate is not None and not (isinstance(rate, (int, float)) and 1 <= rate <= 100_000):
+        raise BenchError(f"the arrival rate must be from 1 to 100,000 requests/s, not {rate!r}")
+    check_tier_names([tier])
+    s = _ready()
+    started = time.monotonic()
+    load = QUICK if items < 10_000 else FULL
+    ceilings: dict = {}
+    try:
+        ceilings["nginx_return_200_rps"] = nginx_ceiling(load, progress, ceilings)
+        generator = ceilings.get("openloop_generator_rps") or 0.0
+        state = ladder.up(tier, limits=BENCH_LIMITS, impl_name=impl_name, out=None, extra_env=LOADTEST_ENV)
+        base = state["base_url"]
+        sale.create_sale(s, WARMUP_PRODUCT, WARMUP_STOCK, force=True)
+        run_wrk(f"{base}/api/seckill/{WARMUP_PRODUCT}", QUICK, duration_s=1.0)
+        invariants.wait_for_drain(s, WARMUP_PRODUCT, timeout_s=30)
+        # the tier's selling rate: wrk (closed loop, at saturation) against stock it cannot sell out
+        sale.create_sale(s, SEED_PROBE_PRODUCT, 10**6, force=True)
+        _say(progress, f"seed: the {tier} tier's selling peak (wrk, 3 s, stock it cannot sell out) …")
+        probe = run_wrk(f"{base}/api/seckill/{SEED_PROBE_PRODUCT}", QUICK, duration_s=3.0)
+        selling_rps = _rate(probe.count(200), probe.duration_s)
+        invariants.wait_for_drain(s, SEED_PROBE_PRODUCT, expected_orders=probe.count(200), timeout_s=120)
+        chosen = float(rate) if rate else max(50.0, min(10_000.0, round(0.9 * generator, -1), round(selling_rps, -1)))
+        # bounded: at most SEED_MAX_S of arrivals; a machine that cannot sell `items` by then reports how far it got
+        users = min(math.ceil(items * 1.1), math.ceil(chosen * SEED_MAX_S))
+        duration_s = round(users / chosen, 3)
+        _say(progress, f"seed: {tier} tier, {items:,} items, {users:,} users at {chosen:,.0f} req/s "
+                       f"({duration_s:.1f} s of arrivals) …")
+        sale.create_sale(s, SEED_PRODUCT, items, force=True)
+        step = openloop.run(f"{base}/api/seckill/{SEED_PRODUCT}", chosen, duration_s, processes=OPEN_LOOP_PROCESSES)
+        successes = step.statuses.get(200, 0)
+        _say(progress, f"seed: {successes:,} sold; waiting until every order is in PostgreSQL …")
+        drained = invariants.wait_for_drain(s, SEED_PRODUCT, expected_orders=successes, timeout_s=300)
+        check = invariants.check_sale(s, SEED_PRODUCT, step.order_ids, redis_copy=ladder.TIERS[tier].redis_copy)
+        lost = check.lost + max(0, successes - len(set(step.order_ids)))
+        split = phases(step.started_at, step.started_at + duration_s, order_history(s, SEED_PRODUCT), items,
+                       step.statuses.get(409, 0))
+    finally:
+        ladder.down(out=None)
+    record = {
+        "tier": tier, "items": items, "users": users, "rate": chosen, "rate_source": "given" if rate else
+        "the lower of the tier's selling peak (wrk) and 90 % of the generator's own limit, at most 10,000",
+        "tier_selling_peak_rps": selling_rps,
+        "ceilings": ceilings, "open_loop": step.as_record(), "phases": split, "successes": successes,
+        "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
+        "check": {**check.as_dict(), "drained": drained},
+        "goal": {"durable_within_s": SEED_GOAL_S, "p99_ms": SEED_GOAL_P99_MS},
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    if save:
+        path = results.save("seed", "", record)
+        record = {**json.loads(path.read_text()), "path": str(path)}
+    return record
+
+
+def seed_table(record: dict) -> str:
+    """The seed scenario's three headline figures against the goal, then how far the generator could go."""
+    ph, step, goal = record["phases"], record["open_loop"], record["goal"]
+
+    def verdict(value, limit) -> str:
+        return "–" if value is None else ("meets the goal" if value <= limit else "misses the goal")
+
+    sold_s, durable_s, p99 = ph.get("sold_out_after_s"), ph.get("durable_after_s"), step.get("p99_ms")
+    lines = [
+        f"seed scenario: {record['tier']} tier, {record['items']:,} items, {record['users']:,} distinct users, "
+        f"open loop at {record['rate']:,.0f} req/s ({record['rate_source']})",
+        f"  time to sell {record['items']:,}:      {_fmt(sold_s, '.2f', ' s')}"
+        + ("" if sold_s is not None else f" (sold {record['successes']:,} only)"),
+        f"  time until all durable:  {_fmt(durable_s, '.2f', ' s')}   goal {goal['durable_within_s']:g} s: "
+        f"{verdict(durable_s if sold_s is not None else None, goal['durable_within_s'])}",
+        f"  p99 at that rate:        {_fmt(p99, '.1f', ' ms')} (p50 {_fmt(step.get('p50_ms'), '.1f')} ms, "
+        f"p99.9 {_fmt(step.get('p999_ms'), '.1f')} ms, errors {step['error_rate']:.2%})   goal "
+        f"{goal['p99_ms']:g} ms: {verdict(p99, goal['p99_ms'])}",
+        f"  oversold {record['oversold']}, lost {record['lost']}" + ("" if record["ok"] else "   FAILED"),
+        f"  the tier's selling peak (wrk, closed loop): {_fmt(record.get('tier_selling_peak_rps'))} items/s",
+        f"  generator's own limit (same run, against nginx `return 200`): "
+        f"{_fmt(record['ceilings'].get('openloop_generator_rps'))} req/s; the generator sent up to "
+        f"{_fmt(step.get('send_lag_p99_ms'), '.1f')} ms late (p99) in this scenario",
+    ]
+    if record.get("path"):
+        lines.append(f"  saved: {record['path']}")
+    return "\n".join(lines)
 
 
 def failed_tiers(record: dict) -> list[str]:
@@ -653,6 +867,25 @@ def table(record: dict) -> str:
             f"{_fmt(row['vs_t1'], '.2f'):>6} {_fmt(row['vs_t0'], '.2f'):>6} "
             f"{_fmt(row['of_nginx_ceiling'] and 100 * row['of_nginx_ceiling'], '.1f', '%'):>8} "
             f"{_fmt(row['of_redis_ceiling'] and 100 * row['of_redis_ceiling'], '.1f', '%'):>11}")
+    lines += ["", "phases (from the orders' own timestamps; s from the first request):",
+              f"{'tier':<12} {'sell-through items/s':>20} {'sold out after':>14} {'durable after':>13} "
+              f"{'sold-out answers/s':>18}"]
+    for row in record["tiers"]:
+        ph = row.get("phases") or {}
+        lines.append(f"{row['tier']:<12} {_fmt(ph.get('sell_through_items_per_s')):>20} "
+                     f"{_fmt(ph.get('sold_out_after_s'), '.2f', ' s'):>14} {_fmt(ph.get('durable_after_s'), '.2f', ' s'):>13} "
+                     f"{_fmt(ph.get('sold_out_answers_per_s')):>18}")
+    if any(row.get("open_loop") for row in record["tiers"]):
+        lines += ["", "open loop (fixed arrival rate; latency from the intended send time, ms; every request a buy):",
+                  f"{'tier':<12} {'% peak':>6} {'req/s':>7} {'p50':>7} {'p99':>8} {'p99.9':>8} {'errors':>7} "
+                  f"{'closed-loop p99':>15}"]
+        for row in record["tiers"]:
+            for step in row.get("open_loop") or []:
+                mark = "  (generator-bound)" if step.get("generator_bound") else ""
+                lines.append(f"{row['tier']:<12} {step['fraction_of_peak']:>6.0%} {_fmt(step['rate']):>7} "
+                             f"{_fmt(step['p50_ms'], '.1f'):>7} {_fmt(step['p99_ms'], '.1f'):>8} "
+                             f"{_fmt(step['p999_ms'], '.1f'):>8} {step['error_rate']:>7.2%} "
+                             f"{_fmt(step['service_p99_ms'], '.1f'):>15}{mark}")
     c, d, q, load = record["ceilings"], record["drain"], record["confirms"], record["load"]
     top = max(record["tiers"], key=lambda row: row["requests_per_s"], default=None)
     lines += [
@@ -666,6 +899,11 @@ def table(record: dict) -> str:
         f"{_fmt(q['per_request_per_s'])}/s → ×{_fmt(q['ratio'], '.1f')} ({q['messages']:,} persistent messages)",
         f"generator: {record['generator']}; stock {load['stock']:,} per tier",
     ]
+    if c.get("openloop_generator_rps"):
+        lines.append(f"           open loop: {OPEN_LOOP_PROCESSES} asyncio processes (keep-alive, uvloop); against nginx "
+                     f"they answered {_fmt(c['openloop_generator_rps'])} req/s at most (sent up to "
+                     f"{_fmt(c.get('openloop_generator_lag_p99_ms'), '.0f')} ms late, p99): steps above 80 % of that "
+                     "are the generator's figure, not the tier's")
     if top and c.get("nginx_return_200_rps"):
         headroom = c["nginx_return_200_rps"] / top["requests_per_s"] if top["requests_per_s"] else None
         verdict = ("so the generator was not the limit" if headroom and headroom >= 2

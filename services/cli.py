@@ -425,11 +425,30 @@ def doctor(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the record instead of the table.")
 @click.option("--quick", is_flag=True, help="A short smoke run (2 s per tier, small drain and confirm runs).")
 @click.option("--tier", "tier_names", multiple=True, metavar="NAME", help="Only this tier (repeatable).")
+@click.option("--scenario", type=click.Choice(["seed"]), default=None,
+              help="seed: the top tier sells 100,000 items to 100,000+ users, open loop (the source plan's goal).")
+@click.option("--rate", type=click.FloatRange(1, 100_000), default=None,
+              help="With --scenario seed: arrival rate in requests/s (default: what this machine sustains).")
+@click.option("--items", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True,
+              help="With --scenario seed: the stock on sale.")
+@click.option("--scale", "scale_run", is_flag=True,
+              help="How the drain and reconcile's queue read grow: 2,000, 20,000 and 200,000 queued orders.")
 @friendly
-def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...]) -> None:
+def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scenario: str | None,
+                  rate: float | None, items: int, scale_run: bool) -> None:
     """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
     from . import bench
 
+    if scale_run:
+        from . import scale
+
+        record = scale.run(quick=quick, progress=True)
+        emit(record, as_json, scale.table(record))
+        return
+    if scenario == "seed":
+        record = bench.seed_scenario(rate, items, progress=True)
+        emit(record, as_json, bench.seed_table(record))
+        sys.exit(0 if record["ok"] else 1)
     record = bench.run(list(tier_names) or None, quick=quick, progress=True)
     emit(record, as_json, bench.table(record))
     if bench.failed_tiers(record):

@@ -136,6 +136,27 @@ def test_every_tier_is_measured_and_keeps_its_promises(record):
     assert tiers.current() is None, "the bench must leave no tier running"
 
 
+def test_every_tier_has_its_phases_and_open_loop_steps(record):
+    for row in record["tiers"]:
+        ph = row["phases"]
+        # wrk stops with requests in flight: the server may sell a few whose answer wrk never read
+        assert ph["sold"] >= row["successes"], row
+        assert ph["sell_through_items_per_s"] > 0 and ph["durable_after_s"] > 0, row
+        if ph["sold_out_after_s"] is not None:  # sold out: durable only after the last reservation
+            assert ph["durable_after_s"] >= ph["sold_out_after_s"] - 0.05, row
+        steps = row["open_loop"]
+        assert [step["fraction_of_peak"] for step in steps] == [0.25, 0.5, 0.75], row
+        for step in steps:
+            assert step["oversold"] == 0 and step["lost"] == 0 and step["ok"], step
+            assert step["requests"] == round(step["rate"] * record["load"]["open_loop_step_s"]), step
+            assert 0 < step["p50_ms"] <= step["p99_ms"] <= step["p999_ms"], step
+            assert 0 <= step["error_rate"] <= 1 and step["successes"] == step["statuses"].get("200", 0), step
+    c = record["ceilings"]
+    assert c["openloop_generator_rps"] > 0 and c["openloop_generator_lag_p99_ms"] >= 0, c
+    text = bench.table(record)
+    assert "sell-through" in text and "open loop" in text and "closed-loop p99" in text
+
+
 def test_ratios_come_from_the_same_runs_figures(record):
     rps = {row["tier"]: row["requests_per_s"] for row in record["tiers"]}
     c = record["ceilings"]
@@ -151,7 +172,7 @@ def test_ratios_come_from_the_same_runs_figures(record):
     assert q["messages"] == 1000 and q["ratio"] == pytest.approx(
         q["pipelined_per_s"] / q["per_request_per_s"], abs=0.006), q
     assert record["generator"].startswith("wrk ") and "X-Forwarded-For" in record["generator"]
-    assert set(record["load"]) == {"threads", "connections", "duration_s", "stock"}
+    assert set(record["load"]) == {"threads", "connections", "duration_s", "stock", "open_loop_step_s"}
 
 
 def test_the_record_is_saved_with_its_chart_and_read_back(record, results_dir):
@@ -190,3 +211,43 @@ def test_cli_quick_json_for_one_tier(stack_urls, results_dir):
     assert row["vs_t1"] == 1.0 and row["vs_t0"] is None and row["oversold"] == 0 and row["lost"] == 0
     assert Path(data["path"]).is_file() and Path(data["chart"]).is_file()
     assert "flask: running wrk" in done.stderr  # progress goes to stderr, the record alone to stdout
+
+
+# -- phases from a recorded history (no stack) -----------------------------------------------------
+
+def test_phases_split_selling_from_answering_sold_out():
+    # 1,000 items reserved evenly over the first 2 s, written up to 0.5 s later; 8 s of load, 60,000 "sold out"
+    history = [(100.0 + 2.0 * (i + 1) / 1000, 100.0 + 2.0 * (i + 1) / 1000 + 0.5) for i in range(1000)]
+    ph = bench.phases(100.0, 108.0, history, stock=1000, sold_out_answers=60_000)
+    assert ph["sold"] == 1000 and ph["sell_through_items_per_s"] == 500.0
+    assert ph["sold_out_after_s"] == 2.0 and ph["durable_after_s"] == 2.5
+    assert ph["sold_out_answers_per_s"] == 10_000.0  # over the 6 s after the last item, not over all 8 s
+
+
+def test_phases_of_a_sale_that_did_not_sell_out_or_sold_nothing():
+    ph = bench.phases(0.0, 8.0, [(4.0, 4.1), (8.0, 8.2)], stock=10, sold_out_answers=0)
+    assert ph["sold_out_after_s"] is None and ph["sold_out_answers_per_s"] is None
+    assert ph["sell_through_items_per_s"] == 0.2 and ph["durable_after_s"] == pytest.approx(8.2)
+    empty = bench.phases(0.0, 8.0, [], stock=10, sold_out_answers=5)
+    assert empty["sold"] == 0 and empty["sell_through_items_per_s"] is None
+
+
+# -- scale: reconcile's queue read leaves the backlog whole and in order (real RabbitMQ) ----------
+
+def test_scale_read_step_leaves_the_queue_whole_and_in_order(stack_urls):
+    from seckill import scale
+
+    row = scale._step("read", 300)
+    assert row["orders"] == 300 and row["in_order"] and row["still_queued"] == 300, row
+    assert row["seconds"] > 0 and row["peak_rss_mb"] >= row["baseline_rss_mb"] > 0, row
+    drained = scale._step("drain", 300)
+    assert drained["orders"] == 300 and drained["seconds"] > 0, drained
+
+
+def test_scale_table_shows_growth_per_order():
+    record = {"rows": [{"kind": "drain", "orders": 1000, "seconds": 1.0, "seconds_per_1000": 1.0, "peak_rss_mb": 100.0},
+                       {"kind": "drain", "orders": 10000, "seconds": 30.0, "seconds_per_1000": 3.0, "peak_rss_mb": 101.0}]}
+    from seckill import scale
+
+    text = scale.table(record)
+    assert "×3.00 per order" in text and "10,000" in text
