@@ -115,6 +115,12 @@ def run_drains(ctx, mod) -> None:
     expect(_facts(conn) == (5, 5) and left == 0,
            "run writes every message it takes and then acknowledges it, so the queue ends empty.",
            f"5 orders published: (orders, stock) = {_facts(conn)}, {left} messages left in the queue")
+    refused = conn.execute("SELECT count(*) FROM order_rejections").fetchone()[0]
+    expect(refused == 0,
+           "An order that was written is confirmed, never also recorded as refused: a good batch must leave "
+           "order_rejections (and any dead-letter queue) empty. If acknowledging fails after the commit, the "
+           "orders are already safe; treat that as a broker problem, not as poison.",
+           f"5 good orders, all written: {refused} of them also recorded as refused")
 
 
 def ack_after_commit(ctx, mod) -> None:
