@@ -117,9 +117,26 @@ def _load_test_mode(tier: str) -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port for locust's master above the kernel's ephemeral range (32768–60999).
+
+    A port the kernel hands out (bind to 0) is free only until another process's
+    outgoing connection takes it as its local port, which under load happens before
+    locust binds it ("Socket bind failure: Address already in use"). Ports from
+    61000 up are never chosen for outgoing connections, so one that binds now
+    stays free unless a listener takes it. Locust binds every interface: so do we.
+    """
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(61000, 65536)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise LoadTestError("no free port from 61000 to 65535 for locust's master; stop some programs and try again")
 
 
 def _check_args(users, spawn_rate, duration_s, requests_per_user, processes) -> None:
