@@ -130,8 +130,9 @@ def test_redis_lost_is_503_then_rebuilt_by_the_gateway(s, rebuild_tier):
     create_sale(s, product, 50, force=True)
     create_sale(s, other, 7, force=True)
     bought = [buy(base, product, f"early-{i}", i) for i in range(5)]
-    assert [b[0] for b in bought] == [200] * 5
-    assert buy(base, other, "other-early", 10)[0] == 200
+    # a sale is 200, or 202 pending when a loaded broker confirmed late (its item stays reserved)
+    assert all(b[0] in (200, 202) for b in bought), [b[0] for b in bought]
+    assert buy(base, other, "other-early", 10)[0] in (200, 202)
     confirmed = {b[1]["order_id"] for b in bought}
     assert invariants.wait_for_drain(s, product, expected_orders=5, timeout_s=30)
     assert invariants.wait_for_drain(s, other, expected_orders=1, timeout_s=30)
@@ -151,7 +152,7 @@ def test_redis_lost_is_503_then_rebuilt_by_the_gateway(s, rebuild_tier):
         if status != 503:
             break
         time.sleep(0.5)
-    assert status == 200, body
+    assert status in (200, 202), body
     confirmed.add(body["order_id"])
     assert buy(base, product, "early-0", 23)[1].get("error") == "already_bought"
     assert buy(base, other, "other-early", 24)[1].get("error") == "already_bought"
