@@ -205,7 +205,9 @@ class AsyncLocalStock:
             granted = int(await self._take_slice(
                 keys=[f"stock:{product_id}", leases_key(product_id), heartbeat_key(product_id, self.instance)],
                 args=[self.slice_size, self.instance, HEARTBEAT_TTL_MS]))
-            if granted <= 0:
+            if granted < 0:
+                return False  # no stock key: the sale is lost, not sold out (the gateway answers 503 and rebuilds)
+            if granted == 0:
                 state.sold_out_at = self.clock()
                 return False
             self.stats["slices"] += 1

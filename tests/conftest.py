@@ -120,3 +120,53 @@ def results_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SECKILL_RESULTS_DIR", str(path))
         yield path
+
+
+def _queue_consumers(amqp: str) -> int | None:
+    """Consumers on the orders queue of the test stack, or None when RabbitMQ is not up."""
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(amqp))
+    except Exception:
+        return None
+    try:
+        return connection.channel().queue_declare(settings().queue, passive=True).method.consumer_count
+    except Exception:
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _amqp_clients(port: int) -> list[str]:
+    """Processes with a connection to RabbitMQ's port: who is still consuming."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(c.raddr and c.raddr.port == port for c in proc.net_connections(kind="tcp")):
+                me = " (this pytest process)" if proc.pid == os.getpid() else ""
+                found.append(f"{proc.pid}{me}: {' '.join(proc.info['cmdline'] or [])[:160]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_consumer_left_behind(request):
+    """A module that leaves a consumer on the orders queue breaks the next one's premise
+    ("nothing consumes the queue"): say which module, and who is connected."""
+    yield
+    s = settings()
+    amqp = s.amqp_url
+    import time
+
+    for _ in range(20):  # a stopping process may take a moment to close its connection
+        left = _queue_consumers(amqp)
+        if not left:
+            return
+        time.sleep(0.5)
+    who = _amqp_clients(s.ports.amqp)
+    log = Path(TEST_ENV["SECKILL_RUN_DIR"]) / "leaks.log"
+    with log.open("a") as f:
+        f.write(f"{request.node.nodeid}: {left} consumer(s) on {s.queue!r} after the module; connected: {who}\n")

@@ -124,6 +124,32 @@ def test_the_flag_is_rechecked_so_returned_stock_sells_again(s, redis_client):
     assert redis_client.get(f"stock:{PRODUCT}") == "1"  # 2 back, 1 sold, the lease of the rest returned
 
 
+def test_a_lost_stock_key_never_raises_the_sold_out_flag(s, redis_client):
+    """Redis flushed mid-sale: "no such sale" is not "sold out". Were the flag raised, the
+    gateway would answer 409 from memory for recheck_s after the rebuild put the stock back
+    (seen in CI: a buyer told sold out with 45 left)."""
+    create_sale(s, PRODUCT, 50, redis=redis_client, force=True)
+    clock = FakeClock()
+
+    async def scenario():
+        r = await _client(s)
+        stock = local_stock.AsyncLocalStock(r, slice_size=10, recheck_s=1.0, clock=clock)
+        before = await stock.reserve_once(PRODUCT, "early")
+        await r.flushall()  # the lease, the stock and the buyers are gone
+        during = await stock.reserve_once(PRODUCT, "during")
+        flag = stock.sold_out_locally(PRODUCT)
+        create_sale(s, PRODUCT, 50, redis=redis_client, force=True)  # what the rebuild does, at once
+        after = await stock.reserve_once(PRODUCT, "after")
+        await stock.return_all()
+        await r.aclose()
+        return before, during, flag, after
+
+    before, during, flag, after = run(scenario())
+    assert (before, during) == ("ok", "sold_out")  # the gateway then finds stock:{id} gone: 503, rebuild
+    assert flag is False, "no stock key is not sold out: the flag must stay down"
+    assert after == "ok", "once the stock is back, the next buyer is sold to, without waiting recheck_s"
+
+
 def test_a_lease_of_an_earlier_sale_is_dropped_not_sold(s, redis_client):
     create_sale(s, PRODUCT, 50, redis=redis_client, force=True)
 
