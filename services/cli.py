@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from . import stack
-from .errors import SeckillError
+from seckill import stack
+from seckill.errors import SeckillError
 
 
 class UserError(click.ClickException):
@@ -42,7 +42,7 @@ def emit(data, as_json: bool, text: str) -> None:
 
 def _set_lang(_ctx, _param, value):
     if value:
-        from .i18n import set_lang
+        from seckill.i18n import set_lang
         set_lang(value)
     return value
 
@@ -115,7 +115,7 @@ def reset(yes: bool) -> None:
 @friendly
 def install_servers(with_tools: bool) -> None:
     """Install missing server binaries with apt (as root), or say what to install."""
-    from . import installer
+    from seckill.stack import installer
 
     backend, why = stack.choose()
     if backend == "docker" and not with_tools:  # nothing to install: the servers are images
@@ -147,8 +147,8 @@ def sale() -> None:
 @friendly
 def sale_create(product_id, stock, starts_at, ends_at, name, force, as_json) -> None:
     """Write the product to PostgreSQL and load its stock into Redis."""
-    from .config import settings
-    from .sale import create_sale, parse_time
+    from seckill.config import settings
+    from seckill.system.sale import create_sale, parse_time
 
     window = parse_time(starts_at, "--starts-at"), parse_time(ends_at, "--ends-at")  # refused before any start
     stack.up(out=None)
@@ -167,8 +167,8 @@ def sale_create(product_id, stock, starts_at, ends_at, name, force, as_json) -> 
 @friendly
 def reconcile(product_id, fix, settle_s, as_json) -> None:
     """Compare Redis with PostgreSQL and the queue (对账); exit 1 if discrepancies remain."""
-    from . import reconcile as rec
-    from .config import settings
+    from seckill.system import reconcile as rec
+    from seckill.config import settings
 
     report = rec.reconcile(settings(), product_id, fix=fix, settle_s=settle_s,
                            out=None if as_json else sys.stderr)
@@ -203,7 +203,7 @@ def tier() -> None:
 def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit, window_s, nginx_rate,
             nginx_burst, local_slice, load_test, as_json) -> None:
     """Start tier NAME (db-direct, flask, flask-x4, fastapi, local-stock) on the running stack; prints its base URL."""
-    from . import tiers
+    from seckill.system import tiers
 
     limits = {k: v for k, v in dict(bucket_rate=bucket_rate, bucket_capacity=bucket_capacity,
                                     user_limit=user_limit, ip_limit=ip_limit, window_s=window_s,
@@ -218,7 +218,7 @@ def tier_up(name, impl_name, bucket_rate, bucket_capacity, user_limit, ip_limit,
 @friendly
 def tier_down() -> None:
     """Stop the running tier (the stack keeps running)."""
-    from . import tiers
+    from seckill.system import tiers
 
     tiers.down(out=sys.stderr)
 
@@ -228,7 +228,7 @@ def tier_down() -> None:
 @friendly
 def tier_status(as_json) -> None:
     """Which tier runs, and where."""
-    from . import tiers
+    from seckill.system import tiers
 
     state = tiers.current()
     emit(state, as_json, f"{state['tier']}: {state['base_url']}" if state else "no tier is running")
@@ -238,7 +238,7 @@ def tier_status(as_json) -> None:
 @friendly
 def consumer() -> None:
     """Run the order service in the foreground (Ctrl-C stops it)."""
-    from . import order_service
+    from seckill.system import order_service
 
     order_service.main()
 
@@ -257,7 +257,7 @@ def lab(headless: bool, port: int) -> None:
     Progress on stdout, Jupyter's own log in .run/logs/jupyterlab.log, and the
     URL with its token as the last line.
     """
-    from . import jupyterlab
+    from seckill.course import jupyterlab
 
     jupyterlab.install_sigterm()
     try:
@@ -284,7 +284,7 @@ class UnknownLabError(UserError):
 @friendly
 def grade(lab: str, impl_name: str | None) -> None:
     """Grade lab LAB (token_bucket, rate_limit, stock, producer, consumer); exit 0 only if all checks pass."""
-    from . import grader
+    from seckill.course import grader
 
     if lab not in grader.LABS:
         raise UnknownLabError(f"unknown lab {lab!r}; the labs are: {', '.join(grader.LABS)}")
@@ -299,7 +299,7 @@ def grade(lab: str, impl_name: str | None) -> None:
 @friendly
 def progress(as_json: bool) -> None:
     """Which labs you have passed, and when."""
-    from . import grader
+    from seckill.course import grader
 
     data = grader.progress()
     lines = []
@@ -338,7 +338,7 @@ def progress(as_json: bool) -> None:
 def load(target, users, spawn_rate, duration, product_id, stock, requests_per_user, processes, label,
          as_json) -> None:
     """Load-test TIER (flask, ... or http://127.0.0.1:PORT) with locust; exit 1 if a sale invariant broke."""
-    from . import loadtest
+    from seckill.measure import loadtest
 
     result = loadtest.run(target, product_id=product_id, users=users, spawn_rate=spawn_rate,
                           duration_s=duration, requests_per_user=requests_per_user, processes=processes,
@@ -372,7 +372,7 @@ def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
     crash-between, consumer-crash, backlog, broker-stall, poison, pg-down); exit 1 if an invariant broke."""
     import inspect
 
-    from . import chaos
+    from seckill import chaos
 
     if scenario not in chaos.SCENARIOS:
         raise UnknownLabError(f"no scenario called {scenario!r}; choose one of: {', '.join(chaos.SCENARIOS)}")
@@ -395,8 +395,8 @@ def chaos_command(scenario: str, tier_name: str | None, as_json: bool) -> None:
 @friendly
 def checklist_command(as_json: bool, lang: str | None) -> None:
     """The seed's self-check list: each item with the evidence you produced, or what to run (always exit 0)."""
-    from . import checklist
-    from .i18n import lang as current_lang
+    from seckill.course import checklist
+    from seckill.i18n import lang as current_lang
 
     lang = lang or current_lang()
 
@@ -412,7 +412,7 @@ def checklist_command(as_json: bool, lang: str | None) -> None:
 @friendly
 def doctor(as_json: bool) -> None:
     """Check Python, packages, server binaries, ports, memory and disk; each problem with its fix (exit 1 if any)."""
-    from . import envcheck
+    from seckill.stack import envcheck
 
     report = envcheck.run()
     emit(report.as_dict(), as_json, str(report))
@@ -437,10 +437,10 @@ def doctor(as_json: bool) -> None:
 def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scenario: str | None,
                   rate: float | None, items: int, scale_run: bool) -> None:
     """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
-    from . import bench
+    from seckill.measure import bench
 
     if scale_run:
-        from . import scale
+        from seckill.measure import scale
 
         record = scale.run(quick=quick, progress=True)
         emit(record, as_json, scale.table(record))
@@ -465,8 +465,8 @@ def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scena
 @friendly
 def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
     """Print the order queue's depth every INTERVAL and an ALERT line when it passes THRESHOLD."""
-    from . import alerts
-    from .config import settings
+    from seckill.measure import alerts
+    from seckill.config import settings
 
     s = settings()
     click.echo(f"watching queue {s.queue!r} every {interval_s:g} s for {duration_s:g} s; "
@@ -481,7 +481,7 @@ def watch_queue(threshold: int, interval_s: float, duration_s: float) -> None:
 
 
 # `seckill workshop …` lives in its own module, given friendly and emit above.
-from .workshop_cli import build as _workshop  # noqa: E402
+from seckill.course.workshop_cli import build as _workshop  # noqa: E402
 
 main.add_command(_workshop(friendly, emit, UserError))
 

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import credentials
-from .errors import SeckillError
+from seckill import credentials
+from seckill.errors import SeckillError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # everything binds to loopback only

@@ -61,7 +61,7 @@ def tr(english: str, lang_: str | None = None) -> str:
     """The text in the current language: Chinese from the catalogue when there is one, else the English."""
     if (lang_ or lang()) != "zh" or not english:
         return english
-    from .i18n_zh import ZH
+    from seckill.i18n_zh import ZH
     return ZH.get(english, english)
 
 

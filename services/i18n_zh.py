@@ -7,12 +7,12 @@ it is translated again. Graders whose every check and hint is here are listed in
 
 from __future__ import annotations
 
-# Graders (services/graders/<name>.py) whose titles and hints are all translated; tests/test_i18n.py
+# Graders (services/course/graders/<name>.py) whose titles and hints are all translated; tests/test_i18n.py
 # fails when one of their English strings has no entry here.
 GRADERS_TRANSLATED = ("stock",)
 
 ZH: dict[str, str] = {
-    # -- the grader's report (services/grader.py) --------------------------------------------------
+    # -- the grader's report (services/course/grader.py) --------------------------------------------------
     "{passed} of {total} checks passed": "{total} 项检查通过了 {passed} 项",
     "{title} — lab {lab!r}, implementation {impl}": "{title}：实验 {lab!r}，实现来自 {impl}",
     "pass": "通过",
@@ -53,7 +53,7 @@ ZH: dict[str, str] = {
     "Order producer (RabbitMQ)": "订单生产者（RabbitMQ）",
     "Order consumer (PostgreSQL)": "订单消费者（PostgreSQL）",
 
-    # -- services/graders/stock.py ----------------------------------------------------------------
+    # -- services/course/graders/stock.py ----------------------------------------------------------------
     "Try your StockCache in the notebook against Redis and compare with what it should do.":
         "在 notebook 里对着 Redis 试一下你的 StockCache，和它应有的行为对比一下。",
     "set_stock / get_stock": "set_stock / get_stock",

@@ -1,6 +1,6 @@
 """Hand-made result files of every kind (the schemas the measuring commands write), for tests.
 
-The rehearsal, the checklist and seckill.results must work with any subset of
+The rehearsal, the checklist and seckill.measure.results must work with any subset of
 results/ — none, some, all, and a broken file among them — so the tests write
 these into a temporary SECKILL_RESULTS_DIR instead of running the whole system.
 The figures are deliberately odd (1,234.5 req/s) so a test can tell a quoted
@@ -89,8 +89,9 @@ def write_all(directory: Path) -> Path:
 
 
 def numbers_in_records(directory: Path, extra: dict | None = None) -> set[str]:
-    """Every number a record holds (as quoted by seckill.results.number, and as written in its strings)."""
-    from seckill import rehearsal, results
+    """Every number a record holds (as quoted by seckill.measure.results.number, and as written in its strings)."""
+    from seckill.course import rehearsal
+    from seckill.measure import results
 
     found: set[str] = set()
 

@@ -19,10 +19,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 
-from seckill import gateway, invariants
+from seckill.system import gateway
+from seckill.measure import invariants
 from seckill.config import NGINX_SOURCE, Limits
-from seckill.gateway_flask import create_app
-from seckill.sale import create_sale
+from seckill.system.gateway_flask import create_app
+from seckill.system.sale import create_sale
 
 PRODUCT = 301
 

@@ -1,4 +1,4 @@
-"""seckill.bench (`make bench`): the quick ladder on the real test stack, the CLI, and the parsers.
+"""seckill.measure.bench (`make bench`): the quick ladder on the real test stack, the CLI, and the parsers.
 
 Only invariants and the bench's own arithmetic are asserted, never a speed: the
 figures depend on the machine (and on whoever else shares its two cores).
@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from seckill import bench, results, tiers
+from seckill.measure import bench, results
+from seckill.system import tiers
 from seckill.cli import main
 
-# Captured from `wrk -t2 -c4 -d1s --latency -s services/wrk/buy.lua` against the flask tier, stock 3.
+# Captured from `wrk -t2 -c4 -d1s --latency -s services/measure/wrk/buy.lua` against the flask tier, stock 3.
 WRK_SAMPLE = """\
 Running 1s test @ http://127.0.0.1:19100/api/seckill/990100
   2 threads and 4 connections
@@ -235,7 +236,7 @@ def test_phases_of_a_sale_that_did_not_sell_out_or_sold_nothing():
 # -- scale: reconcile's queue read leaves the backlog whole and in order (real RabbitMQ) ----------
 
 def test_scale_read_step_leaves_the_queue_whole_and_in_order(stack_urls):
-    from seckill import scale
+    from seckill.measure import scale
 
     row = scale._step("read", 300)
     assert row["orders"] == 300 and row["in_order"] and row["still_queued"] == 300, row
@@ -247,7 +248,7 @@ def test_scale_read_step_leaves_the_queue_whole_and_in_order(stack_urls):
 def test_scale_table_shows_growth_per_order():
     record = {"rows": [{"kind": "drain", "orders": 1000, "seconds": 1.0, "seconds_per_1000": 1.0, "peak_rss_mb": 100.0},
                        {"kind": "drain", "orders": 10000, "seconds": 30.0, "seconds_per_1000": 3.0, "peak_rss_mb": 101.0}]}
-    from seckill import scale
+    from seckill.measure import scale
 
     text = scale.table(record)
     assert "×3.00 per order" in text and "10,000" in text

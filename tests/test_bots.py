@@ -20,8 +20,9 @@ from collections import Counter
 
 import pytest
 
-from seckill import bots, invariants, tiers
-from seckill.sale import create_sale
+from seckill.measure import bots, invariants
+from seckill.system import tiers
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 

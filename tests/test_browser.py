@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from seckill import tiers
+from seckill.system import tiers
 from seckill.config import settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -371,7 +371,7 @@ def first_hour(stack_urls, tmp_path_factory):
     # The test drives JupyterLab through window.jupyterapp (as the other browser tests do via the flag).
     (root / "config").mkdir()
     (root / "config" / "jupyter_lab_config.json").write_text(json.dumps({"LabApp": {"expose_app_in_browser": True}}))
-    from seckill import processes
+    from seckill.stack import processes
 
     port, token = processes.free_port_near(20_300 + os.getpid() % 500), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "SECKILL_IMPL"}  # a learner has none: their labs/
@@ -448,7 +448,7 @@ def test_lab_12_with_the_skeleton_stops_with_one_line(first_hour, browser, scree
 @pytest.fixture(scope="module")
 def lab_zh(stack_urls, tmp_path_factory):
     """JupyterLab like `make lab LANG=zh`: interface locale zh_CN, serving a copy of notebooks/ (zh/ inside)."""
-    from seckill.jupyterlab import overrides
+    from seckill.course.jupyterlab import overrides
 
     root = tmp_path_factory.mktemp("lab-zh")
     notebooks = root / "notebooks"

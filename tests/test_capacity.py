@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from seckill import calculator, capacity, coursemap, diagram
-from seckill.capacity import Capacities, CapacityError, Scenario
+from seckill.course import calculator, capacity, coursemap, diagram
+from seckill.course.capacity import Capacities, CapacityError, Scenario
 from seckill.errors import SeckillError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,8 +134,8 @@ def test_from_results_without_measurements_is_the_seed():
 
 
 def test_from_results_reads_a_results_folder(tmp_path, monkeypatch):
-    """End to end through seckill.results: a bench record on disk becomes the calculator's numbers."""
-    from seckill import results
+    """End to end through seckill.measure.results: a bench record on disk becomes the calculator's numbers."""
+    from seckill.measure import results
 
     record = {"generator": "wrk", "tiers": [{"tier": "flask", "requests_per_s": 777.0, "p50_ms": 5, "p99_ms": 30}],
               "ceilings": {"nginx_return_200_rps": 20_000.0, "redis_lua_ops_per_s": 90_000.0,
@@ -236,7 +236,7 @@ def test_course_map_lists_notebooks_in_order_with_grades(tmp_path):
 
 
 def test_course_map_of_the_real_notebooks_covers_every_graded_lab():
-    from seckill import grader
+    from seckill.course import grader
 
     rows = coursemap.entries(progress={})
     assert rows[0]["notebook"] == "00_start_here" and rows[1]["notebook"] == "01_requirements_and_capacity"
@@ -247,7 +247,7 @@ def test_course_map_of_the_real_notebooks_covers_every_graded_lab():
 
 def test_calculator_shows_the_chart_first_and_carries_a_static_copy():
     """The chart sits above the sliders (seen while dragging); without a kernel its output still reads."""
-    from seckill import calculator
+    from seckill.course import calculator
 
     calc = calculator.Calculator({})
     assert calc.widget.children[0] is calc.output

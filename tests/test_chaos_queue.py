@@ -15,7 +15,10 @@ import pika
 import pytest
 from click.testing import CliRunner
 
-from seckill import alerts, chaos, order_service, processes, stack, tiers
+from seckill.measure import alerts
+from seckill import chaos, stack
+from seckill.system import order_service, tiers
+from seckill.stack import processes
 from seckill.cli import main
 from seckill.errors import SeckillError
 
@@ -104,7 +107,7 @@ def test_mq_down_on_fastapi(queue_tiers):
 
 
 def test_a_chaos_report_is_saved_and_charted(queue_tiers, tmp_path, monkeypatch):
-    from seckill import results
+    from seckill.measure import results
     from seckill.chaos import backlog
 
     monkeypatch.setenv("SECKILL_RESULTS_DIR", str(tmp_path))

@@ -15,8 +15,11 @@ import urllib.request
 
 import pytest
 
-from seckill import chaos, gateway, gateway_async, processes, results, stack, tiers
-from seckill.sale import create_sale
+from seckill import chaos, stack
+from seckill.system import gateway, gateway_async, tiers
+from seckill.stack import processes
+from seckill.measure import results
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 

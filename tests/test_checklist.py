@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import crafted_results as crafted
-from seckill import checklist, rehearsal, results
-from seckill.checklist import ChecklistError
+from seckill.course import checklist, rehearsal
+from seckill.measure import results
+from seckill.course.checklist import ChecklistError
 
 SECKILL = str(Path(sys.executable).parent / "seckill")
 # The seed's section 8, verbatim: the file must carry every line.

@@ -61,7 +61,7 @@ def test_same_services_on_the_same_ports_as_the_native_stack():
 def test_every_image_is_a_variable_defaulting_to_the_official_image():
     import yaml
 
-    from seckill import docker_backend
+    from seckill.stack import docker_backend
 
     data = yaml.safe_load(config(REPO / "docker-compose.yml").stdout)
     images = {name: service["image"] for name, service in data["services"].items()}

@@ -20,10 +20,12 @@ import psycopg
 import pytest
 import redis
 
-from seckill import gateway, gateway_async, invariants, reconcile, rebuild, stack, tiers
-from seckill.clients import client_address, post_json
-from seckill.gateway_dbdirect import DirectSale, create_app as dbdirect_app
-from seckill.sale import create_sale
+from seckill.system import gateway, gateway_async, reconcile, rebuild, tiers
+from seckill.measure import invariants
+from seckill import stack
+from seckill.measure.clients import client_address, post_json
+from seckill.system.gateway_dbdirect import DirectSale, create_app as dbdirect_app
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 

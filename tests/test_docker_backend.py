@@ -25,9 +25,12 @@ import yaml
 import docker_engine
 from conftest import BURST_LIMITS, TEST_ENV
 
-from seckill import burst, chaos, docker_backend, invariants, stack, tiers
+from seckill.measure import burst, invariants
+from seckill import chaos, stack
+from seckill.stack import docker_backend
+from seckill.system import tiers
 from seckill.config import settings
-from seckill.sale import create_sale
+from seckill.system.sale import create_sale
 
 REPO = Path(__file__).resolve().parent.parent
 SECKILL = str(REPO / ".venv" / "bin" / "seckill")
@@ -288,7 +291,7 @@ def test_health_checks_pass_in_the_running_containers(dstack):
 
 
 def test_wrk_and_redis_benchmark_from_the_tools_image(dstack, monkeypatch):
-    from seckill import bench
+    from seckill.measure import bench
 
     monkeypatch.setattr(bench.shutil, "which", lambda name: None)  # a machine without wrk and redis-tools
     assert bench._in_tools_image(bench._tool("wrk", "wrk"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seckill import envcheck, processes
+from seckill.stack import envcheck, processes
 from seckill.config import settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,10 @@ import time
 
 import redis
 
-from seckill import broker, burst, invariants, processes, tiers
-from seckill.sale import create_sale
+from seckill.system import broker, tiers
+from seckill.measure import burst, invariants
+from seckill.stack import processes
+from seckill.system.sale import create_sale
 
 
 def test_thousand_items_five_thousand_users_twenty_thousand_requests(s, flask_tier):

@@ -33,9 +33,10 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance,
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.generation import GenerationMode
 
-from seckill import invariants, tiers
-from seckill.gateway_fastapi import create_app
-from seckill.sale import create_sale
+from seckill.measure import invariants
+from seckill.system import tiers
+from seckill.system.gateway_fastapi import create_app
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 

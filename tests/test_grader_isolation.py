@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from seckill import grader
+from seckill.course import grader
 
 HERE = Path(__file__).resolve().parent
 SOLUTION = (HERE.parent / "solutions" / "token_bucket.py").read_text()
@@ -48,7 +48,7 @@ def our_children() -> list[psutil.Process]:
     found = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if p.is_running() and "seckill.graders._child" in " ".join(p.cmdline()):
+            if p.is_running() and "seckill.course.graders._child" in " ".join(p.cmdline()):
                 found.append(p)
         except psutil.Error:
             pass
@@ -122,7 +122,7 @@ def test_progress_lines_go_to_stdout(capsys):
 
 
 def test_seeded_rounds_name_the_failing_seed_and_replay_it(monkeypatch):
-    from seckill.graders._base import SEED_ENV, CheckFailed, expect, seeded_rounds
+    from seckill.course.graders._base import SEED_ENV, CheckFailed, expect, seeded_rounds
 
     seen = []
 

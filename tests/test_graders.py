@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from seckill import grader, impl
+from seckill.course import grader
+from seckill.system import impl
 from wrong_impls import CAUGHT_BY, KINDS, MISTAKES, materialize, wrong_source
 
 HERE = Path(__file__).resolve().parent
@@ -115,7 +116,7 @@ def test_hints_of_every_check_give_no_answer():
 
     texts = [grader.TIMEOUT_HINT]
     for lab in grader.LABS:
-        module = importlib.import_module(f"seckill.graders.{lab}")
+        module = importlib.import_module(f"seckill.course.graders.{lab}")
         source = Path(module.__file__).read_text()
         texts += [c.hint for c in module.CHECKS]
         assert "CHECKS" in source

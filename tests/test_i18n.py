@@ -21,7 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from seckill import envcheck, i18n
+from seckill.stack import envcheck
+from seckill import i18n
 from seckill.i18n_zh import GRADERS_TRANSLATED, ZH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,27 +192,27 @@ def test_every_tr_string_is_translated():
 
 @pytest.mark.parametrize("grader", GRADERS_TRANSLATED)
 def test_translated_grader_has_every_title_and_hint_in_chinese(grader):
-    from seckill.grader import LABS, TIMEOUT_HINT
+    from seckill.course.grader import LABS, TIMEOUT_HINT
 
-    strings = grader_strings(SERVICES / "graders" / f"{grader}.py") | {TIMEOUT_HINT, LABS[grader][2]}
+    strings = grader_strings(SERVICES / "course" / "graders" / f"{grader}.py") | {TIMEOUT_HINT, LABS[grader][2]}
     assert untranslated(strings) == []
 
 
 def test_catalogue_has_no_entry_nothing_uses():
-    from seckill.grader import LABS, TIMEOUT_HINT
+    from seckill.course.grader import LABS, TIMEOUT_HINT
 
     used = tr_strings(SERVICES) | {TIMEOUT_HINT} | {title for _m, _n, title in LABS.values()}
     for grader in GRADERS_TRANSLATED:
-        used |= grader_strings(SERVICES / "graders" / f"{grader}.py")
+        used |= grader_strings(SERVICES / "course" / "graders" / f"{grader}.py")
     assert sorted(set(ZH) - used) == []
 
 
 def test_an_edited_hint_is_caught(tmp_path):
     """The test of the test: a hint reworded in English no longer finds its Chinese."""
     copy = tmp_path / "stock.py"
-    text = (SERVICES / "graders" / "stock.py").read_text()
+    text = (SERVICES / "course" / "graders" / "stock.py").read_text()
     copy.write_text(text.replace("try_reserve says yes while there is stock", "try_reserve answers yes while stock lasts"))
-    assert untranslated(grader_strings(SERVICES / "graders" / "stock.py")) == []
+    assert untranslated(grader_strings(SERVICES / "course" / "graders" / "stock.py")) == []
     assert untranslated(grader_strings(copy)) == ["try_reserve answers yes while stock lasts and no once it is gone."]
 
 
@@ -247,7 +248,7 @@ def test_doctor_names_a_font_when_no_cjk_font_is_found(monkeypatch):
 
 
 def test_charts_follow_the_language(monkeypatch):
-    from seckill import charts
+    from seckill.measure import charts
 
     run = {"summary": {"tier": "flask", "requests": 10, "users": 5}, "invariants": {}, "history": []}
     monkeypatch.setenv("SECKILL_LANG", "zh")
@@ -322,7 +323,7 @@ def _strings(value, where=""):
 
 
 def test_rehearsal_chinese_is_proofread():
-    from seckill.rehearsal_content import TEXT
+    from seckill.course.rehearsal_content import TEXT
 
     assert proofread(_strings(TEXT["zh"])) == []
     # the test of the test: the mistakes the issue names are caught
@@ -330,8 +331,8 @@ def test_rehearsal_chinese_is_proofread():
 
 
 def test_rehearsal_opens_in_the_editions_language(monkeypatch):
-    from seckill import rehearsal
-    from seckill.rehearsal_ui import CAPACITY_ZH, Rehearsal
+    from seckill.course import rehearsal
+    from seckill.course.rehearsal_ui import CAPACITY_ZH, Rehearsal
 
     monkeypatch.setenv("SECKILL_LANG", "zh")
     assert Rehearsal(measured={}, progress={}).lang == "zh"

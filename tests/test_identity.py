@@ -3,7 +3,7 @@
   * X-Forwarded-For is believed only from the configured proxy: nginx, from its
     own source address. Anything else on the host that reaches a gateway
     directly counts as its TCP peer; simulated clients connect FROM their own
-    loopback addresses (seckill.clients), as a real crowd would.
+    loopback addresses (seckill.measure.clients), as a real crowd would.
   * One product, one URL: only the canonical product id (211, not 0211).
   * One user, one id: surrounding white space dropped and Unicode NFC applied
     before the limits, the reservation and the database.
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from seckill import invariants, tiers
-from seckill.clients import client_address, post_json
+from seckill.measure import invariants
+from seckill.system import tiers
+from seckill.measure.clients import client_address, post_json
 from seckill.config import NGINX_SOURCE
-from seckill.gateway import TrustedProxies, canonical_user_id, client_ip, parse_request
-from seckill.sale import SaleError, create_sale, parse_time
+from seckill.system.gateway import TrustedProxies, canonical_user_id, client_ip, parse_request
+from seckill.system.sale import SaleError, create_sale, parse_time
 
 from conftest import BURST_LIMITS
 

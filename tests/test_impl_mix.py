@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from seckill import burst, impl, tiers
-from seckill.sale import create_sale
+from seckill.measure import burst
+from seckill.system import impl, tiers
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 

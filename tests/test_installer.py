@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seckill import installer
+from seckill.stack import installer
 
 SECKILL = str(Path(sys.executable).parent / "seckill")
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import psutil
 
-from seckill import processes, stack
+from seckill.stack import processes
+from seckill import stack
 from seckill.config import settings
 
 REPO = Path(__file__).resolve().parent.parent

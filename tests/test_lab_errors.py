@@ -13,7 +13,7 @@ import nbformat
 import redis
 from nbclient import NotebookClient
 
-from seckill import impl, lab_errors
+from seckill.system import impl, lab_errors
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_in_a_kernel_cells_pools_and_threads_show_one_line(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in (
         "import threading\nfrom concurrent.futures import ThreadPoolExecutor\nimport redis\n"
-        "from seckill import impl\ncache = impl.load('stock', 'labs').StockCache(redis.Redis(port=1))",
+        "from seckill.system import impl\ncache = impl.load('stock', 'labs').StockCache(redis.Redis(port=1))",
         "with ThreadPoolExecutor(4) as pool:\n    list(pool.map(lambda i: cache.try_reserve(1), range(8)))",
         "t = threading.Thread(target=cache.release, args=(1, 'u'))\nt.start()\nt.join()",
         "1 / 0",

@@ -1,4 +1,4 @@
-"""seckill.loadtest: a short, real locust run against the Flask tier; the sale's promises hold.
+"""seckill.measure.loadtest: a short, real locust run against the Flask tier; the sale's promises hold.
 
 Only invariants are asserted, never a speed: the numbers depend on the machine.
 Results go to a temporary SECKILL_RESULTS_DIR, never into the learner's results/.
@@ -13,7 +13,8 @@ import plotly.graph_objects as go
 import pytest
 from click.testing import CliRunner
 
-from seckill import charts, loadtest, tiers
+from seckill.measure import charts, loadtest
+from seckill.system import tiers
 from seckill.cli import main
 
 from conftest import BURST_LIMITS

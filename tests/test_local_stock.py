@@ -15,9 +15,11 @@ import psutil
 import pytest
 import redis.asyncio as aioredis
 
-from seckill import burst, invariants, local_stock, processes, tiers
-from seckill.gateway_async import AsyncGateway
-from seckill.sale import create_sale
+from seckill.measure import burst, invariants
+from seckill.system import local_stock, tiers
+from seckill.stack import processes
+from seckill.system.gateway_async import AsyncGateway
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 
@@ -94,7 +96,7 @@ def test_sold_out_is_answered_from_memory_without_redis(s, redis_client):
 
 class _OpenSales:
     async def get(self, product_id):
-        from seckill.sale import SaleWindow
+        from seckill.system.sale import SaleWindow
         return SaleWindow(None, None)
 
 

@@ -1,11 +1,11 @@
-"""seckill.openloop: the open-loop schedule and its latency arithmetic (no stack, no timing asserted)."""
+"""seckill.measure.openloop: the open-loop schedule and its latency arithmetic (no stack, no timing asserted)."""
 
 from __future__ import annotations
 
 import pytest
 
-from seckill import openloop
-from seckill.openloop import Sample
+from seckill.measure import openloop
+from seckill.measure.openloop import Sample
 
 
 def test_the_schedule_is_evenly_spaced_at_the_rate():

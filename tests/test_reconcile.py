@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from seckill import broker, impl, reconcile
-from seckill.gateway import new_order
-from seckill.sale import create_sale
+from seckill.system import broker, impl, reconcile
+from seckill.system.gateway import new_order
+from seckill.system.sale import create_sale
 
 STOCK = 20
 BOUGHT = [f"buyer-{i}" for i in range(6)]

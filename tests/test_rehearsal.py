@@ -9,10 +9,11 @@ import string
 import pytest
 
 import crafted_results as crafted
-from seckill import rehearsal, results
-from seckill.rehearsal import Attempt, RehearsalError
-from seckill.rehearsal_content import (CARD_ORDER, LANGS, PART_ORDER, PART_SECONDS, PROTOCOL_NUMBERS,
-                                       SEED_FIGURES, TEXT)
+from seckill.course import rehearsal
+from seckill.measure import results
+from seckill.course.rehearsal import Attempt, RehearsalError
+from seckill.course.rehearsal_content import (CARD_ORDER, LANGS, PART_ORDER, PART_SECONDS, PROTOCOL_NUMBERS,
+                                              SEED_FIGURES, TEXT)
 
 LANG = pytest.mark.parametrize("lang", LANGS)
 # list numbering ("1) … 2) … 3)") and "stock > 0": not figures
@@ -299,7 +300,7 @@ def test_seed_vs_yours_chart_has_title_and_axis_units(full, lang):
 # -- the widgets are thin and follow the same rules ---------------------------------------------------
 
 def test_widgets_refuse_reveal_until_answered_and_switch_language(full):
-    from seckill.rehearsal_ui import Rehearsal
+    from seckill.course.rehearsal_ui import Rehearsal
 
     r = Rehearsal(measured=full, progress={})
     box = r.card("kafka")

@@ -1,4 +1,4 @@
-"""seckill.results reads back every measurement file: any subset, none, and broken files among them."""
+"""seckill.measure.results reads back every measurement file: any subset, none, and broken files among them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 import crafted_results as crafted
-from seckill import results
+from seckill.measure import results
 
 
 @pytest.fixture

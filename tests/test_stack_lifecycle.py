@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from seckill import processes
+from seckill.stack import processes
 
 REPO = Path(__file__).resolve().parent.parent
 SECKILL = str(Path(sys.executable).parent / "seckill")
@@ -132,7 +132,7 @@ def test_backend_choice(monkeypatch):
         stack.backend()
     monkeypatch.setenv("SECKILL_BACKEND", "auto")
     # auto prefers what runs the whole course: the installed servers first, even with Docker there
-    from seckill import docker_backend, installer
+    from seckill.stack import docker_backend, installer
 
     monkeypatch.setattr(docker_backend, "engine_answers", lambda: (True, "Docker engine 20.10 answers"))
     monkeypatch.setattr(docker_backend, "compose_command", lambda: ["docker", "compose"])

@@ -12,8 +12,10 @@ import urllib.request
 
 import pytest
 
-from seckill import burst, invariants, processes, tiers
-from seckill.sale import create_sale
+from seckill.measure import burst, invariants
+from seckill.stack import processes
+from seckill.system import tiers
+from seckill.system.sale import create_sale
 
 from conftest import BURST_LIMITS
 
@@ -108,7 +110,7 @@ def test_fastapi_publishes_nothing_unconfirmed_when_the_broker_is_unreachable(s,
     import dataclasses
     import socket
 
-    from seckill import gateway_async
+    from seckill.system import gateway_async
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,7 +19,9 @@ import psycopg
 import pytest
 import redis
 
-from seckill import chaos, processes, tiers
+from seckill import chaos
+from seckill.stack import processes
+from seckill.system import tiers
 from seckill.config import settings
 from solutions import consumer as consumer_mod
 from solutions.consumer import OrderConsumer
@@ -246,8 +248,8 @@ class _Producer:
 def test_unknown_publish_answers_202_and_keeps_the_item_and_a_definite_failure_503_and_releases(stack_urls, kind):
     import asyncio
 
-    from seckill import gateway, gateway_async
-    from seckill.sale import create_sale
+    from seckill.system import gateway, gateway_async
+    from seckill.system.sale import create_sale
 
     s = settings()
     product = 9341 if kind == "sync" else 9342
@@ -318,11 +320,11 @@ def test_the_issue_example_stock_5_frozen_broker(stall_tiers, tier):
     202 pending and their items kept, so b0…b4 are told sold out; a0…a4's orders are written and
     confirmed; nobody told 503 holds an order; Redis and PostgreSQL both end at 0.
     """
-    from seckill import invariants
+    from seckill.measure import invariants
     from seckill.chaos import broker_stall
     from seckill.chaos._queue import tier_for
     from seckill.chaos import ChaosReport
-    from seckill.sale import create_sale
+    from seckill.system.sale import create_sale
 
     s = settings()
     product = 9351
@@ -370,8 +372,9 @@ def test_a_pending_order_that_never_reached_the_queue_is_proven_lost_by_reconcil
     The item stays reserved (never released on a guess); `reconcile --fix` finds a buyer with no
     order in PostgreSQL and none in the queue, twice, returns the item, and the status says rejected.
     """
-    from seckill import gateway, invariants, reconcile
-    from seckill.sale import create_sale
+    from seckill.system import gateway, reconcile
+    from seckill.measure import invariants
+    from seckill.system.sale import create_sale
 
     s = settings()
     product = 9361

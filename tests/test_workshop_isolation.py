@@ -19,7 +19,9 @@ import psycopg
 import pytest
 import redis
 
-from seckill import config, credentials, processes, stack, tiers
+from seckill import config, credentials, stack
+from seckill.stack import processes
+from seckill.system import tiers
 from seckill.config import BLOCK_SIZE, ConfigError, Ports, port_base, settings
 
 from conftest import SLOT, TEST_ENV

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from seckill import dashboard, room, workshop
+from seckill.course import dashboard, workshop
+from seckill import room
 from seckill.config import settings
 
 REPO = Path(__file__).resolve().parent.parent

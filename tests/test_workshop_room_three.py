@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from seckill import dashboard, processes
+from seckill.course import dashboard
+from seckill.stack import processes
 from seckill.config import BLOCK_SIZE, Ports
 
 from conftest import SLOT, TEST_ENV

@@ -16,7 +16,7 @@ In the lab, the block becomes one line at the marker's indentation:
     raise NotImplementedError("TokenBucket.allow_request in labs/token_bucket.py is not written yet — see notebooks/10_token_bucket.ipynb")
 
 (the file and function named, so a one-line message can say what to write
-where: services/lab_errors.py shows it that way in notebooks)
+where: services/system/lab_errors.py shows it that way in notebooks)
 
 unless the block contains `# LAB: <code>` lines: then those lines, uncommented,
 are the lab's version of the block (a starting point, or a placeholder for a

@@ -1,6 +1,6 @@
 """Hash stamps for texts kept side by side in two languages outside the notebooks.
 
-The rehearsal's words (seckill.rehearsal_content.TEXT["en"] / ["zh"]) and the self-check list's items
+The rehearsal's words (seckill.course.rehearsal_content.TEXT["en"] / ["zh"]) and the self-check list's items
 (checklists/self_check.md: English line, Chinese line, evidence in both) are written in both languages in
 one place. What can go stale is the Chinese after an English edit, so services/i18n_stamps.json records,
 per text, the hash of the English the Chinese was last checked against; tests/test_i18n.py fails when an
@@ -35,8 +35,8 @@ def _flatten(value, where=""):
 
 def pairs() -> dict[str, tuple[str, str]]:
     """key -> (English, Chinese) for every paired text; a missing side is ""."""
-    from seckill import checklist
-    from seckill.rehearsal_content import TEXT
+    from seckill.course import checklist
+    from seckill.course.rehearsal_content import TEXT
 
     en, zh = dict(_flatten(TEXT["en"])), dict(_flatten(TEXT["zh"]))
     out = {f"rehearsal{k}": (en.get(k, ""), zh.get(k, "")) for k in en.keys() | zh.keys()}

@@ -12,7 +12,7 @@ function returning a :class:`ChaosReport`. A scenario:
   * creates its own sale, so it never depends on what ran before,
   * injects its fault at a known moment, drives a bounded load,
   * repairs what it broke (the stack is healthy again when it returns),
-  * checks the invariants with :mod:`seckill.invariants` and says which held.
+  * checks the invariants with :mod:`seckill.measure.invariants` and says which held.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import SeckillError
+from seckill.errors import SeckillError
 
 # scenario name → (module in this package, one line on what it breaks)
 SCENARIOS: dict[str, tuple[str, str]] = {
@@ -111,7 +111,7 @@ def run(name: str, *, save: bool = True, **options) -> ChaosReport:
     """
     report = scenario_module(name).run(**options)
     if save:
-        from .. import results
+        from seckill.measure import results
 
         results.save("chaos", name, report.as_dict())
     return report

@@ -13,10 +13,12 @@ import time
 
 import redis as redis_lib
 
-from .. import bots, broker, burst, invariants, local_stock, processes, reconcile, tiers
-from ..config import Settings, settings
-from . import ChaosError, ChaosReport
-from .stage import CHAOS_LIMITS
+from seckill.measure import bots, burst, invariants
+from seckill.system import broker, local_stock, reconcile, tiers
+from seckill.stack import processes
+from seckill.config import Settings, settings
+from seckill.chaos import ChaosError, ChaosReport
+from seckill.chaos.stage import CHAOS_LIMITS
 
 ORDER_SERVICE = tiers.ORDER_SERVICE.name
 

@@ -4,7 +4,7 @@ Nothing fails for the users: the gateway keeps answering 200, because an order
 only has to reach the queue. That is the point of the queue (削峰: it absorbs
 the peak) and also its danger: a dead order service is invisible from the
 outside until someone looks at the queue. So a watcher samples the depth and
-fires an alert the moment it passes a threshold (seckill.alerts), and when the
+fires an alert the moment it passes a threshold (seckill.measure.alerts), and when the
 order service is back we measure how fast it works the backlog off (the drain
 rate, orders/s) and how long until the queue is empty and every order written.
 """
@@ -14,13 +14,15 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from .. import alerts, db, stack
-from ..config import settings
-from ..invariants import order_count
-from . import ChaosReport
-from .stage import fresh_sale
-from ._queue import (buy, buyers, check_books, start_order_service, stop_order_service, tier_for,
-                     wait_until)
+from seckill.measure import alerts
+from seckill.stack import db
+from seckill import stack
+from seckill.config import settings
+from seckill.measure.invariants import order_count
+from seckill.chaos import ChaosReport
+from seckill.chaos.stage import fresh_sale
+from seckill.chaos._queue import (buy, buyers, check_books, start_order_service, stop_order_service, tier_for,
+                                  wait_until)
 
 TITLE = "order service stopped under load: the queue grows and an alert fires"
 

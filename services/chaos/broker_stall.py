@@ -44,12 +44,12 @@ import time
 import urllib.error
 import urllib.request
 
-from .. import processes
-from ..config import settings
-from ..invariants import written_order_ids
-from . import ChaosReport
-from ._queue import buy, buyers, check_books, consumers, tier_for, wait_until
-from .stage import fresh_sale, reconcile_step
+from seckill.stack import processes
+from seckill.config import settings
+from seckill.measure.invariants import written_order_ids
+from seckill.chaos import ChaosReport
+from seckill.chaos._queue import buy, buyers, check_books, consumers, tier_for, wait_until
+from seckill.chaos.stage import fresh_sale, reconcile_step
 
 TITLE = "RabbitMQ frozen (SIGSTOP) mid-sale: answers yes, no and unknown, then every one honoured"
 BROKER = "rabbitmq"

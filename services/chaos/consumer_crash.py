@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import json
 
-from .. import broker, db, order_service, processes
-from ..config import settings
-from ..invariants import written_order_ids
-from . import ChaosError, ChaosReport
-from .stage import fresh_sale
-from ._queue import (ORDER_SERVICE, buy, buyers, check_books, start_order_service,
-                     start_order_service_unwatched, stop_order_service, tier_for, wait_until)
+from seckill.system import broker, order_service
+from seckill.stack import db, processes
+from seckill.config import settings
+from seckill.measure.invariants import written_order_ids
+from seckill.chaos import ChaosError, ChaosReport
+from seckill.chaos.stage import fresh_sale
+from seckill.chaos._queue import (ORDER_SERVICE, buy, buyers, check_books, start_order_service,
+                                  start_order_service_unwatched, stop_order_service, tier_for, wait_until)
 
 TITLE = "order service killed after commit before ack, and before commit"
 

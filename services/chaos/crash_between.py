@@ -27,11 +27,11 @@ import json
 import urllib.error
 import urllib.request
 
-from ..config import settings
-from ..gateway import INJECT_CRASH_BETWEEN
-from . import ChaosReport
-from .stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
-from .traffic import Traffic
+from seckill.config import settings
+from seckill.system.gateway import INJECT_CRASH_BETWEEN
+from seckill.chaos import ChaosReport
+from seckill.chaos.stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
+from seckill.chaos.traffic import Traffic
 
 TITLE = "gateway killed between the Redis reservation and the publish"
 CRASH_PREFIX = "crash-"

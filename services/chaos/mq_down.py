@@ -30,14 +30,16 @@ import time
 
 import psycopg
 
-from .. import broker, burst, stack
-from ..clients import post_json
-from ..invariants import written_order_ids
-from ..config import settings
-from . import ChaosReport
-from .stage import fresh_sale
-from ._queue import (buy, buyers, check_books, consumers, pause_order_service, redis_books, tier_for,
-                     wait_until)
+from seckill.system import broker
+from seckill.measure import burst
+from seckill import stack
+from seckill.measure.clients import post_json
+from seckill.measure.invariants import written_order_ids
+from seckill.config import settings
+from seckill.chaos import ChaosReport
+from seckill.chaos.stage import fresh_sale
+from seckill.chaos._queue import (buy, buyers, check_books, consumers, pause_order_service, redis_books, tier_for,
+                                  wait_until)
 
 TITLE = "RabbitMQ stopped mid-sale, then back"
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import time
 
-from .. import broker, invariants, stack, tiers
-from ..config import settings
-from . import ChaosError, ChaosReport
-from ._queue import buy, buyers, check_books, consumers, tier_for, wait_until
-from .broker_stall import order_status
-from .stage import CHAOS_LIMITS, fresh_sale
+from seckill.system import broker, tiers
+from seckill.measure import invariants
+from seckill import stack
+from seckill.config import settings
+from seckill.chaos import ChaosError, ChaosReport
+from seckill.chaos._queue import buy, buyers, check_books, consumers, tier_for, wait_until
+from seckill.chaos.broker_stall import order_status
+from seckill.chaos.stage import CHAOS_LIMITS, fresh_sale
 
 TITLE = "PostgreSQL stopped mid-sale, then back"
 

@@ -34,10 +34,10 @@ from datetime import datetime, timezone
 import pika
 import psycopg
 
-from ..config import settings
-from . import ChaosReport
-from ._queue import buy, buyers, check_books, pause_order_service, tier_for
-from .stage import fresh_sale
+from seckill.config import settings
+from seckill.chaos import ChaosReport
+from seckill.chaos._queue import buy, buyers, check_books, pause_order_service, tier_for
+from seckill.chaos.stage import fresh_sale
 
 TITLE = "poison messages in the orders queue: dead-lettered, the good orders behind them written"
 

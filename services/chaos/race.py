@@ -27,12 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis as redis_lib
 
-from .. import db, impl, invariants
-from ..config import settings
-from ..gateway import new_order
-from . import ChaosReport
-from .stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
-from .traffic import Traffic
+from seckill.stack import db
+from seckill.system import impl
+from seckill.measure import invariants
+from seckill.config import settings
+from seckill.system.gateway import new_order
+from seckill.chaos import ChaosReport
+from seckill.chaos.stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
+from seckill.chaos.traffic import Traffic
 
 TITLE = "naive check-then-set under concurrent buyers, against the atomic Lua path"
 

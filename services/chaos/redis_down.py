@@ -8,12 +8,12 @@ shows the other two on one Redis:
  2. Redis is stopped. The gateway cannot reserve, so it must not pretend to:
     B's buyers get 503 at once (no hang, no 500, nothing reserved), and A's
     buyers get 409 sold_out from the gateway's local memory (degradation,
-    seckill.sold_out) — a retry storm avoided for an answer already known.
+    seckill.system.sold_out) — a retry storm avoided for an answer already known.
  3. Redis comes back EMPTY (its snapshot deleted: a crash before any save,
     or a new machine). The gateway finds no sale in Redis, asks PostgreSQL,
     which still has it, and so answers 503 with Retry-After ("Redis lost it,
     try again"), never 404 "no such product" and never a sale from nothing.
- 4. The gateway rebuilds Redis by itself (seckill.rebuild: `reconcile --fix`
+ 4. The gateway rebuilds Redis by itself (seckill.system.rebuild: `reconcile --fix`
     over every product, once, under a lock, with reconcile's settle rule);
     the sale resumes, and a user who bought before the outage is still refused
     a second item. Afterwards `seckill reconcile` finds nothing in ANY product:
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import time
 
-from .. import stack
-from ..config import settings
-from . import ChaosReport
-from .. import reconcile
-from .stage import fresh_sale, redis_agrees, tier_on_stage, verdict
-from ..burst import buy_once
-from .traffic import Traffic
+from seckill import stack
+from seckill.config import settings
+from seckill.chaos import ChaosReport
+from seckill.system import reconcile
+from seckill.chaos.stage import fresh_sale, redis_agrees, tier_on_stage, verdict
+from seckill.measure.burst import buy_once
+from seckill.chaos.traffic import Traffic
 
 TITLE = "Redis stopped mid-sale, then back empty and rebuilt by the gateway from PostgreSQL"
 NO_HANG_MS = 2000  # "at once": far above a healthy answer, far below a client's patience

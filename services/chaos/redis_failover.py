@@ -1,6 +1,6 @@
 """Failure lab `redis-failover`: the primary is killed mid-sale; Sentinel promotes the replica (主从切换).
 
-The set-up (seckill.sentinel): the course's Redis is the primary, a replica
+The set-up (seckill.stack.sentinel): the course's Redis is the primary, a replica
 follows it, one Sentinel watches (quorum 1: enough to see a failover on one
 machine; production runs three or more on separate machines). The gateways
 find the primary by asking Sentinel (SECKILL_REDIS_SENTINEL), so after the
@@ -32,12 +32,14 @@ import time
 
 import redis as redis_lib
 
-from .. import db, invariants, sentinel, stack
-from ..config import HOST, settings
-from . import ChaosReport
-from .stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
-from ..burst import buy_once
-from .traffic import Traffic
+from seckill.stack import db, sentinel
+from seckill.measure import invariants
+from seckill import stack
+from seckill.config import HOST, settings
+from seckill.chaos import ChaosReport
+from seckill.chaos.stage import fresh_sale, reconcile_step, redis_agrees, tier_on_stage, verdict
+from seckill.measure.burst import buy_once
+from seckill.chaos.traffic import Traffic
 
 TITLE = "primary killed with a replica and Sentinel watching"
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from .. import broker, invariants, reconcile, tiers
-from ..config import Settings
-from ..sale import create_sale
-from . import ChaosError, ChaosReport
+from seckill.system import broker, reconcile, tiers
+from seckill.measure import invariants
+from seckill.config import Settings
+from seckill.system.sale import create_sale
+from seckill.chaos import ChaosError, ChaosReport
 
 # Every simulated buyer is a distinct user with an address of its own; the global
 # bucket is opened wide so that only the injected fault shapes the answers.

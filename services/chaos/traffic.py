@@ -23,8 +23,8 @@ from typing import Callable, Iterable
 
 import aiohttp
 
-from ..burst import fake_ip
-from ..clients import SourceSessions
+from seckill.measure.burst import fake_ip
+from seckill.measure.clients import SourceSessions
 
 OUTCOMES = ("success", "pending", "sold_out", "already_bought", "unavailable", "not_found", "limited", "client_error",
             "server_error", "failed")

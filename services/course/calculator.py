@@ -1,6 +1,6 @@
 """The capacity calculator of notebook 01: sliders in, a demand-vs-capacity chart and a verdict out.
 
-A thin ipywidgets face on :mod:`seckill.capacity` (which holds all the
+A thin ipywidgets face on :mod:`seckill.course.capacity` (which holds all the
 arithmetic and is unit-tested on its own). The chart is a plain plotly figure
 shown inside an ``Output`` widget and redrawn on every change, so nothing
 depends on plotly's FigureWidget; the default state is drawn at once when the
@@ -16,8 +16,8 @@ from __future__ import annotations
 import html
 import plotly.graph_objects as go
 
-from . import capacity
-from .capacity import Capacities, CapacityError, Plan, Scenario
+from seckill.course import capacity
+from seckill.course.capacity import Capacities, CapacityError, Plan, Scenario
 
 DEMAND_COLOUR = "#1f77b4"
 BOTTLENECK_COLOUR = "#d62728"
@@ -78,7 +78,7 @@ class Calculator:
         import ipywidgets as w
 
         if measured is None:
-            from . import results
+            from seckill.measure import results
 
             measured = results.measured()
         self.measured = measured

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import SeckillError
+from seckill.errors import SeckillError
 
 DESIGNS = ("redis+queue", "db-direct")
 
@@ -270,13 +270,13 @@ def _yours(path: str | None) -> str:
 def from_results(measured: dict | None = None, app_tier: str = "flask") -> Capacities:
     """The seed's capacities, each replaced by the learner's own measurement when results/ has one.
 
-    ``measured`` is :func:`seckill.results.measured` (read afresh when None). The
+    ``measured`` is :func:`seckill.measure.results.measured` (read afresh when None). The
     app tier's capacity is the requests/s measured on ``app_tier``; nginx, Redis
     and PostgreSQL come from the bench's ceilings (nginx ``return 200``, the
     reserve Lua script under redis-benchmark, guarded-update transactions/s).
     """
     if measured is None:
-        from . import results
+        from seckill.measure import results
 
         measured = results.measured()
     if app_tier not in SEED_TIER_RPS:
@@ -305,7 +305,7 @@ def from_results(measured: dict | None = None, app_tier: str = "flask") -> Capac
 def measured_tiers(measured: dict | None = None) -> list[str]:
     """The tiers the learner has measured, in the ladder's order."""
     if measured is None:
-        from . import results
+        from seckill.measure import results
 
         measured = results.measured()
     tiers = measured.get("tiers") or {}

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import results
-from .config import REPO_ROOT
-from .errors import SeckillError
-from .rehearsal_content import FIGURE_UNITS, TEXT
+from seckill.measure import results
+from seckill.config import REPO_ROOT
+from seckill.errors import SeckillError
+from seckill.course.rehearsal_content import FIGURE_UNITS, TEXT
 
 CHECKLIST_PATH = REPO_ROOT / "checklists" / "self_check.md"
 REHEARSAL_NOTEBOOK = "notebooks/90_interview_rehearsal.ipynb"
@@ -114,6 +114,7 @@ WORDS = {
             "mq_db_labs": "MQ → DB boxes",
         },
     },
+    # the same keys in Chinese: a translation table, so its shape repeats "en" on purpose
     "zh": {
         "sep": "，", "vs": "{a} 对比 {b}", "missing": "尚未测量", "run": "运行", "lab_held": "所有不变量都成立",
         "lab_broke": "有不变量被打破（{checks}）：修好后再运行 `{cmd}`",
@@ -287,18 +288,18 @@ def evaluate(lang: str = "en", *, measured: dict | None = None, progress: dict |
     if measured is None:
         measured = results.measured()
     if progress is None:
-        from .grader import progress as read_progress
+        from seckill.course.grader import progress as read_progress
 
         progress = read_progress()
     if rehearsals is None:
-        from .rehearsal import attempts
+        from seckill.course.rehearsal import attempts
 
         rehearsals = attempts()
     ctx = Context(measured, progress, rehearsals, lang)
     out = []
     for item in items(path):
         if item.id not in RULES:
-            raise ChecklistError(f"checklist item {item.id!r} has no evidence rule in services/checklist.py")
+            raise ChecklistError(f"checklist item {item.id!r} has no evidence rule in services/course/checklist.py")
         pieces = [rule(ctx) for rule in RULES[item.id]]
         out.append(ItemResult(item.id, item.title(lang), all(p.ok for p in pieces), pieces))
     return Report(lang, out)

@@ -2,7 +2,7 @@
 
 Read from the notebooks themselves (the first heading, ``# NN · goal``) so a
 notebook added later appears without editing this file, and from
-``seckill.grader.progress()`` (what ``seckill progress`` prints), so the map in
+``seckill.course.grader.progress()`` (what ``seckill progress`` prints), so the map in
 notebook 00 shows how far the learner has come.
 """
 
@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from .config import REPO_ROOT
+from seckill.config import REPO_ROOT
 
 HEADING = re.compile(r"^#\s+(\d+)\s*[·:.-]?\s*(.*)$")
 
@@ -65,7 +65,7 @@ def _grade(lab: str, entry: dict | None) -> str:
 
 def entries(folder: Path | str | None = None, progress: dict | None = None) -> list[dict]:
     """One dict per notebook, in the course's order: notebook, goal, 目标, lab, grade."""
-    from . import grader
+    from seckill.course import grader
 
     folder = Path(folder) if folder else REPO_ROOT / "notebooks"
     progress = grader.progress() if progress is None else progress

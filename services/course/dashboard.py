@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import processes, room
+from seckill.stack import processes
+from seckill import room
 
 # The tier ladder, bottom to top (tiers.TIERS order, without importing the running system).
 LADDER = ("db-direct", "flask", "flask-x4", "fastapi", "local-stock")

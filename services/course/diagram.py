@@ -49,19 +49,19 @@ class Edge:
 def boxes(client_qps: int = 50_000, nginx_qps: int = 15_000) -> dict[str, Box]:
     return {
         "client": Box(20, 80, 170, 96, "Clients · 客户端", (f"{client_qps:,} QPS at the peak", "秒杀开始的一瞬间"),
-                      ("services/burst.py", "services/loadtest.py")),
+                      ("services/measure/burst.py", "services/measure/loadtest.py")),
         "nginx": Box(250, 80, 190, 96, "nginx · 限流", (f"limit_req ≤ {nginx_qps:,} QPS", "beyond: 429 (削峰)"),
-                     ("services/nginx.py", "services/nginx/seckill.conf")),
+                     ("services/system/nginx.py", "services/system/nginx/seckill.conf")),
         "gateway": Box(500, 80, 230, 96, "gateway × 4 · 网关", ("token bucket → user/IP limits", "→ reserve → publish"),
-                       ("services/gateway.py", "solutions/token_bucket.py")),
+                       ("services/system/gateway.py", "solutions/token_bucket.py")),
         "redis": Box(790, 80, 190, 96, "Redis · 预减", ("stock · buyers · limits", "one Lua script, atomic"),
                      ("solutions/stock.py", "solutions/rate_limit.py"), "#f4f9ff"),
         "rabbitmq": Box(500, 300, 230, 96, "RabbitMQ · 异步队列", ("persistent messages", "publisher confirms (削峰)"),
-                        ("services/broker.py", "solutions/producer.py"), "#fff8f0"),
+                        ("services/system/broker.py", "solutions/producer.py"), "#fff8f0"),
         "orders": Box(790, 300, 190, 96, "order service · 订单服务", ("idempotent insert", "+ guarded stock update"),
-                      ("services/order_service.py", "solutions/consumer.py"), "#fff8f0"),
+                      ("services/system/order_service.py", "solutions/consumer.py"), "#fff8f0"),
         "postgres": Box(790, 428, 190, 84, "PostgreSQL · 数据库", ("orders, products:", "the truth (持久化)"),
-                        ("services/db.py", "services/schema.sql"), "#fff8f0"),
+                        ("services/stack/db.py", "services/stack/schema.sql"), "#fff8f0"),
     }
 
 

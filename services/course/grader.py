@@ -1,6 +1,6 @@
 """Graders for the course's labs: run a learner's module against the real servers, check its BEHAVIOUR.
 
-    from seckill.grader import check
+    from seckill.course.grader import check
     check("token_bucket")          # in a notebook: a table of checks, with hints
 
     $ seckill grade token_bucket   # in a shell; exit 0 only when every check passes
@@ -8,7 +8,7 @@
 Each check drives the learner's code (never their notebook cells) and reports
 passed or failed with a hint that points to the idea the code misses, never to
 the code that fixes it. Every check runs in a child process of its own
-(seckill.graders._child) with a time limit and an output limit: learner code
+(seckill.course.graders._child) with a time limit and an output limit: learner code
 that loops for ever, kills its process, segfaults or prints without end gives
 that check's result ("timed out after 15 s", "the process died (signal 9)",
 "output cut at 64 KB"); the other checks are still graded, and nothing is left
@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import impl as impl_mod
-from . import room
-from .errors import SeckillError
-from .i18n import tr
-from .graders import _base
-from .graders._base import Context
+from seckill.system import impl as impl_mod
+from seckill import room
+from seckill.errors import SeckillError
+from seckill.i18n import tr
+from seckill.course.graders import _base
+from seckill.course.graders._base import Context
 
 # lab -> (module name, notebook, title), in the course's order
 LABS: "OrderedDict[str, tuple[str, str, str]]" = OrderedDict([
@@ -201,7 +201,7 @@ def _run_child(lab: str, path: Path, index: int, urls: dict, limit: float) -> _O
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "seckill.graders._child", lab, str(path), str(index), json.dumps(urls),
+            [sys.executable, "-m", "seckill.course.graders._child", lab, str(path), str(index), json.dumps(urls),
              str(write_fd)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(write_fd,), start_new_session=True, env=env)
@@ -296,7 +296,7 @@ def grade(lab: str, impl: str | None = None, *, timeout: float | None = None, pr
 
     urls: dict[str, str] = {}
     if lab in NEEDS_SERVERS:
-        from . import stack
+        from seckill import stack
 
         urls = stack.up(out=None)
         if lab == "consumer":
@@ -366,7 +366,7 @@ def _result(check_: _base.Check, outcome: _Outcome, limit: float, shown: str, no
 # -- progress -----------------------------------------------------------------------
 
 def progress_path() -> Path:
-    from .config import settings
+    from seckill.config import settings
 
     return settings().run_dir / "progress.json"
 

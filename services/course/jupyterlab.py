@@ -24,9 +24,9 @@ import webbrowser
 from pathlib import Path
 from typing import TextIO
 
-from . import processes
-from .config import REPO_ROOT, settings
-from .errors import SeckillError
+from seckill.stack import processes
+from seckill.config import REPO_ROOT, settings
+from seckill.errors import SeckillError
 
 DEFAULT_PORT = 18888
 # JupyterLab reads default settings from <sys.prefix>/share/jupyter/lab/settings/overrides.json.
@@ -43,7 +43,7 @@ class LabError(SeckillError):
 
 def overrides(lang: str | None = None) -> dict:
     """The course's JupyterLab settings; the interface in Chinese (language pack) when the language is zh."""
-    from .i18n import jupyterlab_locale
+    from seckill.i18n import jupyterlab_locale
 
     return {**OVERRIDES, "@jupyterlab/translation-extension:plugin": {"locale": jupyterlab_locale(lang)}}
 
@@ -110,7 +110,7 @@ def serve(port: int, *, headless: bool, token: str | None = None, out: TextIO = 
         if proc.poll() is not None or not ready:
             reason = processes.log_reason(log_path) or ": (its log is empty)"
             raise LabError(f"JupyterLab did not start{reason}; whole log: {log_path}")
-        from .i18n import lang
+        from seckill.i18n import lang
 
         # the Chinese edition opens on its own folder (notebooks/zh), the English one on notebooks/
         url = f"http://127.0.0.1:{port}/lab{'/tree/zh' if lang() == 'zh' else ''}?token={token}"

@@ -3,9 +3,10 @@
 The seed (section 6) gives a 3-minute answer in four timed parts, and (section
 7) the follow-up questions an interviewer asks. Said with the seed's numbers it
 is a recitation; said with numbers you measured on your own machine it is
-evidence. So everything here is built from :func:`seckill.results.measured`:
+evidence. So everything here is built from :func:`seckill.measure.results.measured`:
 
-    from seckill import rehearsal, results
+    from seckill.course import rehearsal
+    from seckill.measure import results
     m = results.measured()
     print(rehearsal.fill_script(m, "en").markdown())     # the script, your figures marked "(yours)"
     for card in rehearsal.cards("zh", m): ...             # the drill, in Chinese
@@ -19,7 +20,7 @@ the reveal (refused until the answer is written) and a self-rating 1-5. Each
 saved attempt is its own file, ``results/rehearsal-<ts>.json``, so earlier
 attempts are kept and the ratings can be compared over time.
 
-The widgets live in :mod:`seckill.rehearsal_ui`; this module is plain functions
+The widgets live in :mod:`seckill.course.rehearsal_ui`; this module is plain functions
 and data, tested without a browser.
 """
 
@@ -33,9 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import results
-from .errors import SeckillError
-from .rehearsal_content import CARD_ORDER, FIGURE_UNITS, LANGS, PART_ORDER, PART_SECONDS, TEXT
+from seckill.measure import results
+from seckill.errors import SeckillError
+from seckill.course.rehearsal_content import CARD_ORDER, FIGURE_UNITS, LANGS, PART_ORDER, PART_SECONDS, TEXT
 
 KIND = "rehearsal"
 RATINGS = range(1, 6)
@@ -94,7 +95,7 @@ class _Filler:
         return self._yours(value, fig.source)
 
     def chaos(self, scenario: str) -> str:
-        from .chaos import SCENARIOS
+        from seckill.chaos import SCENARIOS
 
         if scenario not in SCENARIOS:
             raise KeyError(f"no failure lab called {scenario!r}")
@@ -114,7 +115,7 @@ class _Filler:
         return self._yours(" · ".join([verdict, *numbers]), entry.get("source"))
 
     def chaos_all(self) -> str:
-        from .chaos import SCENARIOS
+        from seckill.chaos import SCENARIOS
 
         done = [name for name in SCENARIOS if (self.measured.get("chaos") or {}).get(name)]
         if not done:
@@ -127,7 +128,7 @@ class _Filler:
         return "\n".join(lines)
 
     def grade(self, lab: str) -> str:
-        from .grader import LABS
+        from seckill.course.grader import LABS
 
         if lab not in LABS:
             raise KeyError(f"no lab called {lab!r}")

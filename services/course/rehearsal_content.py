@@ -1,10 +1,10 @@
 """The words of the interview rehearsal, in English and in Chinese (the seed's language).
 
-Kept apart from the logic (:mod:`seckill.rehearsal`) so a translator edits one
+Kept apart from the logic (:mod:`seckill.course.rehearsal`) so a translator edits one
 file and a test can check that both languages say the same things (same keys).
 
 Templates quote figures by name in braces, e.g. ``{t1_rps}``: the figure of
-:data:`seckill.results.FIGURES`, written with its unit and marked "(yours)", or
+:data:`seckill.measure.results.FIGURES`, written with its unit and marked "(yours)", or
 "(not measured yet: run `make bench`)" when no record holds it. ``{chaos_<scenario>}``
 is the verdict of one failure lab, ``{grade_<lab>}`` the state of one graded lab,
 ``{chaos_all}`` every failure lab run so far. The seed's own figures are written
@@ -208,6 +208,7 @@ TEXT: dict[str, dict] = {
             },
         },
     },
+    # the same keys in Chinese (a translation table: its shape repeats "en" on purpose)
     "zh": {
         "yours": "（你的实测）",
         "seed": "（原文）",

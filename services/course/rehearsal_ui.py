@@ -1,6 +1,6 @@
-"""The widgets of the interview rehearsal notebook: thin views over :mod:`seckill.rehearsal`.
+"""The widgets of the interview rehearsal notebook: thin views over :mod:`seckill.course.rehearsal`.
 
-    from seckill.rehearsal_ui import Rehearsal
+    from seckill.course.rehearsal_ui import Rehearsal
     r = Rehearsal()          # reads your results/ and lab grades once
     r.switch                 # EN / 中文: every view below re-renders in the chosen language
     r.part("opening")        # prompt, a 30 s clock, a box for your notes, the script (folded)
@@ -17,9 +17,11 @@ from __future__ import annotations
 import ipywidgets as widgets
 from IPython.display import Markdown, display
 
-from . import i18n, rehearsal, results
-from .rehearsal import Attempt, RehearsalError
-from .rehearsal_content import PART_SECONDS
+from seckill import i18n
+from seckill.course import rehearsal
+from seckill.measure import results
+from seckill.course.rehearsal import Attempt, RehearsalError
+from seckill.course.rehearsal_content import PART_SECONDS
 
 
 # a view never wider than the notebook column (no horizontal scroll bar under it)
@@ -45,7 +47,7 @@ class Rehearsal:
         rehearsal.text(lang)  # a clear error for a language we do not have
         self.measured = measured if measured is not None else results.measured()
         if progress is None:
-            from .grader import progress as read_progress
+            from seckill.course.grader import progress as read_progress
 
             progress = read_progress()
         self.progress = progress
@@ -262,7 +264,7 @@ class Rehearsal:
 
     def checklist(self) -> widgets.Output:
         """The seed's self-check list with your evidence (what `seckill checklist` prints)."""
-        from . import checklist
+        from seckill.course import checklist
 
         out = widgets.Output()
 

@@ -38,9 +38,10 @@ from typing import Any
 
 import psutil
 
-from . import processes, results
-from .config import AUTO_BLOCKS, BLOCK_SIZE, REPO_ROOT, settings
-from .errors import SeckillError
+from seckill.stack import processes
+from seckill.measure import results
+from seckill.config import AUTO_BLOCKS, BLOCK_SIZE, REPO_ROOT, settings
+from seckill.errors import SeckillError
 
 KIND = "workshop"
 # The notebooks' load test (notebooks 20 and 21): what a learner runs, hence what a room must carry.
@@ -138,7 +139,9 @@ def _jupyterlab_cost(seconds: float = 3.0) -> dict[str, float] | None:
 
 def measure(tier: str = "flask", idle_s: float = 5.0, out=None) -> dict[str, Any]:
     """Measure one stack, one running tier, a kernel and a JupyterLab server on this machine; save it."""
-    from . import loadtest, stack, tiers
+    from seckill.measure import loadtest
+    from seckill import stack
+    from seckill.system import tiers
 
     say = (lambda text: print(text, file=out, flush=True)) if out else (lambda text: None)
     s = settings()

@@ -28,7 +28,7 @@ def build(friendly, emit, UserError) -> click.Group:
     @friendly
     def measure_command(tier: str, idle_s: float, as_json: bool) -> None:
         """Measure one learner's stack, tier, JupyterLab and kernel on this machine (about a minute); saved."""
-        from . import workshop as ws
+        from seckill.course import workshop as ws
 
         m = ws.measure(tier, idle_s, out=sys.stderr)
         text = "\n".join([
@@ -50,7 +50,7 @@ def build(friendly, emit, UserError) -> click.Group:
     @friendly
     def plan_command(learners: int, overlap: float, as_json: bool) -> None:
         """Machine size and settings for N learners, from `seckill workshop measure` on this machine."""
-        from . import workshop as ws
+        from seckill.course import workshop as ws
 
         p = ws.plan(learners, ws.latest_measure(), overlap)
         emit(p, as_json, ws.plan_text(p))
@@ -75,7 +75,7 @@ def build(friendly, emit, UserError) -> click.Group:
     def init_command(directory, learners, admins, repo, branch, hub_url, authenticator, dashboard_port, hub_api_port,
                      proxy_api_port, learners_planned) -> None:
         """Write a JupyterHub config for local users, the room log dir and an nbgitpuller link."""
-        from . import workshop as ws
+        from seckill.course import workshop as ws
 
         env = {}
         if learners_planned:
@@ -104,7 +104,7 @@ def build(friendly, emit, UserError) -> click.Group:
     @friendly
     def dashboard_command(room_dir: Path, port: int, host: str, prefix: str, once: bool) -> None:
         """Serve the instructor's room dashboard: one row per learner and the tier-ladder leaderboard."""
-        from . import dashboard
+        from seckill.course import dashboard
 
         if not room_dir.is_dir():
             raise UserError(f"no room log at {room_dir}; run `seckill workshop init` or give --room")

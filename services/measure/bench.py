@@ -1,6 +1,6 @@
 """``make bench``: the whole tier ladder under one load, against this machine's ceilings.
 
-A load test (seckill.loadtest) shows one tier's behaviour over time; the bench
+A load test (seckill.measure.loadtest) shows one tier's behaviour over time; the bench
 answers "how much faster is each design, on this machine, today?" in one run:
 
   * every tier of ``tiers.TIERS`` gets the SAME load from the same generator
@@ -43,12 +43,14 @@ from typing import TextIO
 import pika
 import redis as redis_lib
 
-from . import (broker, charts, db, docker_backend, impl, invariants, nginx, openloop, order_service, processes,
-               results, sale, stack)
-from . import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
-from .burst import run_coroutine
-from .config import Settings, settings
-from .errors import SeckillError
+from seckill.system import broker, impl, nginx, order_service, sale
+from seckill.measure import charts, invariants, openloop, results
+from seckill.stack import db, docker_backend, processes
+from seckill import stack
+from seckill.system import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
+from seckill.measure.burst import run_coroutine
+from seckill.config import Settings, settings
+from seckill.errors import SeckillError
 
 
 class BenchError(SeckillError):
@@ -235,7 +237,7 @@ def _confirm_each(s: Settings, queue: str, bodies: list[bytes]) -> float:
 
 async def _pipelined(s: Settings, queue: str, orders: list[dict], in_flight: int) -> float:
     """The FastAPI tier's AsyncOrderProducer: up to ``in_flight`` publishes awaiting their confirms at once."""
-    from .gateway_async import AsyncOrderProducer
+    from seckill.system.gateway_async import AsyncOrderProducer
 
     producer = AsyncOrderProducer(s.amqp_url, queue=queue)
     slots = asyncio.Semaphore(in_flight)
@@ -722,7 +724,7 @@ def run(tiers=None, quick: bool = False, progress: bool | TextIO | None = True, 
     record = {
         "generator": (f"wrk {wrk_version()}, {load.threads} threads, {load.connections} connections, "
                       f"{load.duration_s:g} s per tier, Lua script with distinct users and X-Forwarded-For; "
-                      f"open loop: seckill.openloop, {OPEN_LOOP_PROCESSES} processes, {load.step_s:g} s per step"),
+                      f"open loop: seckill.measure.openloop, {OPEN_LOOP_PROCESSES} processes, {load.step_s:g} s per step"),
         "load": load.as_record(), "tiers": rows, "ceilings": ceilings, "drain": drained, "confirms": confirmed,
         "elapsed_s": round(time.monotonic() - started, 1),
     }

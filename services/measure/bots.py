@@ -3,7 +3,7 @@
 The seed's Q2 (同一用户疯狂刷单?) answers with layered limits: per user, then per
 IP. Each bot here is mixed, in one shuffled burst, with ordinary shoppers who
 send one request each from an address of their own (every simulated client
-connects from its own loopback address, seckill.clients), so a run shows both halves
+connects from its own loopback address, seckill.measure.clients), so a run shows both halves
 of the promise: the bot is held to its limit, and the shoppers do not notice.
 
     answers = bots.hammer(base_url, product_id, bots.one_user_many_ips(60), bots.shoppers(40))
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .burst import fake_ip, run_coroutine
-from .clients import SourceSessions
+from seckill.measure.burst import fake_ip, run_coroutine
+from seckill.measure.clients import SourceSessions
 
 
 @dataclass

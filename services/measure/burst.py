@@ -2,9 +2,9 @@
 
 A small asyncio client (aiohttp) for tests, notebooks and failure labs: many
 simulated users, each connecting from its own client address in 127.0.0.0/8
-(seckill.clients: the gateway counts the TCP peer, it does not believe a
+(seckill.measure.clients: the gateway counts the TCP peer, it does not believe a
 client's X-Forwarded-For), ``concurrency`` requests in flight together. The full load-test
-tool with charts is locust (seckill.loadtest); this is the quick version.
+tool with charts is locust (seckill.measure.loadtest); this is the quick version.
 
 Bounded in both count (``requests``) and time (``deadline_s``): it never runs
 away, and it only ever talks to the base URL it is given (loopback).
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .clients import SourceSessions, client_address, post_json
+from seckill.measure.clients import SourceSessions, client_address, post_json
 
 OUTCOMES = ("success", "pending", "sold_out", "already_bought", "limited", "client_error", "server_error",
             "failed")

@@ -1,6 +1,6 @@
 """Charts of load-test runs (plotly), for notebooks: each function returns a Figure.
 
-They take a :class:`seckill.loadtest.LoadResult` or a saved run as returned by
+They take a :class:`seckill.measure.loadtest.LoadResult` or a saved run as returned by
 ``loadtest.load_results()`` (a dict with summary, invariants and history), so a
 notebook can chart the run it just made or the learner's earlier ones.
 """
@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .i18n import pick as _t  # titles and labels in the edition's language (SECKILL_LANG=zh: 中文)
+from seckill.i18n import pick as _t  # titles and labels in the edition's language (SECKILL_LANG=zh: 中文)
 
 OUTCOME_COLOURS = {
     "success": "#2ca02c", "sold_out": "#7f7f7f", "already_bought": "#17becf", "limited": "#ff7f0e",
@@ -64,7 +64,7 @@ def throughput_latency(result) -> go.Figure:
 
 def outcomes(result) -> go.Figure:
     """How many requests ended in each outcome (success, sold_out, limited, ...)."""
-    from .loadtest import OUTCOMES
+    from seckill.measure.loadtest import OUTCOMES
 
     summary, inv, _h = _parts(result)
     counts = [int(summary.get(k) or 0) for k in OUTCOMES]
@@ -88,7 +88,7 @@ def stores(result) -> go.Figure:
         summary, frame = result["summary"], pd.DataFrame(result.get("stores") or [])
     else:
         summary, frame = result.summary, result.stores
-    from .tiers import TIERS
+    from seckill.system.tiers import TIERS
 
     tier = TIERS.get(summary.get("tier") or "")
     fig = make_subplots(specs=[[{"secondary_y": True}]])

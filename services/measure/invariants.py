@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 
 import redis as redis_lib
 
-from . import broker, db, local_stock
-from .config import Settings
+from seckill.system import broker, local_stock
+from seckill.stack import db
+from seckill.config import Settings
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Load-test a tier with locust, then check the sale's promises; every run is saved.
 
-    from seckill import loadtest, charts
+    from seckill.measure import loadtest, charts
     result = loadtest.run("flask", product_id=1, users=2000, spawn_rate=500, duration_s=30, stock=1000)
     charts.throughput_latency(result)
 
@@ -15,7 +15,7 @@ sends ``requests_per_user`` requests and stops, and the locust processes are
 killed at duration + 30 s whatever happens.
 
 After locust ends we wait for the queue to drain and ask the same questions as
-every other test (seckill.invariants): nothing oversold, no confirmed order
+every other test (seckill.measure.invariants): nothing oversold, no confirmed order
 lost, nobody bought twice, PostgreSQL holds exactly the orders users were told
 about. The run is saved as ``results/<timestamp>-<tier>.json`` (set
 SECKILL_RESULTS_DIR to save elsewhere), with the raw locust files in the folder
@@ -41,11 +41,13 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from .results import results_dir
-from . import db, invariants, room, stack
-from .store_sampler import StoreSampler
-from .config import settings
-from .errors import SeckillError
+from seckill.measure.results import results_dir
+from seckill.stack import db
+from seckill.measure import invariants
+from seckill import room, stack
+from seckill.measure.store_sampler import StoreSampler
+from seckill.config import settings
+from seckill.errors import SeckillError
 
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 GENERATOR = "locust FastHttpUser"
@@ -86,7 +88,7 @@ def default_processes() -> int:
 
 def _target(tier_or_base_url: str) -> tuple[str, str]:
     """(tier name, base URL) from a tier name or a loopback URL."""
-    from . import tiers
+    from seckill.system import tiers
 
     if "://" in tier_or_base_url:
         parsed = urlparse(tier_or_base_url)
@@ -109,7 +111,7 @@ def _target(tier_or_base_url: str) -> tuple[str, str]:
 
 def _load_test_mode(tier: str) -> bool:
     """True when the running tier believes X-Forwarded-For from loopback (its load-test switch)."""
-    from . import tiers
+    from seckill.system import tiers
 
     state = tiers.current() or {}
     switch = {**os.environ, **state.get("extra_env", {})}.get("SECKILL_LOADTEST_FORWARDED", "")
@@ -304,7 +306,7 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
               f"`seckill tier up {tier} --load-test` (tiers.up(..., load_test=True))", file=stack.STDOUT, flush=True)
 
     if stock is not None:
-        from .sale import create_sale
+        from seckill.system.sale import create_sale
 
         create_sale(s, product_id, stock, force=True, name=label or f"load test {tier}")
     else:
@@ -343,7 +345,7 @@ def run(tier_or_base_url: str, *, product_id: int, users: int, spawn_rate: float
     numbers = read_stats(stats_csv)
 
     try:
-        from . import tiers
+        from seckill.system import tiers
 
         check = invariants.check_sale(s, product_id, order_ids,
                                       redis_copy=tiers.TIERS[tier].redis_copy if tier in tiers.TIERS else True)
@@ -390,6 +392,6 @@ def _json_default(value):
 
 def load_results(directory: Path | str | None = None) -> list[dict]:
     """Every saved load-test run (summary, invariants, history, stores, machine), newest first."""
-    from .results import all_records
+    from seckill.measure.results import all_records
 
     return [record for record in all_records(directory) if record["kind"] == "load"]

@@ -1,9 +1,9 @@
-"""The locust load test of the buy endpoint, run by seckill.loadtest (never imported by it).
+"""The locust load test of the buy endpoint, run by seckill.measure.loadtest (never imported by it).
 
 Locust monkey-patches the whole interpreter with gevent, so this file only ever
-runs inside locust's own processes, started by :func:`seckill.loadtest.run`:
+runs inside locust's own processes, started by :func:`seckill.measure.loadtest.run`:
 
-    python -m locust -f services/locustfile.py --headless --processes 2 ...
+    python -m locust -f services/measure/locustfile.py --headless --processes 2 ...
 
 Each simulated user is a different buyer: its own user id and its own client
 IP in X-Forwarded-For. FastHttpUser cannot bind a source address per user, so
@@ -41,7 +41,7 @@ from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from seckill.burst import classify
+from seckill.measure.burst import classify
 
 PRODUCT_ID = int(os.environ.get("SECKILL_LT_PRODUCT", "1"))
 REQUESTS_PER_USER = max(1, int(os.environ.get("SECKILL_LT_REQUESTS_PER_USER", "4")))

@@ -39,7 +39,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .errors import SeckillError
+from seckill.errors import SeckillError
 
 MAX_REQUESTS = 1_000_000   # per run: every load loop here is bounded in count ...
 REQUEST_TIMEOUT_S = 5.0    # ... and in time (an unanswered request counts as an error, status 0)
@@ -269,7 +269,7 @@ async def _send_part(url: str, offsets: list[float], start_at: float, run: str, 
 
 
 def _part_main(argv: list[str]) -> None:
-    """``python -m seckill.openloop URL RATE DURATION PART PARTS RUN``: one part of the schedule.
+    """``python -m seckill.measure.openloop URL RATE DURATION PART PARTS RUN``: one part of the schedule.
 
     Prints "ready" once its imports are done, reads the start instant (epoch s) from
     stdin, sends, then prints its samples as one JSON line.
@@ -300,7 +300,7 @@ def run(url: str, rate: float, duration_s: float, *, processes: int = 2) -> Step
         raise OpenLoopError(f"the generator only loads this machine (127.0.0.1), not {url}")
     intended_offsets(rate, duration_s)  # checks the arguments before any process starts
     run_tag = uuid.uuid4().hex[:10]
-    children = [subprocess.Popen([sys.executable, "-m", "seckill.openloop", url, repr(float(rate)),
+    children = [subprocess.Popen([sys.executable, "-m", "seckill.measure.openloop", url, repr(float(rate)),
                                   repr(float(duration_s)), str(k), str(processes), run_tag],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for k in range(processes)]

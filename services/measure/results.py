@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import room
-from .config import REPO_ROOT
+from seckill import room
+from seckill.config import REPO_ROOT
 
 
 def results_dir() -> Path:

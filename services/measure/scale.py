@@ -28,7 +28,7 @@ import uuid
 
 import pika
 
-from .errors import SeckillError
+from seckill.errors import SeckillError
 
 SIZES = (2_000, 20_000, 200_000)
 QUICK_SIZES = (500, 5_000)
@@ -46,7 +46,7 @@ def _peak_rss_mb() -> float:
 
 def _publish(s, queue: str, product_id: int, n: int, run: str) -> None:
     """n persistent orders on a fresh durable ``queue``, bodies in order (i = 0 .. n-1), outside any clock."""
-    from . import bench
+    from seckill.measure import bench
 
     connection = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
     try:
@@ -64,8 +64,10 @@ def _publish(s, queue: str, product_id: int, n: int, run: str) -> None:
 
 def _step(kind: str, n: int) -> dict:
     """One measurement in this process: {"kind", "orders", "seconds", "peak_rss_mb", ...}; ScaleError if unverified."""
-    from . import bench, broker, db, impl, order_service, reconcile
-    from .config import settings
+    from seckill.measure import bench
+    from seckill.system import broker, impl, order_service, reconcile
+    from seckill.stack import db
+    from seckill.config import settings
 
     s = settings()
     run = uuid.uuid4().hex[:8]
@@ -128,7 +130,8 @@ def _first_indices(s, queue: str, k: int) -> list[int]:
 
 def run(quick: bool = False, progress=True) -> dict:
     """Every size, drain then read, each in its own process; the record (also saved under results/)."""
-    from . import bench, results, stack
+    from seckill.measure import bench, results
+    from seckill import stack
 
     if not stack.healthy():
         stack.up(out=None)
@@ -136,7 +139,7 @@ def run(quick: bool = False, progress=True) -> dict:
     for n in (QUICK_SIZES if quick else SIZES):
         for kind in ("drain", "read"):
             bench._say(progress, f"scale: {kind} of {n:,} queued orders …")
-            done = subprocess.run([sys.executable, "-m", "seckill.scale", kind, str(n)], capture_output=True,
+            done = subprocess.run([sys.executable, "-m", "seckill.measure.scale", kind, str(n)], capture_output=True,
                                   text=True, timeout=1800)
             if done.returncode != 0:
                 raise ScaleError(f"the {kind} step at {n:,} orders failed: "
@@ -171,5 +174,5 @@ def table(record: dict) -> str:
 if __name__ == "__main__":
     kind, n = sys.argv[1], int(sys.argv[2])
     if kind not in ("drain", "read") or not 1 <= n <= MAX_SIZE:
-        sys.exit(f"usage: python -m seckill.scale drain|read N (1 <= N <= {MAX_SIZE:,})")
+        sys.exit(f"usage: python -m seckill.measure.scale drain|read N (1 <= N <= {MAX_SIZE:,})")
     print(json.dumps(_step(kind, n)))

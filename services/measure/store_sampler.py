@@ -15,8 +15,9 @@ import time
 import pandas as pd
 import redis as redis_lib
 
-from . import broker, db, local_stock
-from .config import Settings
+from seckill.system import broker, local_stock
+from seckill.stack import db
+from seckill.config import Settings
 
 COLUMNS = ("time_s", "redis_stock", "held_locally", "queue_depth", "pg_orders", "pg_stock")
 

@@ -1,4 +1,14 @@
-"""The stack manager: real Redis, RabbitMQ and PostgreSQL for the course, one call away.
+"""seckill.stack — the servers under the system: real Redis, RabbitMQ and PostgreSQL, one call away.
+
+This package's own functions start and stop them (below); its modules say how:
+servers.py (each server's command line), processes.py (pid files, readiness,
+stopping), installer.py (apt), docker_backend.py (the same servers as
+containers), sentinel.py (a Redis replica and Sentinel for the failover lab),
+envcheck.py (`seckill doctor`), and db.py with schema.sql: the database and the
+tables the stack creates when PostgreSQL starts. (db lives here, not in
+seckill.system, because starting PostgreSQL includes creating its schema, and
+this room may only import downward: config, errors, i18n, room, credentials.)
+
 
     from seckill import stack
     urls = stack.up()        # starts what is not running, waits, creates the schema
@@ -30,9 +40,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from . import db, docker_backend, installer, processes, room, servers
-from .errors import SeckillError
-from .config import Settings, settings
+from seckill.stack import db, docker_backend, installer, processes, servers
+from seckill import room
+from seckill.errors import SeckillError
+from seckill.config import Settings, settings
 
 SERVICES = ("redis", "postgres", "rabbitmq")
 DOCKER_ONLY = ("redis-replica", "redis-sentinel", "nginx")  # services with logs only on the docker backend

@@ -6,7 +6,7 @@ from importlib import resources
 
 import psycopg
 
-SCHEMA_SQL = resources.files("seckill").joinpath("schema.sql").read_text()
+SCHEMA_SQL = resources.files("seckill.stack").joinpath("schema.sql").read_text()
 
 
 def connect(dsn: str, **kwargs) -> psycopg.Connection:

@@ -27,8 +27,8 @@ import time
 from functools import lru_cache
 from typing import TextIO
 
-from .config import REPO_ROOT, Settings, settings
-from .errors import SeckillError
+from seckill.config import REPO_ROOT, Settings, settings
+from seckill.errors import SeckillError
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 SERVICES = ("redis", "postgres", "rabbitmq")
@@ -308,7 +308,7 @@ def foreground_command(service: str, s: Settings | None = None) -> list[str]:
 
 
 def tool_command(tool: str, *, env: dict[str, str] | None = None, s: Settings | None = None) -> list[str]:
-    """The command that runs wrk or redis-benchmark in the `tools` service (host network, services/wrk
+    """The command that runs wrk or redis-benchmark in the `tools` service (host network, services/measure/wrk
     mounted at /wrk), for machines without them; ``env`` is passed into the container."""
     command = foreground_command("tools", s)
     extra = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]

@@ -9,7 +9,7 @@ wrong and what to type:
   * Python: 3.11 or newer;
   * packages: every pin of ``pyproject.toml`` installed at its pinned version;
   * server binaries: redis-server, postgres, rabbitmq-server, nginx (found the
-    way ``stack.up()`` finds them, via :mod:`seckill.installer`);
+    way ``stack.up()`` finds them, via :mod:`seckill.stack.installer`);
   * ports: each port of the configuration free, or held by this checkout's own
     processes (a running stack is fine);
   * memory: RabbitMQ alone wants about 400 MB;
@@ -40,10 +40,10 @@ from typing import Iterable
 
 import psutil
 
-from . import installer, processes
-from .config import REPO_ROOT, Settings, settings
-from .errors import SeckillError
-from .i18n import pick, tr
+from seckill.stack import installer, processes
+from seckill.config import REPO_ROOT, Settings, settings
+from seckill.errors import SeckillError
+from seckill.i18n import pick, tr
 
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_MB = 600        # RabbitMQ ~400 MB + Redis + PostgreSQL + one tier
@@ -234,7 +234,8 @@ def _find_without_override(name: str) -> str | None:
 
 def check_backend() -> Check:
     """Which backend `seckill up` uses and why (stack.choose); a Docker backend without Compose fails."""
-    from . import docker_backend, stack
+    from seckill.stack import docker_backend
+    from seckill import stack
 
     try:
         name, why = stack.choose()
@@ -253,7 +254,7 @@ def check_backend() -> Check:
 
 
 def _docker_backend() -> bool:
-    from . import stack
+    from seckill import stack
 
     try:
         return stack.choose()[0] == "docker"

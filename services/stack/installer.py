@@ -14,7 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .errors import SeckillError
+from seckill.errors import SeckillError
 
 
 class MissingServers(SeckillError):

@@ -34,7 +34,7 @@ import mirakuru
 import mirakuru.base
 import psutil
 
-from .errors import SeckillError
+from seckill.errors import SeckillError
 
 # Services started by `seckill up` must survive the command that started them.
 atexit.unregister(mirakuru.base.cleanup_subprocesses)

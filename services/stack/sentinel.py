@@ -41,9 +41,10 @@ from typing import TextIO
 
 import redis as redis_lib
 
-from . import docker_backend, installer, processes, stack
-from .config import HOST, Settings
-from .errors import SeckillError
+from seckill.stack import docker_backend, installer, processes
+from seckill import stack
+from seckill.config import HOST, Settings
+from seckill.errors import SeckillError
 
 REPLICA = "redis-replica"
 SENTINEL = "redis-sentinel"

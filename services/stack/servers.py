@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import installer, processes
-from .config import HOST, Settings
+from seckill.stack import installer, processes
+from seckill.config import HOST, Settings
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,12 @@ from typing import Any, Callable
 
 import redis as redis_lib
 
-from . import impl
-from .config import Limits, Settings
-from .sale import SaleCatalog, order_key
-from .sold_out import SoldOutMemory
+from seckill.system import impl
+from seckill.config import Limits, Settings
+from seckill.system.sale import SaleCatalog, order_key
+from seckill.system.sold_out import SoldOutMemory
 
-log = logging.getLogger("seckill.gateway")
+log = logging.getLogger("seckill.system.gateway")
 
 PRODUCT_ID = re.compile(r"^[1-9][0-9]{0,17}$")  # the canonical form only: no sign, no leading zero
 ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -85,7 +85,7 @@ class TrustedProxies:
             try:
                 self.networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
             except ValueError:
-                from .config import ConfigError
+                from seckill.config import ConfigError
 
                 raise ConfigError(f"SECKILL_TRUSTED_PROXIES: {entry!r} is not an address or network "
                                   "like 127.0.80.80 or 10.0.0.0/8") from None
@@ -604,7 +604,7 @@ def redis_client(url: str) -> redis_lib.Redis:
 def sentinel_address(s: Settings) -> tuple[str, int]:
     host, _, port = s.redis_sentinel.rpartition(":")
     if not host or not port.isdigit():
-        from .config import ConfigError
+        from seckill.config import ConfigError
 
         raise ConfigError(f"SECKILL_REDIS_SENTINEL={s.redis_sentinel!r}: give host:port, e.g. 127.0.0.1:16381")
     return host, int(port)
@@ -628,9 +628,9 @@ def redis_for(s: Settings) -> redis_lib.Redis:
 
 def build(s: Settings, limits: Limits | None = None, impl_name: str | None = None) -> Gateway:
     """A gateway wired to the real services, using the chosen implementation."""
-    from . import db
-    from .config import HOST
-    from .rebuild import RedisRebuild, settle_from_env
+    from seckill.stack import db
+    from seckill.config import HOST
+    from seckill.system.rebuild import RedisRebuild, settle_from_env
 
     limits = limits or s.limits
     r = redis_for(s)

@@ -15,6 +15,21 @@ gateway.py); only the I/O is async:
     pipelined: the broker confirms a whole run of messages with one frame
     (multiple=True) instead of one round trip per order, and still no request
     is answered "success" before the broker has confirmed its order.
+
+Why two drivers (Gateway.buy blocking, AsyncGateway.buy awaiting) and not one
+sans-I/O core that both drive, as h11 does for HTTP: every *decision* is
+already one shared pure function in gateway.py (parse_request, sale_problem,
+reservation_problem, is_sold_out, remember_outcome, accepted/pending/unavailable),
+so what each ``_buy`` keeps is the order of the I/O calls — ten lines a reader
+follows top to bottom. A single core would turn each call into ``result = yield
+Step(...)`` with a dispatch table per driver, and the two places where the
+drivers really differ would move into that plumbing: a cancelled await leaves
+the publish outcome unknown (the reservation is kept, never released), and tier
+T4 answers its local sold-out flag before the bucket. Weighed for issue 13:
+more lines in all, and the fast path would no longer read as the request it is. The twins are kept in step by tests that send both tiers the same bad
+input and the same failures and expect the same answers
+(tests/test_fuzz_api.py, tests/test_identity.py, tests/test_dependencies.py,
+tests/test_unknown_outcomes.py).
 """
 
 from __future__ import annotations
@@ -29,18 +44,20 @@ import aio_pika
 import redis.asyncio as aioredis
 import redis as redis_lib
 
-from . import db, impl
-from .config import Limits, Settings
-from .gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after, limited,
-                      new_order, order_reply, parse_request, pending,
-                      pending_marker, pending_status, reservation_problem, sale_problem, unavailable)
-from .gateway import crash_point, crash_users_from_env, redis_down, remember_outcome, sentinel_address
-from .gateway import (PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, is_sold_out, sale_lost,
-                      trusted_from)
-from .sold_out import SoldOutMemory
-from .sale import AsyncSaleCatalog, order_key
+from seckill.stack import db
+from seckill.system import impl
+from seckill.config import Limits, Settings
+from seckill.system.gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after,
+                                    limited, new_order, order_reply, parse_request, pending, pending_marker,
+                                    pending_status, reservation_problem, sale_problem, unavailable)
+from seckill.system.gateway import (crash_point, crash_users_from_env, redis_down, remember_outcome,
+                                    sentinel_address)
+from seckill.system.gateway import (PRODUCT_EXISTS_SQL, ProductMemory, TrustedProxies, health_reply, is_sold_out,
+                                    sale_lost, trusted_from)
+from seckill.system.sold_out import SoldOutMemory
+from seckill.system.sale import AsyncSaleCatalog, order_key
 
-log = logging.getLogger("seckill.gateway")
+log = logging.getLogger("seckill.system.gateway")
 
 
 class PublishError(Exception):
@@ -359,9 +376,9 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     """
     import psycopg
 
-    from .config import HOST
-    from .local_stock import AsyncLocalStock
-    from .rebuild import RedisRebuild, settle_from_env
+    from seckill.config import HOST
+    from seckill.system.local_stock import AsyncLocalStock
+    from seckill.system.rebuild import RedisRebuild, settle_from_env
 
     limits = limits or s.limits
     r = async_redis_for(s)

@@ -22,14 +22,14 @@ from datetime import datetime, timezone
 import psycopg
 from flask import Flask, request
 
-from . import db
-from .config import Settings, settings as load_settings
-from .gateway_flask import json_errors, respond
-from .gateway import (MAX_BODY, Reply, accepted, error, health_reply, new_order, order_reply, parse_request,
-                      sale_problem, unavailable)
-from .sale import SaleWindow
+from seckill.stack import db
+from seckill.config import Settings, settings as load_settings
+from seckill.system.gateway_flask import json_errors, respond
+from seckill.system.gateway import (MAX_BODY, Reply, accepted, error, health_reply, new_order, order_reply,
+                                    parse_request, sale_problem, unavailable)
+from seckill.system.sale import SaleWindow
 
-log = logging.getLogger("seckill.gateway")
+log = logging.getLogger("seckill.system.gateway")
 
 
 class DirectSale:
@@ -130,7 +130,7 @@ class DirectSale:
 def create_app(s: Settings | None = None) -> Flask:
     s = s or load_settings()
     sale = DirectSale(s.postgres_url)
-    app = Flask("seckill.gateway_dbdirect")
+    app = Flask("seckill.system.gateway_dbdirect")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
     @app.post("/api/seckill/<product_id>")

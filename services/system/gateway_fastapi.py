@@ -17,9 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, product_id_problem, MAX_USER_ID, Reply, client_ip, error, unavailable
-from .gateway_async import AsyncGateway, build
+from seckill.config import Settings, settings as load_settings
+from seckill.system.gateway import MAX_BODY, product_id_problem, MAX_USER_ID, Reply, client_ip, error, unavailable
+from seckill.system.gateway_async import AsyncGateway, build
 
 BUY_BODY = {
     "required": True,
@@ -151,7 +151,7 @@ def create_app(gateway: AsyncGateway | None = None, s: Settings | None = None,
     async def unexpected(request: Request, exc: Exception):
         import logging
 
-        logging.getLogger("seckill.gateway").exception("unhandled error")
+        logging.getLogger("seckill.system.gateway").exception("unhandled error")
         return respond(error(500, "internal_error", "unexpected error; see `seckill logs gateway`"))
 
     return app

@@ -19,8 +19,9 @@ import hmac
 import redis as redis_lib
 from flask import Flask, Response, jsonify, request
 
-from .config import Settings, settings as load_settings
-from .gateway import MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error, unavailable
+from seckill.config import Settings, settings as load_settings
+from seckill.system.gateway import (MAX_BODY, product_id_problem, Gateway, Reply, build, client_ip, error,
+                                    unavailable)
 
 
 def respond(reply: Reply) -> Response:
@@ -55,7 +56,7 @@ def json_errors(app: Flask) -> None:
 def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Flask:
     s = s or load_settings()
     gw = gateway or build(s)
-    app = Flask("seckill.gateway")
+    app = Flask("seckill.system.gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # bigger bodies: 413 before we read them
     app.json.sort_keys = False
 
@@ -83,7 +84,7 @@ def create_app(gateway: Gateway | None = None, s: Settings | None = None) -> Fla
 
     @app.post("/api/admin/sales")
     def create_sale():
-        from .sale import SaleError, create_sale as create, parse_time
+        from seckill.system.sale import SaleError, create_sale as create, parse_time
 
         # constant-time: a learner timing guesses against another's gateway learns nothing
         if not hmac.compare_digest(request.headers.get("X-Admin-Token", "").encode(), s.admin_token.encode()):

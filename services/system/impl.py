@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .errors import SeckillError
+from seckill.errors import SeckillError
 
 PIECES = ("token_bucket", "rate_limit", "stock", "producer", "consumer")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # services/system/x.py → the checkout
 
 
 class ImplError(SeckillError):

@@ -29,7 +29,7 @@ import traceback
 from functools import lru_cache
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # services/system/x.py → the checkout
 
 # The skeleton's message, as tools/make_labs.py writes it.
 SKELETON = re.compile(r"^(?P<function>[\w.]+) in (?P<file>labs/\w+\.py) is not written yet — see (?P<notebook>\S+)")
@@ -86,7 +86,7 @@ def _chain(exc: BaseException):
 
 
 def _labs_dir() -> Path:
-    from . import impl
+    from seckill.system import impl
 
     return impl.labs_dir()
 

@@ -41,7 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-log = logging.getLogger("seckill.local_stock")
+log = logging.getLogger("seckill.system.local_stock")
 
 HEARTBEAT_TTL_MS = 3000
 

@@ -1,6 +1,6 @@
 """nginx for the Flask × 4 tier: render its config under .run/nginx and start it in the foreground.
 
-The template is services/nginx/seckill.conf. nginx runs as a process of this
+The template is services/system/nginx/seckill.conf. nginx runs as a process of this
 checkout like the servers (see processes.py), so `seckill down` stops it. On the
 docker backend without a native nginx, that process is ``compose run --rm nginx``
 (profile x4, host network: nginx must reach the gateways on the host's 127.0.0.1).
@@ -12,10 +12,10 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from . import installer
-from .config import HOST, NGINX_SOURCE, Settings
+from seckill.stack import installer
+from seckill.config import HOST, NGINX_SOURCE, Settings
 
-TEMPLATE = resources.files("seckill").joinpath("nginx/seckill.conf").read_text()
+TEMPLATE = resources.files("seckill.system").joinpath("nginx/seckill.conf").read_text()
 
 
 def render(s: Settings, upstream_ports: list[int], *, rate: float, burst: int, workers: int = 2) -> Path:
@@ -49,7 +49,7 @@ def _in_container() -> bool:
     """No native nginx and the docker backend: nginx runs as the compose service `nginx`."""
     if installer.find("nginx") is not None:
         return False
-    from . import stack
+    from seckill import stack
 
     return stack.backend() == "docker"
 
@@ -58,7 +58,7 @@ def command(conf: Path) -> list[str]:
     binary = installer.find("nginx")
     if binary is None:
         if _in_container():  # the same arguments, given by docker-compose.yml's nginx service
-            from . import docker_backend
+            from seckill.stack import docker_backend
 
             return docker_backend.foreground_command("nginx")
         raise installer.MissingServers(installer.how_to_install(["nginx"]))

@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import impl
-from .config import settings
-from .errors import SeckillError
+from seckill.system import impl
+from seckill.config import settings
+from seckill.errors import SeckillError
 
-log = logging.getLogger("seckill.order_service")
+log = logging.getLogger("seckill.system.order_service")
 
 
 def tuning() -> dict[str, int]:

@@ -29,9 +29,9 @@ import uuid
 
 import redis as redis_lib
 
-from .config import Settings
+from seckill.config import Settings
 
-log = logging.getLogger("seckill.rebuild")
+log = logging.getLogger("seckill.system.rebuild")
 
 LOCK_KEY = "rebuild:lock"
 
@@ -65,7 +65,7 @@ class RedisRebuild:
 
     def _r(self):
         if self._redis is None:
-            from .gateway import redis_for
+            from seckill.system.gateway import redis_for
 
             self._redis = redis_for(self.s)
         return self._redis
@@ -97,7 +97,7 @@ class RedisRebuild:
 
     def run_once(self) -> bool:
         """Rebuild now, in this thread, if no one else is; True when this call did the rebuild."""
-        from . import reconcile
+        from seckill.system import reconcile
 
         r = self._r()
         token = uuid.uuid4().hex
@@ -124,6 +124,6 @@ class RedisRebuild:
 
 def settle_from_env(default: float = 5.0) -> float:
     """SECKILL_REBUILD_SETTLE_S: seconds between the rebuild's two looks (reconcile's settle rule)."""
-    from .config import _float_env
+    from seckill.config import _float_env
 
     return max(0.0, _float_env("SECKILL_REBUILD_SETTLE_S", default))

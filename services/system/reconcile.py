@@ -65,10 +65,10 @@ from typing import Any, TextIO
 import pika
 import pika.exceptions
 
-from . import db
-from .config import Settings, settings
-from .errors import SeckillError
-from .sale import sale_key
+from seckill.stack import db
+from seckill.config import Settings, settings
+from seckill.errors import SeckillError
+from seckill.system.sale import sale_key
 
 KINDS = {
     "stock_high": "Redis would sell more than PostgreSQL has left (oversell risk)",
@@ -303,7 +303,7 @@ def _rejected(s: Settings, order_ids: list[str]) -> set[str]:
 
 def _leases(r, product_id: int) -> tuple[int, int]:
     """(units held by live local-stock instances, units stranded by dead ones); (0, 0) without tier T4."""
-    from . import local_stock
+    from seckill.system import local_stock
 
     return local_stock.lease_totals(r, product_id)
 
@@ -392,7 +392,7 @@ def reconcile(s: Settings | None = None, product_id: int | None = None, *, fix: 
     """Compare Redis with PostgreSQL and the queue; with ``fix``, repair what differs (see the module doc)."""
     import redis as redis_lib
 
-    from .gateway import redis_for
+    from seckill.system.gateway import redis_for
 
     s = s or settings()
     r = redis or redis_for(s)
@@ -410,7 +410,7 @@ def _reconcile(s: Settings, r, product_id: int | None, fix: bool, settle_s: floa
 
     if fix:  # leases of dead local-stock instances go back first: they are plain undersell
         try:
-            from . import local_stock
+            from seckill.system import local_stock
         except ImportError:
             local_stock = None
         if local_stock is not None:

@@ -17,9 +17,10 @@ from datetime import datetime
 
 import redis as redis_lib
 
-from . import broker, db, impl
-from .config import Settings
-from .errors import SeckillError
+from seckill.system import broker, impl
+from seckill.stack import db
+from seckill.config import Settings
+from seckill.errors import SeckillError
 
 
 class SaleError(SeckillError):

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from . import broker, impl, nginx, processes, stack
-from .errors import SeckillError
-from .config import HOST, NGINX_SOURCE, Limits, Settings, settings
+from seckill.system import broker, impl, nginx
+from seckill.stack import processes
+from seckill import stack
+from seckill.errors import SeckillError
+from seckill.config import HOST, NGINX_SOURCE, Limits, Settings, settings
 
 
 class TierError(SeckillError):
@@ -40,7 +42,7 @@ _SKELETON_IN_LOG = re.compile(r"NotImplementedError: ([\w.]+ in labs/\w+\.py is 
 
 def lab_problems(state: dict) -> list[str]:
     """One line per distinct unwritten lab the tier's processes ran since ``state`` was started (from their logs)."""
-    from . import lab_errors
+    from seckill.system import lab_errors
 
     s = settings()
     found: list[str] = []
@@ -96,11 +98,11 @@ def _consumer_attached(s: Settings) -> bool:
 
 PY = sys.executable
 
-ORDER_SERVICE = Proc("order-service", lambda s, limits: [PY, "-m", "seckill.order_service"],
+ORDER_SERVICE = Proc("order-service", lambda s, limits: [PY, "-m", "seckill.system.order_service"],
                      ready=_consumer_attached)
 
 
-FLASK_APP = "seckill.gateway_flask:create_app()"
+FLASK_APP = "seckill.system.gateway_flask:create_app()"
 
 
 def _gunicorn(port: Callable[[Settings], int], app: str, workers: int = 1, threads: int = 32) -> Callable:
@@ -128,7 +130,7 @@ def _nginx_command(s: Settings, limits: Limits) -> list[str]:
     return nginx.command(conf)
 
 
-def _uvicorn(workers: int, factory: str = "seckill.gateway_fastapi:create_app") -> Callable:
+def _uvicorn(workers: int, factory: str = "seckill.system.gateway_fastapi:create_app") -> Callable:
     def command(s: Settings, limits: Limits) -> list[str]:
         return [PY, "-m", "uvicorn", "--factory", factory,
                 "--host", HOST, "--port", str(s.ports.gateway), "--workers", str(workers),
@@ -145,7 +147,7 @@ ASYNC_WORKERS = max(1, min(2, os.cpu_count() or 1))  # one event loop per core
 TIERS: dict[str, Tier] = {
     "db-direct": Tier(
         "db-direct", "T0 · every buy a PostgreSQL transaction with a row lock (the design the seed rejects)",
-        (_gateway("gateway", lambda s: s.ports.gateway, app="seckill.gateway_dbdirect:create_app()"),),
+        (_gateway("gateway", lambda s: s.ports.gateway, app="seckill.system.gateway_dbdirect:create_app()"),),
         entry_port=lambda s: s.ports.gateway,
         redis_copy=False,
     ),
@@ -171,7 +173,7 @@ TIERS: dict[str, Tier] = {
     ),
     "local-stock": Tier(
         "local-stock", f"T4 · T3 plus local stock: {ASYNC_WORKERS} instances lease slices from Redis and sell from memory",
-        (Proc("gateway", _uvicorn(ASYNC_WORKERS, "seckill.gateway_fastapi:create_local_stock_app"),
+        (Proc("gateway", _uvicorn(ASYNC_WORKERS, "seckill.system.gateway_fastapi:create_local_stock_app"),
               port=lambda s: s.ports.gateway,
               ready=lambda s: _http_serving(f"http://{HOST}:{s.ports.gateway}/healthz")),
          ORDER_SERVICE),

@@ -144,7 +144,7 @@ class Context:
     def ensure_database(self) -> None:
         import psycopg
 
-        from .. import db
+        from seckill.stack import db
 
         admin = self.urls["postgres"].rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:

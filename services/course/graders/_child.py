@@ -1,6 +1,6 @@
-"""One check of one lab, run in a child process of the grader (see seckill.grader).
+"""One check of one lab, run in a child process of the grader (see seckill.course.grader).
 
-    python -m seckill.graders._child LAB PATH INDEX URLS_JSON FD      (results on file descriptor FD)
+    python -m seckill.course.graders._child LAB PATH INDEX URLS_JSON FD      (results on file descriptor FD)
 
 The learner's code runs here, never in the grader's (or the notebook kernel's) process: if it kills its
 process, segfaults, prints without end or never returns, the grader reports that as this check's result
@@ -76,9 +76,9 @@ def main(argv: list[str]) -> int:
         out.write(json.dumps(message) + "\n")
         out.flush()
 
-    from ._base import CheckFailed, Context, not_implemented
+    from seckill.course.graders._base import CheckFailed, Context, not_implemented
 
-    checks = importlib.import_module(f"seckill.graders.{lab}").CHECKS
+    checks = importlib.import_module(f"seckill.course.graders.{lab}").CHECKS
     module = path.stem
     try:
         mod = load(module, path)

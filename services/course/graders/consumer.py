@@ -19,7 +19,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from ._base import AMQP_ACK, PG_SITES, Check, arm_pg_failpoint, disarm_pg_failpoints, expect
+from seckill.course.graders._base import AMQP_ACK, PG_SITES, Check, arm_pg_failpoint, disarm_pg_failpoints, expect
 
 P = 7
 _T0 = datetime(2026, 11, 11, 20, 0, tzinfo=timezone.utc)
@@ -167,7 +167,7 @@ REASONS = {"ann": None, "bob": None, "cat": "sold_out"}
 
 
 def refusals_recorded(ctx, mod) -> None:
-    from .. import db
+    from seckill.stack import db
 
     conn = _setup(ctx, 1)
     consumer = _consumer(ctx, mod)
@@ -190,7 +190,7 @@ def refusals_recorded(ctx, mod) -> None:
 
 
 def run_decides_every_order(ctx, mod) -> None:
-    from .. import db
+    from seckill.stack import db
 
     conn = _setup(ctx, 2)
     queue = ctx.queue()

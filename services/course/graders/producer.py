@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from ._base import AMQP_ACK, AMQP_PUBLISH, Check, closed_port, expect, not_implemented
+from seckill.course.graders._base import AMQP_ACK, AMQP_PUBLISH, Check, closed_port, expect, not_implemented
 
 CONFIRM_HINT = ("Publishing is fire-and-forget unless you ask the broker to confirm each message: only then does "
                 "send_order learn that the broker refused or lost it, and can raise PublishError.")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 
-from ._base import Check, expect, race, seeded_rounds
+from seckill.course.graders._base import Check, expect, race, seeded_rounds
 
 ATOMIC_HINT = ("Reading the count and writing it back as separate commands lets concurrent requests read the same "
                "count and all pass. Counting and deciding must be one step that Redis runs without "

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from ._base import Check, expect, seeded_rounds
+from seckill.course.graders._base import Check, expect, seeded_rounds
 
 
 class FakeClock:

@@ -8,7 +8,7 @@
 -- (SECKILL_LOADTEST_FORWARDED=1: X-Forwarded-For believed from loopback). Each thread counts the answers by status and
 -- keeps the order ids of the 200 answers (the bench checks every one of them is in
 -- PostgreSQL: that is how "lost" is measured). done() gathers the threads and prints
--- ONE line, "BENCH_JSON {...}", that seckill.bench parses.
+-- ONE line, "BENCH_JSON {...}", that seckill.measure.bench parses.
 --
 -- The per-request Lua is kept small (one string concatenation for the body, one
 -- for the address): the load generator must not be the bottleneck. The bench
