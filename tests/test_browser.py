@@ -177,9 +177,37 @@ return {
       img => img.naturalWidth > 0 && decodeURIComponent(img.src).includes('seckill-architecture')).length,
   envcheck: count('.seckill-envcheck'),
   coursemap: count('.seckill-course-map tbody tr'),
-  verdict: Array.from(node.querySelectorAll('.seckill-verdict')).map(e => e.innerText).join(' | '),
+  // the live verdict only: the calculator's static copy (for viewers without a kernel) has one too
+  verdict: Array.from(node.querySelectorAll('.seckill-verdict')).filter(e => !e.closest('.seckill-static'))
+                .map(e => e.innerText).join(' | '),
+  static_shown: Array.from(node.querySelectorAll('.seckill-static')).filter(e => e.offsetParent !== null).length,
   text: node.innerText,
 };
+"""
+
+# The text/html of the calculator's static copy as the notebook model holds it (what Save writes to the file).
+SAVED_COPY_JS = """
+const w = window.jupyterapp.shell.currentWidget;
+const copies = [];
+for (const cell of w.content.widgets) {
+  if (cell.model.type !== 'code') continue;
+  for (const out of cell.model.outputs.toJSON()) {
+    const html = (out.data || {})['text/html'];
+    const text = Array.isArray(html) ? html.join('') : (html || '');
+    if (text.includes('seckill-static')) copies.push(text);
+  }
+}
+return copies.join(' | ');
+"""
+
+MARK_CALCULATOR_JS = """
+const found = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.seckill-calculator');
+if (found.length) found[0].dataset.seckillMark = 'seen';
+return found.length;
+"""
+MARKED_CALCULATOR_JS = """
+const found = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.seckill-calculator');
+return found.length === 1 && found[0].isConnected && found[0].dataset.seckillMark === 'seen';
 """
 
 
@@ -254,6 +282,11 @@ def test_capacity_calculator_renders_and_reacts(lab, browser, screenshots):
     assert dom["sliders"] >= 5 and dom["toggles"] >= 2, f"calculator widgets missing: {dom['sliders']} sliders"
     assert dom["plotly"] >= 2, f"expected the queue chart and the calculator chart, found {dom['plotly']}"
     assert "The bottleneck is app tier" in dom["verdict"], dom["verdict"]
+    assert dom["static_shown"] == 0, "the calculator's static copy shows next to the live widget"
+    sliders = dom["sliders"]
+    # mark the calculator's DOM: a redraw must change its chart, never build the widget again
+    assert browser.execute_script(MARK_CALCULATOR_JS) == 1, "expected exactly one calculator widget"
+    assert "The bottleneck is app tier" in browser.execute_script(SAVED_COPY_JS)
     assert_clean(dom, "01_requirements_and_capacity")
     shoot(browser, screenshots, "01_calculator", ".widget-slider")
 
@@ -277,8 +310,17 @@ def test_capacity_calculator_renders_and_reacts(lab, browser, screenshots):
         print("verdict after the click:", seen["verdict"])
         raise
     dom = browser.execute_script(DOM_JS)
-    assert dom["plotly"] >= 2
+    assert dom["plotly"] >= 2 and dom["static_shown"] == 0
+    assert dom["sliders"] == sliders and browser.execute_script(MARKED_CALCULATOR_JS), \
+        "the calculator widget was drawn again (a new view under the learner's mouse)"
     assert_clean(dom, "01_requirements_and_capacity after a click")
+
+    # what the notebook would save: the static copy follows the click (update_display from the comm handler)
+    def saved_copy_follows():
+        copy = browser.execute_script(SAVED_COPY_JS)
+        return "The bottleneck is PostgreSQL" in copy and "The bottleneck is app tier" not in copy
+
+    _wait(saved_copy_follows, 15, "the saved static copy to name PostgreSQL (only) after the click")
     shoot(browser, screenshots, "01_calculator-db-direct", ".seckill-verdict")
 
 

@@ -252,8 +252,43 @@ def test_calculator_shows_the_chart_first_and_carries_a_static_copy():
     calc = calculator.Calculator({})
     assert calc.widget.children[0] is calc.output
     bundle = calc._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    static = bundle["text/html"]
-    assert "<script" not in static and "The bottleneck is app tier" in static
-    assert static.count("<tr>") == 1 + len(calc.plan.layers)  # header + one row per layer
-    assert bundle["text/plain"].startswith("The bottleneck is") and "VBox" not in bundle["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "VBox" not in bundle["text/plain"]
+    assert "text/html" not in bundle  # the static copy is its own output, kept current by its display_id
+    static = calc.static_bundle()
+    assert "<script" not in static["text/html"] and "The bottleneck is app tier" in static["text/html"]
+    assert static["text/html"].count("<tr>") == 1 + len(calc.plan.layers)  # header + one row per layer
+    assert static["text/plain"].startswith("The bottleneck is app tier")
+    calc.set(peak_qps=60_000)                              # a bad input: the copy says what is wrong
+    assert "cannot exceed client_qps" in calc.static_bundle()["text/html"]
+    assert "seckill-static" in calc.static_bundle()["text/html"]
+
+
+def test_calculator_static_copy_follows_the_latest_verdict_in_a_kernel(tmp_path):
+    """In a real kernel: change the design after the calculator is shown; the SAVED output (what GitHub,
+    nbconvert or a reopened notebook without a kernel shows) names the new bottleneck, and there is still
+    exactly one live widget (the static copy is a separate display, updated by its display_id)."""
+    import nbformat
+    from jupyter_client import KernelManager
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        "from seckill import calculator\ncalc = calculator.show({})",   # the seed's numbers: app tier
+        "calc.set(design='db-direct')",                                 # the bottleneck moves to PostgreSQL
+        "calc.set(peak_qps=20_000)",
+    )]
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
+    NotebookClient(nb, km=km, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in nb.cells for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"], outputs
+    views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1, "exactly one live widget"
+    statics = [o for o in outputs if "seckill-static" in o.get("data", {}).get("text/html", "")]
+    assert len(statics) == 1, [o.get("data", {}).keys() for o in outputs]
+    static = statics[0]["data"]["text/html"]
+    assert "The bottleneck is PostgreSQL" in static and "The bottleneck is app tier" not in static, static
+    assert "20,000" in static  # the peak of the last change, not only the design
+    assert statics[0]["data"]["text/plain"].startswith("The bottleneck is PostgreSQL")
+    # nothing but the live widget (and a one-line note) carries the first verdict either
+    assert "The bottleneck is app tier" not in json.dumps(outputs)

@@ -7,6 +7,13 @@ depends on plotly's FigureWidget; the default state is drawn at once when the
 calculator is built, so a notebook run without a browser (nbclient, CI) still
 gets the first chart and verdict.
 
+Displaying a calculator writes two outputs: the live widget, and a static copy
+(plain HTML: the verdict and a bar chart) with its own ``display_id``. Every
+redraw replaces the static copy by ``update_display``, so the saved notebook
+carries the LATEST verdict for viewers without a kernel (GitHub, nbconvert, a
+reopened file); the widget's own output is never touched, so the sliders are not
+re-rendered. While the widget is on the page a CSS rule hides the copy.
+
     from seckill import calculator
     calculator.show()            # the learner's measurements where results/ has them, the seed's otherwise
 """
@@ -14,6 +21,8 @@ gets the first chart and verdict.
 from __future__ import annotations
 
 import html
+import uuid
+
 import plotly.graph_objects as go
 
 from seckill.course import capacity
@@ -22,6 +31,11 @@ from seckill.course.capacity import Capacities, CapacityError, Plan, Scenario
 DEMAND_COLOUR = "#1f77b4"
 BOTTLENECK_COLOUR = "#d62728"
 CAPACITY_COLOUR = "#b0b0b0"
+# Where the live calculator is on the page (JupyterLab, or nbconvert's HTML with the saved widget state),
+# its static copy in the same cell's outputs is hidden; where it is not (GitHub strips <style>, a viewer
+# without widgets, a widget that failed to load), the copy shows.
+HIDE_COPY_CSS = ("<style>.jp-OutputArea:has(.seckill-calculator) .jp-OutputArea-child:has(.seckill-static)"
+                 "{display:none}</style>")
 
 
 def figure(plan: Plan) -> go.Figure:
@@ -134,8 +148,11 @@ class Calculator:
             w.HBox([self.numbers, self.app_tier, self.reset]),
             *self.cap_inputs.values(), self.sources,
         ])
+        self.widget.add_class("seckill-calculator")  # what HIDE_COPY_CSS looks for
         self.plan: Plan | None = None
         self.error: str | None = None
+        # The static copy's display_id; None until the calculator is displayed (update() then keeps it current).
+        self.static_id: str | None = None
         self.update()
 
     # -- state -------------------------------------------------------------------
@@ -177,7 +194,7 @@ class Calculator:
     # -- drawing -------------------------------------------------------------------
     def update(self) -> Plan | None:
         """Recompute and redraw; a bad input shows its message instead of a chart."""
-        from IPython.display import HTML, clear_output, display
+        from IPython.display import HTML, clear_output, display, update_display
 
         cap = self.capacities()
         self.sources.value = sources_html(cap)
@@ -196,6 +213,8 @@ class Calculator:
             else:
                 display(figure(self.plan))
                 display(HTML(verdict_html(self.plan)))
+        if self.static_id is not None:  # outside the Output widget: this message goes to the cell's output
+            update_display(self.static_bundle(), raw=True, display_id=self.static_id)
         return self.plan
 
     def set(self, **values) -> Plan | None:
@@ -205,24 +224,38 @@ class Calculator:
             control.value = value
         return self.plan
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """The live widget, plus a static copy for when no kernel runs (GitHub, nbconvert, a reopened file).
+    def static_bundle(self) -> dict:
+        """The static copy of the current state: {"text/html": verdict and bars, "text/plain": the verdict}."""
+        return {"text/html": HIDE_COPY_CSS + static_html(self.plan, self.error),
+                "text/plain": self.plan.verdict("en") if self.plan else (self.error or "no plan")}
 
-        JupyterLab shows the widget (and, with the course's saveState setting, its
-        last chart from the saved widget state); viewers without widgets show the
-        text/html: the verdict and the chart as drawn when the calculator was shown.
-        """
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The live widget alone, with a one-line text for viewers without widgets (no verdict: it would go stale)."""
         bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
-        bundle["text/html"] = static_html(self.plan, self.error)
-        bundle["text/plain"] = (self.plan.verdict("en") if self.plan else (self.error or "capacity calculator"))
+        bundle["text/plain"] = "Capacity calculator (live: run the cell) · 容量计算器 — its last verdict follows."
         return bundle
+
+    def _ipython_display_(self) -> None:
+        """Display the live widget, then the static copy under a display_id that update() keeps current.
+
+        Two outputs rather than one: updating the widget's own output would make the
+        front-end build a new view of it (the sliders redrawn under the learner's
+        mouse). The copy is plain HTML: JupyterLab hides it next to the live widget,
+        GitHub and nbconvert show it (as saved: the verdict of the last redraw).
+        """
+        from IPython.display import display
+
+        if self.static_id is None:
+            self.static_id = f"seckill-calculator-{uuid.uuid4().hex}"
+        display(self._repr_mimebundle_(), raw=True)
+        display(self.static_bundle(), raw=True, display_id=self.static_id)
 
 
 def static_html(plan: Plan | None, error: str | None = None) -> str:
     """The verdict and a bar chart in plain HTML (no script): readable where widgets and plotly cannot run."""
     e = html.escape
     if plan is None:
-        return f'<p style="color:#cf222e"><b>{e(error or "no plan")}</b></p>'
+        return f"<div class='seckill-static'><p style='color:#cf222e'><b>{e(error or 'no plan')}</b></p></div>"
     top = max(max(layer.demand or 0, layer.capacity) for layer in plan.layers) or 1
     rows = []
     for layer in plan.layers:
@@ -235,8 +268,8 @@ def static_html(plan: Plan | None, error: str | None = None) -> str:
             f"<div style='background:{colour};width:{demand_w:.1f}%;height:10px'></div>"
             f"<div style='background:{CAPACITY_COLOUR};width:{cap_w:.1f}%;height:10px'></div></td>"
             f"<td>{layer.demand or 0:,.0f}</td><td>{layer.capacity:,.0f}</td><td>{layer.instances}</td></tr>")
-    return (f"<div class='seckill-static'><p><i>Capacity calculator — a static copy (run the cell for the "
-            f"live one) · 静态副本</i></p>"
+    return (f"<div class='seckill-static'><p><i>Capacity calculator as last drawn — a static copy (run the cell "
+            f"for the live one) · 容量计算器最后一次结果的静态副本</i></p>"
             "<table><thead><tr><th style='text-align:left'>layer · 层</th><th>demand (colour) vs one instance "
             "(grey), linear</th><th>demand /s</th><th>one instance /s</th><th>instances</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{verdict_html(plan)}</div>")
