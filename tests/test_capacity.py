@@ -273,7 +273,7 @@ def test_calculator_static_copy_follows_the_latest_verdict_in_a_kernel(tmp_path)
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        "from seckill import calculator\ncalc = calculator.show({})",   # the seed's numbers: app tier
+        "from seckill.course import calculator\ncalc = calculator.show({})",   # the seed's numbers: app tier
         "calc.set(design='db-direct')",                                 # the bottleneck moves to PostgreSQL
         "calc.set(peak_qps=20_000)",
     )]

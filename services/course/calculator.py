@@ -14,7 +14,7 @@ carries the LATEST verdict for viewers without a kernel (GitHub, nbconvert, a
 reopened file); the widget's own output is never touched, so the sliders are not
 re-rendered. While the widget is on the page a CSS rule hides the copy.
 
-    from seckill import calculator
+    from seckill.course import calculator
     calculator.show()            # the learner's measurements where results/ has them, the seed's otherwise
 """
 

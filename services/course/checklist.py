@@ -6,7 +6,7 @@ a pair of your measured figures, a failure lab that held, a lab you passed with
 your own code, a rehearsal you saved. An item is proven (✓) when every rule
 finds its evidence; otherwise each missing piece says what to run to produce it.
 
-    from seckill import checklist
+    from seckill.course import checklist
     report = checklist.evaluate("en")
     print(checklist.render(report))
 """

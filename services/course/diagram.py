@@ -6,7 +6,7 @@ answer in < 50 ms) and the **async path** (异步路径: RabbitMQ → order serv
 PostgreSQL) — and every box names the module of this repository that *is* that
 box, so a learner who knows the picture finds the code.
 
-    from seckill import diagram
+    from seckill.course import diagram
     diagram.architecture()          # displays in Jupyter (SVG); .svg is the text
 
 The boxes and arrows are data (:data:`BOXES`, :data:`EDGES`); a test checks that
