@@ -66,7 +66,6 @@ def _step(kind: str, n: int) -> dict:
     """One measurement in this process: {"kind", "orders", "seconds", "peak_rss_mb", ...}; ScaleError if unverified."""
     from seckill.measure import bench
     from seckill.system import broker, impl, order_service, reconcile
-    from seckill.stack import db
     from seckill.config import settings
 
     s = settings()
@@ -80,14 +79,7 @@ def _step(kind: str, n: int) -> dict:
         if kind == "drain":
             consumer = impl.running("consumer").OrderConsumer(s.amqp_url, s.postgres_url, queue=queue,
                                                               **order_service.tuning())
-            t0 = time.perf_counter()
-            try:
-                handled = consumer.run(max_messages=n, idle_timeout=10.0)
-            finally:
-                consumer.close()
-            seconds = time.perf_counter() - t0
-            with db.connect(s.postgres_url) as conn:
-                written = conn.execute("SELECT count(*) FROM orders WHERE product_id = %s", (product,)).fetchone()[0]
+            seconds, handled, written = bench.timed_drain(s, consumer, n, product)
             if handled != n or written != n:
                 raise ScaleError(f"the drain handled {handled} and wrote {written} of {n} orders")
             extra = {}
