@@ -1,12 +1,17 @@
 """Reconciliation against the real stores: it finds what was planted, --fix repairs it, a second run finds nothing.
 
-No tier runs here, so nothing consumes the queue: orders published in a test
-stay queued, which is exactly what the queued-orders tests need.
+No tier runs here, and the module has a queue of its own (SECKILL_QUEUE for the
+CLI), so nothing consumes it: orders published in a test stay queued, which is
+exactly what the queued-orders tests need. (On the shared "orders" queue a
+consumer another module left behind once took them: tests/conftest.py now
+names such a module in .run/test*/leaks.log.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -19,6 +24,13 @@ from seckill.system.sale import create_sale
 
 STOCK = 20
 BOUGHT = [f"buyer-{i}" for i in range(6)]
+QUEUE = "reconcile-tests"
+
+
+@pytest.fixture
+def s(s):
+    """The test stack's settings, with this module's own queue."""
+    return dataclasses.replace(s, queue=QUEUE)
 
 
 def write_orders(s, orders: list[dict]) -> None:
@@ -156,7 +168,7 @@ def test_every_product_is_checked_when_none_is_named(s, redis_client, sale):
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "seckill.cli", "reconcile", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env={**os.environ, "SECKILL_QUEUE": QUEUE})
 
 
 def test_cli_exit_codes_lines_and_json(s, redis_client, sale):
