@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # Graders (services/graders/<name>.py) whose titles and hints are all translated; tests/test_i18n.py
 # fails when one of their English strings has no entry here.
-GRADERS_TRANSLATED = ("stock",)
+GRADERS_TRANSLATED = ("token_bucket", "rate_limit", "stock", "producer", "consumer")
 
 ZH: dict[str, str] = {
     # -- the grader's report (services/grader.py) --------------------------------------------------
@@ -125,4 +125,328 @@ ZH: dict[str, str] = {
     "Only someone who really holds an item can give one back, and only once: otherwise a retried "
     "release creates stock out of nothing.":
         "只有真正占了一件的人才能归还，而且只能还一次（幂等）；否则一次重试的 release 就会凭空变出库存。",
+
+    # -- services/graders/token_bucket.py ---------------------------------------------------------
+    "Run your TokenBucket in the notebook with a hand-moved clock and compare with what it should do.":
+        "在 notebook 里用手动拨动的时钟跑一下你的 TokenBucket，和它应有的行为对比一下。",
+    "starts full": "新建的桶是满的",
+    "rejects when empty": "桶空了就拒绝",
+    "a rejected request spends nothing": "被拒绝的请求不消耗令牌",
+    "never holds more than capacity": "桶里的令牌永远不超过 capacity",
+    "refills by elapsed time at the rate": "按流逝的时间和速率补充令牌",
+    "fractional refill adds up": "不足一个的令牌能累加起来",
+    "safe under concurrent threads": "多线程并发下依然正确",
+    "uses the injected clock": "只用注入的时钟",
+    "a clock stepping back takes no tokens away": "时钟往回跳不会扣掉令牌",
+    "A new bucket should let a whole burst through at once: it starts with as many tokens as it can hold.":
+        "新建的桶应该能一下子放过一整波突发流量：它一开始就装满了令牌。",
+    "When no time passes, a bucket can grant only the tokens it holds; after that it must say no "
+    "(return False), until time refills it.":
+        "时间不走的时候，桶只能放行它手里那些令牌；用完之后必须拒绝（返回 False），直到时间把令牌补回来。",
+    "Tokens keep coming while a client is idle, but the bucket has a size: after any pause it holds at "
+    "most `capacity` tokens, so the burst that follows is at most `capacity` requests.":
+        "客户端空闲时令牌会一直往里加，但桶是有容量的：不管停了多久，桶里最多只有 `capacity` 个令牌，"
+        "所以接下来的突发最多放过 `capacity` 个请求。",
+    "An empty bucket must fill again as time passes, in proportion to the time elapsed since it was "
+    "last topped up and to the rate; nothing runs in between, so bring it up to date when a request "
+    "arrives.":
+        "空桶要随着时间重新装满，补多少取决于距上次补充过去了多久以及速率；两次请求之间没有任何代码在跑，"
+        "所以要在请求到来时把桶补到最新状态。",
+    "Half a token is not a token: a request must wait until a whole one has built up.":
+        "半个令牌不算令牌：请求必须等到攒够一整个才能放行。",
+    "Partial tokens must add up: two quarter-second waits at 2 tokens/s make one whole token. Do not "
+    "throw away the part of a token you cannot spend yet (nor the time it stands for).":
+        "不足一个的令牌要能累加：速率 2 个/秒时，等两次 0.25 秒正好攒出一个完整的令牌。"
+        "暂时花不掉的那部分令牌（以及它代表的时间）不能丢掉。",
+    "Partial tokens must add up: two quarter-second waits at 2 tokens/s make one whole token. Do not "
+    "throw away the part of a token you cannot spend yet (nor the time it stands for). Mind that float "
+    "sums drift: ten 0.1 s refills add up to 0.9999999999999999.":
+        "不足一个的令牌要能累加：速率 2 个/秒时，等两次 0.25 秒正好攒出一个完整的令牌。"
+        "暂时花不掉的那部分令牌（以及它代表的时间）不能丢掉。注意浮点数累加会有误差："
+        "十次 0.1 秒的补充加起来是 0.9999999999999999。",
+    "A request for more tokens than the bucket holds must be refused.":
+        "请求的令牌数比桶里现有的多，就必须拒绝。",
+    "A refused request must leave the bucket exactly as it was: decide first, and only spend when the "
+    "answer is yes. Otherwise a client hammering an empty bucket pushes its own recovery away.":
+        "被拒绝的请求必须让桶保持原样：先判断，确定放行了才扣令牌。否则一个不停猛刷空桶的客户端，"
+        "会把自己恢复的时间越推越远。",
+    "Two threads can read the same token count, both decide there is enough, and both spend it. "
+    "Reading, refilling and spending must happen as one step that no other thread can interleave with.":
+        "两个线程可能读到同一个令牌数，都认为够用，然后都扣了一次。读取、补充、扣减必须作为一步完成，"
+        "中间不能让别的线程插进来。",
+    "Read the time only through the clock the bucket was given (the `clock` argument), never from the "
+    "time module directly: tests and the notebook move that clock by hand.":
+        "只通过传给桶的时钟（`clock` 参数）读时间，不要直接调用 time 模块：测试和 notebook 都是手动拨动这个时钟的。",
+    "Time that goes backwards is no reason to take tokens away: a clock can step back (a wall clock "
+    "corrected by NTP), and then no time has passed for the bucket, not a negative amount.":
+        "时间倒退不是扣令牌的理由：时钟可能往回跳（被 NTP 校正的墙上时钟），这时对桶来说就是没有时间流逝，"
+        "而不是流逝了负数的时间。",
+
+    # -- services/graders/rate_limit.py ----------------------------------------------------------
+    "Try your limiter in the notebook against Redis and compare with what it should do.":
+        "在 notebook 里对着 Redis 试一下你的限流器，和它应有的行为对比一下。",
+    "exactly `limit` per window": "每个窗口恰好放行 `limit` 个",
+    "keys are independent": "不同的 key 互不影响",
+    "the Redis keys expire": "Redis 里的 key 会过期",
+    "a new window starts after window_s": "过了 window_s 就开始新窗口",
+    "atomic under concurrency": "并发下是原子的",
+    "retry_after": "retry_after",
+    "retry_after tells the truth": "retry_after 说的是实话",
+    "the window is window_s from the first request": "窗口从第一个请求算起，长 window_s",
+    "LayeredLimiter: user layer": "LayeredLimiter：用户层",
+    "LayeredLimiter: the user layer counts the user across addresses": "LayeredLimiter：用户层跨地址统计同一个用户",
+    "LayeredLimiter: IP layer": "LayeredLimiter：IP 层",
+    "LayeredLimiter: a blocked user spares the IP budget": "LayeredLimiter：被拦下的用户不占 IP 的额度",
+    "LayeredLimiter: a verdict's layer and retry_after": "LayeredLimiter：判定结果里的 layer 和 retry_after",
+    "LayeredLimiter: the layers keep separate counters": "LayeredLimiter：各层的计数器互相独立",
+    "Reading the count and writing it back as separate commands lets concurrent requests read the "
+    "same count and all pass. Counting and deciding must be one step that Redis runs without "
+    "interleaving anything.":
+        "读出计数、再写回去，分成两条命令的话，并发请求会读到同一个计数然后全部放行。计数和判断必须是一步，"
+        "由 Redis 执行，中间不插入任何别的命令。",
+    "Exactly `limit` requests per window get through: the first `limit` are allowed, the next one is "
+    "the first refused. Check what your comparison does exactly at the boundary.":
+        "每个窗口恰好放行 `limit` 个请求：前 `limit` 个放行，下一个是第一个被拒绝的。检查一下你的比较在边界上到底是怎么判断的。",
+    "Each key has its own counter: one client using up its limit must not affect another.":
+        "每个 key 有自己的计数器：一个客户端用完了自己的额度，不能影响另一个。",
+    "The counter must live in Redis (shared by every gateway process).": "计数器必须放在 Redis 里（让所有网关进程共享）。",
+    "A window's counter must disappear by itself when the window ends: give the key a lifetime (no "
+    "longer than the window), set when the window starts. Idle keys then clean themselves up.":
+        "窗口结束时，窗口的计数器要自己消失：给 key 设一个过期时间（不超过窗口长度），在窗口开始时设置。"
+        "这样闲置的 key 会自己清理掉。",
+    "When the window is over, a blocked client starts a fresh window with its full limit.":
+        "窗口结束后，被拦下的客户端开始一个新窗口，额度重新满额。",
+    "A blocked client should learn how long until its window ends (a positive number of seconds, at "
+    "most the window), and a key with no window running has nothing to wait for (0).":
+        "被拦下的客户端应该知道还要等多久窗口才结束（正的秒数，不超过窗口长度）；没有正在进行的窗口的 key，"
+        "就没什么可等的（0）。",
+    "A window lasts `window_s` from the key's FIRST request and is not stretched by later ones: "
+    "requests that arrive inside a window (allowed or refused) must not move its end.":
+        "一个窗口从这个 key 的第一个请求开始，持续 `window_s`，不会被后来的请求拉长：落在窗口内的请求（不管放行还是拒绝）"
+        "都不能推迟窗口的结束时间。",
+    "retry_after must tell a blocked client the truth: how long is LEFT of its window (not the whole "
+    "window, nor a made-up number), so that waiting exactly that long gets it through.":
+        "retry_after 必须对被拦下的客户端说实话：它的窗口还“剩”多久（不是整个窗口的长度，也不是随便编的数）"
+        "，这样恰好等这么久之后就能通过。",
+    "The user layer allows `user_limit` requests per user per window.": "用户层允许每个用户每个窗口发 `user_limit` 个请求。",
+    "A refusal says which layer refused it, so the gateway can tell the client.":
+        "拒绝的结果要说明是哪一层拒绝的，这样网关才能告诉客户端。",
+    "The user layer counts the USER: the same user spreading requests over several addresses (Wi-Fi, "
+    "mobile, a proxy) still gets `user_limit` per window, not `user_limit` per address.":
+        "用户层统计的是“用户”：同一个用户把请求分散到多个地址（Wi-Fi、移动网络、代理），每个窗口仍然只有 `user_limit` 个，"
+        "而不是每个地址 `user_limit` 个。",
+    "The IP layer counts every request from one address, whoever the user: it stops one machine that "
+    "invents many user ids.":
+        "IP 层统计来自同一个地址的所有请求，不管是哪个用户：它能拦住一台机器伪造大量用户 id 来刷。",
+    "Each IP address has its own budget.": "每个 IP 地址有自己的额度。",
+    "Think about the order of the layers: a user refused for their own excess must not also use up "
+    "the budget of the address they share with others (an office, a campus, a carrier's NAT).":
+        "想想各层的顺序：一个用户因为自己超限被拒绝，就不该再消耗他和别人共用的那个地址的额度（办公室、校园网、运营商的 NAT）"
+        "。",
+    "A verdict is the gateway's whole answer: an allowed request has no layer and nothing to wait for "
+    "(0); a refused one names the layer that refused it and how long is left of that layer's window "
+    "(more than 0, at most the window).":
+        "判定结果就是网关的完整回答：放行的请求没有 layer，也不用等（0）；被拒绝的请求要写明是哪一层拒绝的，"
+        "以及这一层的窗口还剩多久（大于 0，不超过窗口长度）。",
+    "Each layer counts in its own keys: a user whose id happens to equal an address must not spend "
+    "that address's budget (nor a limiter with another purpose share a counter with this one).":
+        "每一层用自己的 key 计数：一个用户的 id 恰好和某个地址相同时，不能花掉那个地址的额度（另一个用途的限流器也不能和它共用计数器）"
+        "。",
+
+    # -- services/graders/producer.py ------------------------------------------------------------
+    "Try your OrderProducer in the notebook and look at the queue in RabbitMQ.":
+        "在 notebook 里试一下你的 OrderProducer，再去 RabbitMQ 里看看队列。",
+    "the order is in the queue when send_order returns": "send_order 返回时订单已经在队列里",
+    "the queue is durable": "队列是持久化的",
+    "messages are persistent": "消息是持久化的",
+    "publisher confirms: a refused message raises PublishError": "发布确认：被拒收的消息要抛出 PublishError",
+    "broker down: PublishError within 5 s": "broker 挂了：5 秒内抛出 PublishError",
+    "unroutable (queue deleted under an open channel) raises PublishError":
+        "无法路由（在打开的 channel 下删掉队列）要抛出 PublishError",
+    "connection cut before the confirm: PublishError, then recovery": "确认回来之前连接被切断：抛出 PublishError，之后能恢复",
+    "a frozen broker (confirm held back): PublishUnknown within the deadline, then recovery":
+        "broker 卡死（确认迟迟不回）：在截止时间内抛出 PublishUnknown，之后能恢复",
+    "a dropped connection between sends: the producer reconnects": "两次发送之间连接断了：生产者自动重连",
+    "one connection for many sends; none left after close; the queue stays": "多次发送共用一个连接；close 之后不留连接；队列还在",
+    "a setup the broker refuses raises and leaves no connection open": "broker 拒绝初始化时要抛错，并且不留下打开的连接",
+    "Publishing is fire-and-forget unless you ask the broker to confirm each message: only then does "
+    "send_order learn that the broker refused or lost it, and can raise PublishError.":
+        "发布默认是发完就不管（fire-and-forget）的，除非你让 broker 对每条消息做发布确认："
+        "只有这样，send_order 才能知道 broker 拒收或弄丢了消息，从而抛出 PublishError。",
+    "The connection can die after the message left and before the broker's confirm came back: then "
+    "nobody knows the order is safe, and send_order must not return normally. Publishing is "
+    "fire-and-forget unless you ask the broker to confirm each message: only then does send_order "
+    "learn that the broker refused or lost it, and can raise PublishError.":
+        "消息发出之后、broker 的确认回来之前，连接可能断掉：这时谁也不知道订单是否安全，send_order 不能正常返回。"
+        "发布默认是发完就不管（fire-and-forget）的，除非你让 broker 对每条消息做发布确认："
+        "只有这样，send_order 才能知道 broker 拒收或弄丢了消息，从而抛出 PublishError。",
+    "An order that was refused, unroutable, or never sent is definitely NOT queued: reported as an "
+    "unknown outcome, the gateway would keep the reservation and answer 'pending' for an order that "
+    "will never arrive. Only a message that left with no confirm back is unknown.":
+        "被拒收、无法路由或者根本没发出去的订单，肯定“不在”队列里：如果把它报成结果未知，网关就会一直占着预减的库存，"
+        "并对一个永远不会到达的订单回答 pending。只有发出去了但没收到确认的消息，结果才是未知的。",
+    "A publish whose confirm never came was reported as a definite failure: the gateway would release "
+    "an item the broker may still deliver (and the order service then sell it twice). Sent but not "
+    "confirmed is an unknown outcome: it has its own exception.":
+        "一次始终没等到确认的发布被报成了确定的失败：网关会把库存归还，而 broker 可能仍会投递这条消息（订单服务随后把同一件卖两次）"
+        "。发了但没确认，是结果未知：它有自己的异常类。",
+    "A broker that froze (a paused VM, a stuck disk) keeps the TCP connection open and never answers: "
+    "waiting for its confirm without a time limit holds the gateway thread, and the user, as long as "
+    "the freeze lasts. Give up after the producer's confirm deadline, with an unknown outcome.":
+        "卡死的 broker（虚拟机被暂停、磁盘卡住）会一直保持 TCP 连接却从不回应：不设时限地等它的确认，"
+        "就会在它卡住期间一直占着网关线程，用户也跟着干等。超过生产者的确认截止时间就放弃，结果按未知处理。",
+    "The producer has three outcomes: sent and confirmed, definitely not queued (PublishError), and "
+    "unknown (PublishUnknown, a kind of PublishError). Keep both exception classes of the module.":
+        "生产者有三种结果：已发送且已确认；肯定没进队列（PublishError）；结果未知（PublishUnknown，"
+        "它是 PublishError 的一种）。模块里这两个异常类都要保留。",
+    "When send_order returns, the order must already be in the queue: the producer creates (declares) "
+    "the queue it sends to, and waits until the broker has taken the message.":
+        "send_order 返回时，订单必须已经在队列里：生产者要自己创建（声明）它发送的目标队列，并且等 broker 收下消息之后再返回。",
+    "An order send_order returned for must be in the queue.": "send_order 已经返回的订单，必须在队列里。",
+    "The message body is the order as JSON, unchanged.": "消息体就是订单本身的 JSON，原样不动。",
+    "send_order must put the order in the queue it was given.": "send_order 必须把订单放进传给它的那个队列。",
+    "A queue the broker forgets on restart loses every order in it: declare it so that it survives a "
+    "broker restart.":
+        "broker 重启后就忘掉的队列，会丢掉里面所有订单：声明队列时要让它在 broker 重启后依然存在。",
+    "A durable queue keeps only the messages marked to be kept: each message itself must be marked "
+    "persistent, or a broker restart drops it.":
+        "持久化的队列只保留标记为要保留的消息：每条消息本身也必须标记为持久化，否则 broker 一重启就丢了。",
+    "Every way a publish can fail must reach the caller as PublishError (one thing to catch).":
+        "发布失败的每一种情况，都必须以 PublishError 的形式交给调用方（调用方只需要捕获这一种异常）"
+        "。",
+    "Every way a publish can fail must reach the caller as PublishError (one thing to catch): turn "
+    "the client library's connection errors into it.":
+        "发布失败的每一种情况，都必须以 PublishError 的形式交给调用方（调用方只需要捕获这一种异常）"
+        "：把客户端库的连接异常转换成它。",
+    "When the broker cannot be reached the order is NOT queued: send_order must say so.":
+        "连不上 broker 时订单“没有”进队列：send_order 必须明确告诉调用方。",
+    "A gateway thread stuck waiting for a dead broker is worse than a quick 'try again': fail fast.":
+        "网关线程卡在等一个已经挂掉的 broker 上，比快速回一句“请重试”更糟：要快速失败。",
+    "A message that reaches no queue is dropped by the broker, and a publisher confirm still says "
+    "'ok' (the broker handled it: by throwing it away). Ask the broker to return a message it cannot "
+    "route, and treat that as a failure.":
+        "没有进入任何队列的消息会被 broker 直接丢弃，而发布确认照样回答 ok（broker 确实处理了它："
+        "方式是扔掉）。要让 broker 把无法路由的消息退回来，并把这种情况当作失败。",
+    "After a failure the producer must recover by itself: the next send starts afresh (and declares "
+    "its queue again).":
+        "失败之后生产者必须自己恢复：下一次发送重新开始（并且重新声明队列）。",
+    "send_order must work through an ordinary TCP connection.": "send_order 必须能通过普通的 TCP 连接正常工作。",
+    "A lost connection must reach the caller as PublishError, and quickly.":
+        "连接断开必须以 PublishError 的形式交给调用方，而且要快。",
+    "After a lost connection the next send must reconnect instead of failing for ever.":
+        "连接断开之后，下一次发送必须重新连接，而不是一直失败下去。",
+    "Only what send_order reported as sent may be in the queue, in order.":
+        "队列里只能有 send_order 报告为已发送的订单，而且顺序不变。",
+    "After an unknown outcome the producer must start afresh: the next send opens a new connection "
+    "instead of waiting on the frozen one.":
+        "遇到结果未知之后，生产者必须重新开始：下一次发送打开一个新连接，而不是继续等那个卡死的连接。",
+    "send_order must publish the order.": "send_order 必须把订单发布出去。",
+    "A connection dropped while the producer was idle (a network blip, a broker restart) must not "
+    "fail the next send: nothing was published on it yet, so check it is alive before publishing and "
+    "reconnect if not.":
+        "生产者空闲时连接断了（网络抖动、broker 重启），不能让下一次发送失败：这条连接上还什么都没发，"
+        "所以发布前先检查连接是否还活着，不行就重连。",
+    "Every failure must reach the caller as PublishError.": "每一种失败都必须以 PublishError 的形式交给调用方。",
+    "A connection to the broker is expensive (a TCP and AMQP handshake): keep one open and reuse it "
+    "for every send, rather than one per order.":
+        "和 broker 建一个连接的代价很高（一次 TCP 握手加一次 AMQP 握手）：保持一个连接，"
+        "每次发送都复用它，而不是每个订单开一个。",
+    "close() must give the connection back to the broker: a gateway that leaks one per restart ends "
+    "up refused by the broker.":
+        "close() 必须把连接还给 broker：每次重启都泄漏一个连接的网关，最后会被 broker 拒绝连接。",
+    "The queue belongs to the broker, not to the producer's connection: it and its orders must "
+    "outlive the producer that declared it.":
+        "队列属于 broker，而不属于生产者的连接：队列和里面的订单必须比声明它的生产者活得更久。",
+    "A connection opened for a setup that then failed must be closed on the way out: otherwise every "
+    "failed attempt leaves one behind, until the broker refuses new ones.":
+        "为初始化而打开、随后初始化失败的连接，必须在退出时关掉：否则每次失败的尝试都会留下一个，直到 broker 拒绝新的连接。",
+    "When the producer cannot set up its channel (the broker refuses the queue's declaration), the "
+    "order is not queued: send_order must raise PublishError.":
+        "生产者建不起 channel 时（broker 拒绝了队列的声明），订单没有进队列：send_order 必须抛出 PublishError。",
+
+    # -- services/graders/consumer.py ------------------------------------------------------------
+    "Try your OrderConsumer in the notebook against PostgreSQL and compare with what it should do.":
+        "在 notebook 里对着 PostgreSQL 试一下你的 OrderConsumer，和它应有的行为对比一下。",
+    "handle writes once; a redelivery changes nothing": "handle 只写一次；重复投递什么都不改变",
+    "one order per user per product": "每个用户每个商品只能有一单",
+    "the stock decrement is guarded": "扣减库存有条件保护",
+    "an unknown product is refused, not raised": "不存在的商品要拒绝，而不是抛异常",
+    "run writes the published orders and empties the queue": "run 写入已发布的订单，并把队列清空",
+    "acknowledge only after commit": "提交之后才确认（ack）",
+    "a malformed message is dropped, not redelivered for ever": "格式错误的消息被丢弃，而不是无休止地重新投递",
+    "close() ends the database session": "close() 结束数据库会话",
+    "every refusal is recorded with its reason; statuses answer": "每次拒绝都记录了原因；状态可以查询",
+    "run decides every order: confirmed or rejected, none pending":
+        "run 对每个订单都做出决定：confirmed 或 rejected，没有一单停在 pending",
+    "handle: a write failing once, then redelivery, ends as without the fault":
+        "handle：写入失败一次、再重新投递，结果和没出故障时一样",
+    "run: a write failing once, then redelivery, ends as without the fault": "run：写入失败一次、再重新投递，结果和没出故障时一样",
+    "killed after commit, before ack: the redelivery changes nothing": "提交之后、ack 之前被杀掉：重新投递什么都不改变",
+    "handle writes the order and takes one item from the product's stock, in one transaction, and "
+    "says True.":
+        "handle 在一个事务里写入订单、从商品库存里扣一件，然后返回 True。",
+    "RabbitMQ delivers at least once, so the same order can arrive twice. Make the second copy "
+    "harmless: the database already knows this order id, so writing it again must change nothing (and "
+    "not fail).":
+        "RabbitMQ 的投递语义是至少一次，所以同一个订单可能到两次。要让第二份无害（幂等）：数据库已经知道这个订单 id，"
+        "再写一次必须什么都不改变（也不能报错）。",
+    "One purchase per user per product: the database refuses a second order of the same user for the "
+    "same product; handle must treat that refusal as an answer (False), not a crash, and take no "
+    "stock.":
+        "每个用户每个商品只能买一次：数据库会拒绝同一用户对同一商品的第二个订单；handle 必须把这种拒绝当作一个回答（False）"
+        "，而不是崩溃，并且不扣库存。",
+    "PostgreSQL is the last guard against overselling: the stock update must only succeed while there "
+    "is stock, and an order that found none must not stay written.":
+        "PostgreSQL 是防超卖的最后一道防线：只有还有库存时，扣减库存的 update 才能成功；"
+        "没扣到库存的订单不能留在库里。",
+    "An order for a product the database does not know is refused (False), not a crash that would "
+    "bring the message back forever.":
+        "数据库里不存在的商品的订单要拒绝（返回 False），而不是崩溃：崩溃会让这条消息一遍又一遍地回来。",
+    "run writes every message it takes and then acknowledges it, so the queue ends empty.":
+        "run 把取到的每条消息都写入，然后再确认，这样队列最后是空的。",
+    "An order that was written is confirmed, never also recorded as refused: a good batch must leave "
+    "order_rejections (and any dead-letter queue) empty. If acknowledging fails after the commit, the "
+    "orders are already safe; treat that as a broker problem, not as poison.":
+        "已经写入的订单就是 confirmed，绝不能同时被记成拒绝：一批正常的订单跑完，order_rejections（以及死信队列，"
+        "如果有的话）应该是空的。如果提交之后 ack 失败，订单其实已经安全了；把它当作 broker 的问题，"
+        "而不是毒消息（poison message）。",
+    "The acknowledgement tells RabbitMQ it may forget the message. Give it only once the order is "
+    "safely committed: if the write fails after the ack, the order is lost for good.":
+        "ack 是告诉 RabbitMQ 可以忘掉这条消息了。只有在订单安全提交之后才能 ack：如果 ack 之后写入失败，"
+        "订单就永远丢了。",
+    "A message that could not be written comes back and is written on the next run.":
+        "没能写入的消息会回到队列，在下一次运行时写入。",
+    "A message that can never become an order (not JSON, fields missing) must be set aside, not "
+    "handed back to the queue: requeued, it comes back for ever and blocks the orders behind it (a "
+    "poison message).":
+        "永远成不了订单的消息（不是 JSON、缺字段）必须放到一边（比如死信队列），而不是退回队列：退回去它会无休止地回来，"
+        "堵住后面的订单（毒消息）。",
+    "close() must end the consumer's database session: PostgreSQL allows a limited number, and a "
+    "service that restarts its consumers would run out.":
+        "close() 必须结束消费者的数据库会话：PostgreSQL 的连接数是有限的，一个会反复重启消费者的服务迟早会用光。",
+    "A refusal's record says why: sold_out, already_bought or unknown_product.":
+        "拒绝记录要写明原因：sold_out、already_bought 或 unknown_product。",
+    "Every order that comes in must end decided: written, or refused AND recorded with its reason, so "
+    "the buyer's status page says 'rejected' instead of 'pending' for ever. A refusal that leaves no "
+    "record looks to the buyer like an order still on its way.":
+        "每个进来的订单最后都必须有定论：要么写入，要么被拒绝“并且”记下原因，这样买家的订单状态页显示的是 rejected，"
+        "而不是一直 pending。一个没留下记录的拒绝，在买家看来就是订单还在路上。",
+    "Through the real loop too, every order ends decided: the first buyers while stock lasts are "
+    "written, the others are refused and recorded with a reason (no order stays 'pending').":
+        "在真实的消费循环里也一样，每个订单都要有定论：库存还在时先到的买家被写入，其余的被拒绝并记下原因（没有一单停在 pending）"
+        "。",
+    "A write can fail between any two statements. Whatever handle writes for one order (the order, "
+    "the stock, a refusal) must commit together or not at all, so that the redelivered order finds "
+    "the books as if nothing had happened and finishes the job.":
+        "写入可能在任意两条语句之间失败。handle 为一个订单写的所有东西（订单、库存、拒绝记录）必须一起提交，"
+        "要么全不提交，这样重新投递的订单看到的账就像什么都没发生过，然后把事情做完。",
+    "A fault in the middle of a batch must roll the whole batch back and leave its messages "
+    "unacknowledged: the broker redelivers them and the restarted service reaches the same books as a "
+    "run without the fault.":
+        "一批处理到一半出了故障，必须把整批回滚，并且这批消息都不确认：broker 会重新投递，重启后的服务最终得到的账和没出故障时一样。",
+    "A consumer can die after its commit and before its acknowledgement: the broker then delivers the "
+    "same orders again. The second delivery must change nothing (the database recognises orders it "
+    "has already decided).":
+        "消费者可能在提交之后、ack 之前挂掉：broker 会把同样的订单再投递一次。第二次投递必须什么都不改变（数据库认得它已经处理过的订单）"
+        "。",
 }

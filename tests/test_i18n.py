@@ -143,31 +143,56 @@ def _resolve(node, constants: dict) -> str | None:
     return None
 
 
+class _Strings(ast.NodeVisitor):
+    """Walks a module in source order; a name holds the string last assigned to it in its own function
+    (or the module), so `hint = "…"` in one check and `hint + " …"` in another resolve as they run."""
+
+    CALLS = {"expect": [1], "Check": [0, 2], "CheckFailed": [0]}
+
+    def __init__(self, module: ast.Module) -> None:
+        self.scopes = [{}]
+        self.found: set[str] = set()
+        for node in module.body:  # module constants first: a check may use one defined below it
+            if isinstance(node, ast.Assign):
+                self._assign(node)
+
+    def _assign(self, node: ast.Assign) -> None:
+        value = _resolve(node.value, self.scopes[-1])
+        for target in node.targets:
+            if isinstance(target, ast.Name) and value is not None:
+                self.scopes[-1][target.id] = value
+
+    def visit_FunctionDef(self, node) -> None:
+        self.scopes.append(dict(self.scopes[-1]))
+        self.generic_visit(node)
+        self.scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.generic_visit(node)
+        self._assign(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name):
+            for i in self.CALLS.get(node.func.id, []):
+                if i < len(node.args):
+                    value = _resolve(node.args[i], self.scopes[-1])
+                    if value:
+                        self.found.add(value)
+            for kw in node.keywords:
+                value = _resolve(kw.value, self.scopes[-1]) if kw.arg == "hint" else None
+                if value:
+                    self.found.add(value)
+        self.generic_visit(node)
+
+
 def grader_strings(path: Path) -> set[str]:
     """Check titles and hints of one grader module: what the learner reads in the report."""
     tree = ast.parse(path.read_text())
-    constants: dict = {}
-    for node in ast.walk(tree):  # module and function level: HINT = "…", hint = ("…" "…")
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    value = _resolve(node.value, constants)
-                    if value is not None:
-                        constants[target.id] = value
-    found = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-            continue
-        positions = {"expect": [1], "Check": [0, 2], "CheckFailed": [0]}.get(node.func.id, [])
-        for i in positions:
-            if i < len(node.args):
-                value = _resolve(node.args[i], constants)
-                if value:
-                    found.add(value)
-        for kw in node.keywords:
-            if kw.arg == "hint" and _resolve(kw.value, constants):
-                found.add(_resolve(kw.value, constants))
-    return found
+    visitor = _Strings(tree)
+    visitor.visit(tree)
+    return visitor.found
 
 
 def tr_strings(root: Path) -> set[str]:
@@ -213,6 +238,28 @@ def test_an_edited_hint_is_caught(tmp_path):
     copy.write_text(text.replace("try_reserve says yes while there is stock", "try_reserve answers yes while stock lasts"))
     assert untranslated(grader_strings(SERVICES / "graders" / "stock.py")) == []
     assert untranslated(grader_strings(copy)) == ["try_reserve answers yes while stock lasts and no once it is gone."]
+
+
+def test_a_hint_named_alike_in_two_checks_resolves_to_its_own(tmp_path):
+    """The test of the extractor: `hint` assigned in two checks, `hint + "…"` in the first, as they run."""
+    grader = tmp_path / "g.py"
+    grader.write_text(
+        "def one(ctx, mod):\n    hint = 'First.'\n    expect(False, hint + ' More.')\n\n"
+        "def two(ctx, mod):\n    hint = 'Second.'\n    expect(False, hint)\n\n"
+        "CHECKS = [Check('one', one, HINT), Check('two', two, HINT)]\nHINT = 'Try it.'\n")
+    assert grader_strings(grader) == {"First. More.", "Second.", "one", "two", "Try it."}
+
+
+def test_every_grader_is_translated():
+    from seckill.grader import LABS
+
+    assert sorted(GRADERS_TRANSLATED) == sorted(LABS)
+
+
+def test_tooling_chinese_is_proofread():
+    """The catalogue's Chinese follows the notebooks' rules: 5 秒 not 5 s, full-width punctuation, spacing."""
+    texts = [(english[:40], re.sub(r"`[^`]*`", "`x`", chinese)) for english, chinese in ZH.items()]
+    assert proofread(texts) == []
 
 
 # -- the language setting, fonts ---------------------------------------------------------------------------
