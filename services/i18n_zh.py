@@ -11,6 +11,14 @@ from __future__ import annotations
 # fails when one of their English strings has no entry here.
 GRADERS_TRANSLATED = ("token_bucket", "rate_limit", "stock", "producer", "consumer")
 
+# Modules (under services/) whose every one-line error is here: the message of each `raise XError(f"…")`
+# of a SeckillError (or the CLI's UserError), keyed by the f-string's source, "no product {product_id} in
+# PostgreSQL"; seckill.i18n.tr_message fills the Chinese template with the values of the English message.
+# tests/test_i18n.py fails when one of their messages has no entry (or a reworded one an old entry).
+ERRORS_TRANSLATED = ("cli.py", "workshop_cli.py", "config.py", "impl.py", "grader.py", "sale.py", "stack.py",
+                     "tiers.py", "reconcile.py", "installer.py", "processes.py", "jupyterlab.py", "checklist.py",
+                     "chaos/__init__.py", "loadtest.py", "docker_backend.py")
+
 ZH: dict[str, str] = {
     # -- the grader's report (services/grader.py) --------------------------------------------------
     "{passed} of {total} checks passed": "{total} 项检查通过了 {passed} 项",
@@ -449,4 +457,225 @@ ZH: dict[str, str] = {
     "has already decided).":
         "消费者可能在提交之后、ack 之前挂掉：broker 会把同样的订单再投递一次。第二次投递必须什么都不改变（数据库认得它已经处理过的订单）"
         "。",
+
+    # -- services/envcheck.py (seckill doctor)  ---------------------------------------------------
+    ": ": "：",
+    "ok": "通过",
+    "warn": "警告",
+    "python": "Python",
+    "backend": "后端",
+    "packages": "依赖包",
+    "servers": "服务端程序",
+    "ports": "端口",
+    "memory": "内存",
+    "disk": "磁盘",
+    "fonts": "字体",
+    "free memory": "可用内存",
+    "free disk": "可用磁盘空间",
+    "CJK font": "中文字体",
+    "sudo apt-get install fonts-noto-cjk   (or fonts-wqy-microhei; macOS: brew install --cask "
+    "font-noto-sans-cjk-sc; conda: conda install -c conda-forge font-ttf-noto-cjk)":
+        "sudo apt-get install fonts-noto-cjk   （或者 fonts-wqy-microhei；"
+        "macOS 上：brew install --cask font-noto-sans-cjk-sc；"
+        "conda 环境：conda install -c conda-forge font-ttf-noto-cjk）",
+    "no font with Chinese glyphs: the 中文 edition and its charts would show boxes":
+        "没有带中文字形的字体：中文版 notebook 和图表里的汉字会显示成方框",
+    "fc-list not found (fontconfig), cannot tell whether a Chinese font is installed":
+        "找不到 fc-list（fontconfig），无法判断是否装了中文字体",
+    "install the {package} package with your system's package manager (or conda-forge: {conda})":
+        "用系统的包管理器安装 {package} 包（或者从 conda-forge 装：{conda}）",
+    "not found on this machine": "这台机器上没找到",
+    "not found in SECKILL_BIN_PATH={where}": "在 SECKILL_BIN_PATH={where} 里没找到",
+    "unset SECKILL_BIN_PATH (or add {folder} to it): {path} is installed":
+        "unset SECKILL_BIN_PATH（或者把 {folder} 加进去）：{path} 其实已经装好了",
+    "stop that program": "停掉那个程序",
+    "free": "空闲",
+    "held by this course (pid {pid})": "被本课程占用（pid {pid}）",
+    "held by docker compose (pid {pid})": "被 docker compose 占用（pid {pid}）",
+    "taken by {owner}, not by this course": "被 {owner} 占用，不是本课程的进程",
+    "{stop} if it is yours to stop, or move the course: `{move}` in your terminal, then `make lab` "
+    "again":
+        "如果那是你自己的程序，可以 {stop}；或者把课程挪到别的端口：在终端里执行 `{move}`，"
+        "再重新 `make lab`",
+    "free at least {need:,.0f} MB: close other programs (browsers, IDEs, containers); `seckill tier "
+    "down` stops a running tier":
+        "至少再腾出 {need:,.0f} MB：关掉别的程序（浏览器、IDE、容器）；`seckill tier down` 可以停掉正在运行的 tier",
+    "{mb:,.0f} MB available": "可用 {mb:,.0f} MB",
+    "{mb:,.0f} MB available: enough for the stack, tight for load tests": "可用 {mb:,.0f} MB：跑起整套服务够用，压测就有点紧张",
+    "{mb:,.0f} MB available; the stack needs about {need} MB (RabbitMQ alone ~400 MB)":
+        "可用 {mb:,.0f} MB；整套服务大约需要 {need} MB（光 RabbitMQ 就要约 400 MB）",
+    "{mb:,.0f} MB free under {path}": "{path} 下剩余 {mb:,.0f} MB",
+    "{mb:,.0f} MB free under {path}; the course needs {need} MB": "{path} 下只剩 {mb:,.0f} MB；课程需要 {need} MB",
+    "free {more:,.0f} MB on that disk (`seckill reset` wipes this course's server data; `du -sh "
+    "{path}/*` shows what is big)":
+        "在那块磁盘上腾出 {more:,.0f} MB（`seckill reset` 会清空本课程服务端的数据；"
+        "`du -sh {path}/*` 可以看出什么占地方）",
+    "{shown} is too old; the course needs {need} or newer": "{shown} 太旧了，课程需要 {need} 或更新的版本",
+    "install Python {need}+ then rebuild the environment: rm -rf .venv && make lab "
+    "PYTHON=python{need}":
+        "装好 Python {need}+ 之后重建环境：rm -rf .venv && make lab PYTHON=python{need}",
+    "{installed} installed, the course pins {version}": "装的是 {installed}，课程锁定的版本是 {version}",
+    "not installed": "没有安装",
+    "start Docker (Docker Desktop, or `sudo systemctl start docker`) and install Compose, or export "
+    "SECKILL_BACKEND=native":
+        "启动 Docker（Docker Desktop，或者 `sudo systemctl start docker`）"
+        "并安装 Compose，或者 export SECKILL_BACKEND=native",
+    "no Compose": "没有 Compose",
+    "Not ready yet: {n} problem(s). Fix each, then run this notebook again from the top:":
+        "还没准备好：有 {n} 个问题。逐个修好后，从头重新运行这个 notebook：",
+    "all {n} checks passed: this machine is ready for the course": "{n} 项检查全部通过：这台机器可以开始上课了",
+    "{n} problem(s) to fix": "{n} 个问题要修",
+    "{n} warning(s)": "{n} 个警告",
+    " and ": "，",
+    "{parts} (of {n} checks); each comes with its fix": "{parts}（共 {n} 项检查），每一项都附有修复方法",
+    "{n} checks ({names})": "{n} 项检查（{names}）",
+
+    # -- one-line errors the CLI prints (SeckillError messages, keyed by their f-string's source) 
+    "interrupted": "已中断",
+    "no scenario called {scenario!r}; choose one of: {', '.join(chaos.SCENARIOS)}":
+        "没有叫 {scenario!r} 的场景；可选的有：{', '.join(chaos.SCENARIOS)}",
+    "unknown lab {lab!r}; the labs are: {', '.join(grader.LABS)}":
+        "没有 {lab!r} 这个实验；现有的实验是：{', '.join(grader.LABS)}",
+    "{scenario} does not take --tier; run it without": "{scenario} 不接受 --tier 参数；去掉它再运行",
+    "cannot listen on {host}:{port} ({exc.strerror}); give another --port":
+        "无法在 {host}:{port} 上监听（{exc.strerror}）；换一个 --port",
+    "no room log at {room_dir}; run `seckill workshop init` or give --room":
+        "{room_dir} 下没有教室日志；先运行 `seckill workshop init`，或者用 --room 指定",
+    "SECKILL_PORT_BASE={base} is out of range; give a port between 1024 and {65535 - BLOCK_SIZE} (the "
+    "stack takes the {BLOCK_SIZE} ports from there)":
+        "SECKILL_PORT_BASE={base} 超出范围；请给一个 1024 到 {65535 - BLOCK_SIZE} 之间的端口（整套服务从这里开始占用 {BLOCK_SIZE} 个端口）",
+    "{name}={raw!r} is not a number; unset it or give a value like {default}":
+        "{name}={raw!r} 不是数字；unset 它，或者给一个像 {default} 这样的值",
+    "{name}={raw!r} is not a whole number; unset it or give a port like {default}":
+        "{name}={raw!r} 不是整数；unset 它，或者给一个像 {default} 这样的端口",
+    "{name}={raw!r}: use 1 or 0": "{name}={raw!r}：请用 1 或 0",
+    "SECKILL_IMPL={impl!r}: use 'solutions', 'labs' or a folder holding {piece}.py":
+        "SECKILL_IMPL={impl!r}：请用 'solutions'、'labs'，或者一个包含 {piece}.py 的目录",
+    "unknown piece {piece!r}; the pieces are {', '.join(PIECES)}":
+        "没有 {piece!r} 这个模块；现有的是 {', '.join(PIECES)}",
+    "--impl {impl!r}: use 'labs', 'solutions' or a folder holding {module}.py":
+        "--impl {impl!r}：请用 'labs'、'solutions'，或者一个包含 {module}.py 的目录",
+    "cannot find {impl}/{module}.py": "找不到 {impl}/{module}.py",
+    "unknown lab {lab!r}; the labs are: {', '.join(LABS)}": "没有 {lab!r} 这个实验；现有的实验是：{', '.join(LABS)}",
+    "product id must be a positive whole number, not {product_id!r}": "商品 id 必须是正整数，而不是 {product_id!r}",
+    "stock must be a whole number from 0 to 1000000000, not {stock!r}":
+        "库存必须是 0 到 1000000000 之间的整数，而不是 {stock!r}",
+    "the sale must end after it starts (--ends-at later than --starts-at)":
+        "秒杀的结束时间必须晚于开始时间（--ends-at 要晚于 --starts-at）",
+    "{waiting} orders are still waiting in the queue {s.queue!r}; let the order service drain them, "
+    "or pass --force to drop them":
+        "队列 {s.queue!r} 里还有 {waiting} 个订单在排队；等订单服务把它们消费完，"
+        "或者加 --force 直接丢掉",
+    "{what} {value!r} has no time zone; add one, e.g. {value}+08:00 or {value}Z (UTC)":
+        "{what} {value!r} 没有带时区；请加上，例如 {value}+08:00 或 {value}Z（UTC）",
+    "{what} {value!r} is not an ISO-8601 time like 2026-11-25T20:00:00+08:00":
+        "{what} {value!r} 不是 ISO-8601 格式的时间（例如 2026-11-25T20:00:00+08:00）",
+    "SECKILL_BACKEND={chosen!r}: use native, docker or auto":
+        "SECKILL_BACKEND={chosen!r}：请用 native、docker 或 auto",
+    "no service called {service!r}; choose one of: {', '.join(SERVICES)}":
+        "没有叫 {service!r} 的服务；可选的有：{', '.join(SERVICES)}",
+    "no service called {service!r}; choose one of: {', '.join(sorted(known))}":
+        "没有叫 {service!r} 的服务；可选的有：{', '.join(sorted(known))}",
+    "only redis keeps a snapshot to forget, not {service!r}": "只有 redis 有可以丢弃的快照，{service!r} 没有",
+    "port {server.port} for {server.name} is taken by {processes.who_listens(server.port)}; stop it "
+    "or `export {env_var}={processes.free_port_near(server.port)}`":
+        "{server.name} 要用的端口 {server.port} 被 {processes.who_listens(server.port)} 占用了；"
+        "停掉它，或者 `export {env_var}={processes.free_port_near(server.port)}`",
+    "local_slice must be at least 1 (SECKILL_LOCAL_SLICE / --local-slice), not {chosen.local_slice}":
+        "local_slice 至少为 1（SECKILL_LOCAL_SLICE / --local-slice）"
+        "，而不是 {chosen.local_slice}",
+    "no limit called {', '.join(sorted(unknown))}; the limits are: {', '.join(asdict(s.limits))}":
+        "没有叫 {', '.join(sorted(unknown))} 的限流参数；可用的有：{', '.join(asdict(s.limits))}",
+    "no tier called {name!r}; choose one of: {', '.join(TIERS)}":
+        "没有叫 {name!r} 的 tier；可选的有：{', '.join(TIERS)}",
+    "port {port} for {proc.name} is taken by {processes.who_listens(port)}; stop it or move the tier: "
+    "`export {variable}={processes.free_port_near(base, taken=(port,))}`":
+        "{proc.name} 要用的端口 {port} 被 {processes.who_listens(port)} 占用了；"
+        "停掉它，或者把 tier 挪到别的端口：`export {variable}={processes.free_port_near(base, taken=(port,))}`",
+    "PostgreSQL is not reachable ({type(exc).__name__}); start it with `seckill up`":
+        "连不上 PostgreSQL（{type(exc).__name__}）；用 `seckill up` 启动它",
+    "RabbitMQ is not reachable ({exc!r}); start it with `seckill up`":
+        "连不上 RabbitMQ（{exc!r}）；用 `seckill up` 启动它",
+    "Redis is not reachable ({exc}); start it with `seckill up`": "连不上 Redis（{exc}）；用 `seckill up` 启动它",
+    "Redis is not reachable ({exc}); start it with `seckill up`, then run again (whatever was fixed "
+    "before it went away stays fixed)":
+        "连不上 Redis（{exc}）；用 `seckill up` 启动它，然后再运行一次（它断开之前已经修好的部分不会丢）",
+    "no product {product_id} in PostgreSQL; create it with `seckill sale create`":
+        "PostgreSQL 里没有商品 {product_id}；用 `seckill sale create` 创建它",
+    "{tool} not found beside {path or name}; reinstall {SERVERS[name].apt}":
+        "在 {path or name} 旁边找不到 {tool}；重新安装 {SERVERS[name].apt}",
+    "no free port found near {port}": "{port} 附近找不到空闲端口",
+    "{exc}{log_reason(log_path)}": "{exc}{log_reason(log_path)}",
+    "{name} exited while starting (code {exc.exit_code}){log_reason(log_path)}; whole log: {log_path}":
+        "{name} 启动过程中退出了（退出码 {exc.exit_code}）{log_reason(log_path)}；"
+        "完整日志：{log_path}",
+    "{name} exited while starting; whole log: {log_path}": "{name} 启动过程中退出了；完整日志：{log_path}",
+    "{name} is not running; start it first": "{name} 没有在运行；先启动它",
+    "{name} was not ready within {timeout:.0f} s{log_reason(log_path)}; whole log: {log_path}":
+        "{name} 在 {timeout:.0f} 秒内没有就绪{log_reason(log_path)}；"
+        "完整日志：{log_path}",
+    "JupyterLab did not start{reason}; whole log: {log_path}": "JupyterLab 没有启动起来{reason}；完整日志：{log_path}",
+    "port {port} is taken by {processes.who_listens(port)}; use another: make lab "
+    "PORT={processes.free_port_near(port)}":
+        "端口 {port} 被 {processes.who_listens(port)} 占用了；换一个："
+        "make lab PORT={processes.free_port_near(port)}",
+    "checklist item {item.id!r} has no evidence rule in services/checklist.py":
+        "自查清单的条目 {item.id!r} 在 services/checklist.py 里没有对应的证据规则",
+    "checklist item {match['id']!r} needs its Chinese line right below it":
+        "自查清单的条目 {match['id']!r} 紧接着的下一行必须是它的中文",
+    "language must be one of {', '.join(WORDS)}, not {lang!r}": "语言必须是 {', '.join(WORDS)} 之一，而不是 {lang!r}",
+    "the checklist file holds no items (lines like: - [ ] `id` English)":
+        "自查清单文件里没有任何条目（条目的格式是：- [ ] `id` English）",
+    "{path} is missing; restore it with `git checkout {path.name}`":
+        "{path} 不见了；用 `git checkout {path.name}` 恢复它",
+    "no scenario called {name!r}; choose one of: {', '.join(SCENARIOS)}":
+        "没有叫 {name!r} 的场景；可选的有：{', '.join(SCENARIOS)}",
+    "cannot pick a free result name in {root}": "在 {root} 里找不到可用的结果文件名",
+    "duration must be from 1 to {MAX_DURATION_S:.0f} seconds, not {duration_s!r}":
+        "持续时间必须在 1 到 {MAX_DURATION_S:.0f} 秒之间，而不是 {duration_s!r}",
+    "locust wrote no statistics (exit {returncode}); its log {run_dir / 'locust.log'} ends: "
+    "{_log_tail(run_dir)}":
+        "locust 没有写出任何统计数据（退出码 {returncode}）；它的日志 {run_dir / 'locust.log'} 最后几行是："
+        "{_log_tail(run_dir)}",
+    "no free port from 61000 to 65535 for locust's master; stop some programs and try again":
+        "61000 到 65535 之间找不到给 locust master 用的空闲端口；停掉一些程序后再试",
+    "no tier called {name!r}; choose one of: {', '.join(tiers.TIERS)} (or give a base URL like "
+    "http://127.0.0.1:18000)":
+        "没有叫 {name!r} 的 tier；可选的有：{', '.join(tiers.TIERS)}（或者给一个基础 URL，"
+        "例如 http://127.0.0.1:18000）",
+    "processes must be from 1 to 64, not {processes!r}": "进程数必须在 1 到 64 之间，而不是 {processes!r}",
+    "requests per user must be from 1 to 10000, not {requests_per_user!r}":
+        "每个用户的请求数必须在 1 到 10000 之间，而不是 {requests_per_user!r}",
+    "spawn rate must be a number of users per second above 0, not {spawn_rate!r}":
+        "spawn rate 必须是每秒启动的用户数，且大于 0，而不是 {spawn_rate!r}",
+    "there is no sale for product {product_id}; create one with --stock N (stock=N from Python)":
+        "商品 {product_id} 没有秒杀活动；用 --stock N 创建一个（在 Python 里是 stock=N）",
+    "tier {name!r} is not running{running}; start it with `seckill tier up {name}`":
+        "tier {name!r} 没有在运行{running}；用 `seckill tier up {name}` 启动它",
+    "users must be a whole number from 1 to 1000000, not {users!r}": "用户数必须是 1 到 1000000 之间的整数，而不是 {users!r}",
+    "{tier_or_base_url!r}: load tests only target this machine (http://127.0.0.1:PORT), or name a "
+    "tier like flask":
+        "{tier_or_base_url!r}：压测只能打本机（http://127.0.0.1:PORT）"
+        "，或者给一个 tier 的名字，例如 flask",
+    "`docker {' '.join(args)}` failed: {result.stderr.strip()[:300]}":
+        "`docker {' '.join(args)}` 执行失败：{result.stderr.strip()[:300]}",
+    "`{' '.join(base)} {' '.join(args)}` did not finish in {timeout:.0f} s; is the Docker engine "
+    "busy? see `docker ps`":
+        "`{' '.join(base)} {' '.join(args)}` 在 {timeout:.0f} 秒内没有结束；"
+        "Docker 引擎是不是很忙？看看 `docker ps`",
+    "`{' '.join(base)} {' '.join(args)}` failed: {tail}": "`{' '.join(base)} {' '.join(args)}` 执行失败：{tail}",
+    "container {service} {st['status']}; see `seckill logs {service}`":
+        "容器 {service} 的状态是 {st['status']}；看看 `seckill logs {service}`",
+    "docker ps did not answer ({exc.__class__.__name__}); is the Docker engine running?":
+        "docker ps 没有响应（{exc.__class__.__name__}）；Docker 引擎在运行吗？",
+    "docker ps failed: {result.stderr.strip()[:200]}": "docker ps 执行失败：{result.stderr.strip()[:200]}",
+    "neither `docker compose` nor `docker-compose` works; install one (Docker Desktop has both) or "
+    "use SECKILL_BACKEND=native":
+        "`docker compose` 和 `docker-compose` 都用不了；装其中一个（Docker Desktop 两个都带）"
+        "，或者用 SECKILL_BACKEND=native",
+    "neither `docker compose` nor `docker-compose` works; install one or use SECKILL_BACKEND=native":
+        "`docker compose` 和 `docker-compose` 都用不了；装其中一个，或者用 SECKILL_BACKEND=native",
+    "{', '.join(pending)} not healthy within {timeout:.0f} s; see `seckill logs SERVICE`":
+        "{', '.join(pending)} 在 {timeout:.0f} 秒内没有变成 healthy；"
+        "看看 `seckill logs SERVICE`",
 }

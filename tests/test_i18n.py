@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from seckill import envcheck, i18n
-from seckill.i18n_zh import GRADERS_TRANSLATED, ZH
+from seckill.i18n_zh import ERRORS_TRANSLATED, GRADERS_TRANSLATED, ZH
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services"
@@ -196,13 +196,65 @@ def grader_strings(path: Path) -> set[str]:
 
 
 def tr_strings(root: Path) -> set[str]:
-    """Every literal passed to tr(...) in the package."""
+    """Every literal passed to tr(...) or marked N_(...) in the package."""
     found = set()
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tr"
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("tr", "N_")
                     and node.args and _literal(node.args[0])):
                 found.add(_literal(node.args[0]))
+    return found
+
+
+_CONVERSION = {115: "!s", 114: "!r", 97: "!a"}
+
+
+def message_template(node) -> str | None:
+    """An error message as its source spells it: f"no product {product_id}" -> "no product {product_id}"."""
+    if _literal(node) is not None:
+        return _literal(node)
+    if isinstance(node, ast.JoinedStr):
+        out = ""
+        for part in node.values:
+            if isinstance(part, ast.Constant):
+                out += part.value
+                continue
+            spec = f":{message_template(part.format_spec) or ''}" if part.format_spec is not None else ""
+            out += "{" + ast.unparse(part.value) + _CONVERSION.get(part.conversion, "") + spec + "}"
+        return out
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = message_template(node.left), message_template(node.right)
+        return left + right if left is not None and right is not None else None
+    return None
+
+
+def error_classes(root: Path = SERVICES) -> set[str]:
+    """SeckillError, the CLI's UserError, and every class derived from them in the package."""
+    known = {"SeckillError", "UserError"}
+    trees = [ast.parse(path.read_text()) for path in root.rglob("*.py")]
+    grew = True
+    while grew:
+        grew = False
+        for tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in known and any(
+                        (base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)) in known
+                        for base in node.bases):
+                    known.add(node.name)
+                    grew = True
+    return known
+
+
+def error_messages(path: Path, classes: set[str]) -> set[str]:
+    """The message of every `raise SomeSeckillError("…" / f"…")` in one module: what `seckill` prints."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
+            func = node.exc.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            message = message_template(node.exc.args[0]) if name in classes else None
+            if message:
+                found.add(message)
     return found
 
 
@@ -228,6 +280,9 @@ def test_catalogue_has_no_entry_nothing_uses():
     used = tr_strings(SERVICES) | {TIMEOUT_HINT} | {title for _m, _n, title in LABS.values()}
     for grader in GRADERS_TRANSLATED:
         used |= grader_strings(SERVICES / "graders" / f"{grader}.py")
+    classes = error_classes()
+    for module in ERRORS_TRANSLATED:
+        used |= error_messages(SERVICES / module, classes)
     assert sorted(set(ZH) - used) == []
 
 
@@ -262,6 +317,56 @@ def test_tooling_chinese_is_proofread():
     assert proofread(texts) == []
 
 
+@pytest.mark.parametrize("module", ERRORS_TRANSLATED)
+def test_every_error_the_cli_prints_is_translated(module):
+    assert untranslated(error_messages(SERVICES / module, error_classes())) == []
+
+
+def test_a_chinese_template_keeps_the_english_placeholders():
+    """"{total} 项检查通过了 {passed} 项" may reorder them, never drop or misspell one."""
+    placeholder = re.compile(r"\{[^{}]*\}")
+    assert [english for english, chinese in ZH.items()
+            if sorted(placeholder.findall(english)) != sorted(placeholder.findall(chinese))] == []
+
+
+def test_an_edited_error_message_is_caught(tmp_path):
+    """The test of the test: a reworded raise no longer finds its Chinese, and its message shows English."""
+    copy = tmp_path / "sale.py"
+    copy.write_text((SERVICES / "sale.py").read_text().replace("has no time zone; add one", "lacks a time zone; add one"))
+    assert untranslated(error_messages(copy, error_classes())) == [
+        "{what} {value!r} lacks a time zone; add one, e.g. {value}+08:00 or {value}Z (UTC)"]
+    assert i18n.tr_message("--starts-at '20:00' lacks a time zone; add one, e.g. 20:00+08:00 or 20:00Z (UTC)",
+                           "zh").startswith("--starts-at '20:00' lacks")
+
+
+def test_an_error_reaches_the_user_in_chinese(monkeypatch):
+    from seckill.sale import SaleError, parse_time
+
+    with pytest.raises(SaleError) as info:
+        parse_time("2026-11-25T20:00:00", "--starts-at")
+    message = str(info.value)
+    assert "has no time zone" in message  # raised in English: the message is data until shown
+    assert i18n.tr_message(message, "zh") == ("--starts-at '2026-11-25T20:00:00' 没有带时区；请加上，例如 "
+                                              "2026-11-25T20:00:00+08:00 或 2026-11-25T20:00:00Z（UTC）")
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert "没有带时区" in info.value._render_traceback_()[0]  # a notebook of the Chinese edition
+    assert i18n.tr_message("a message nobody translated") == "a message nobody translated"
+
+
+def test_cli_errors_follow_the_language():
+    seckill = str(REPO / ".venv" / "bin" / "seckill")
+    zh = subprocess.run([seckill, "grade", "tokenbucket", "--lang", "zh"], capture_output=True, text=True, timeout=60)
+    assert zh.returncode == 2 and zh.stderr.startswith("seckill: 没有 'tokenbucket' 这个实验；现有的实验是：token_bucket"), zh.stderr
+    env = {**os.environ, "SECKILL_LANG": "zh"}
+    bad = subprocess.run([seckill, "sale", "create", "--product", "1", "--stock", "5", "--starts-at", "2026-11-25T20:00"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "seckill: --starts-at '2026-11-25T20:00' 没有带时区；请加上，例如 2026-11-25T20:00+08:00 或 2026-11-25T20:00Z（UTC）"]
+    en = subprocess.run([seckill, "grade", "tokenbucket"], capture_output=True, text=True, timeout=60,
+                        env={**os.environ, "SECKILL_LANG": "en"})
+    assert en.stderr.startswith("seckill: unknown lab 'tokenbucket'; the labs are: token_bucket")
+
+
 # -- the language setting, fonts ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env, expected", [
@@ -291,6 +396,23 @@ def test_doctor_names_a_font_when_no_cjk_font_is_found(monkeypatch):
     assert found.ok and "WenQuanYi Micro Hei" in found.found
     monkeypatch.setenv("SECKILL_LANG", "zh")
     assert "方框" in envcheck.check_cjk_font("").found
+
+
+def test_doctor_speaks_chinese(monkeypatch):
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    report = envcheck.Report([envcheck.check_python((3, 8, 0)), envcheck.check_memory(100 * 2**20),
+                              envcheck.check_disk(5 * 2**30, REPO), envcheck.check_cjk_font("")])
+    text = str(report)
+    assert "[失败] Python：Python — 3.8.0 太旧了" in text and "修复：装好 Python 3.11+ 之后重建环境" in text
+    assert "[失败] 内存：可用内存 — 可用 100 MB" in text and "[警告] 字体：中文字体" in text
+    assert "磁盘：可用磁盘空间" in text and "2 个问题要修，1 个警告（共 4 项检查）" in text
+    assert not re.search(r"\b(fix|free|checks?|problems?|available)\b", text), text
+    with pytest.raises(envcheck.NotReady, match="还没准备好：有 2 个问题"):
+        report.require()
+    monkeypatch.setenv("SECKILL_LANG", "en")
+    # the labels follow the language when shown; what a check found was written in the language of its run
+    assert "[FAIL] python: Python — 3.8.0 太旧了" in str(report) and "\n       fix: " in str(report)
+    assert "is too old" in envcheck.check_python((3, 8, 0)).found
 
 
 def test_charts_follow_the_language(monkeypatch):
