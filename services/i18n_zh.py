@@ -11,13 +11,10 @@ from __future__ import annotations
 # fails when one of their English strings has no entry here.
 GRADERS_TRANSLATED = ("token_bucket", "rate_limit", "stock", "producer", "consumer")
 
-# Modules (under services/) whose every one-line error is here: the message of each `raise XError(f"…")`
-# of a SeckillError (or the CLI's UserError), keyed by the f-string's source, "no product {product_id} in
+# Every one-line error of the package is here too: the message of each `raise XError(f"…")` of a
+# SeckillError (or the CLI's UserError), keyed by the f-string's source, "no product {product_id} in
 # PostgreSQL"; seckill.i18n.tr_message fills the Chinese template with the values of the English message.
-# tests/test_i18n.py fails when one of their messages has no entry (or a reworded one an old entry).
-ERRORS_TRANSLATED = ("cli.py", "workshop_cli.py", "config.py", "impl.py", "grader.py", "sale.py", "stack.py",
-                     "tiers.py", "reconcile.py", "installer.py", "processes.py", "jupyterlab.py", "checklist.py",
-                     "chaos/__init__.py", "loadtest.py", "docker_backend.py")
+# tests/test_i18n.py fails when a message has no entry (a reworded one no longer finds its old entry).
 
 ZH: dict[str, str] = {
     # -- the grader's report (services/grader.py) --------------------------------------------------
@@ -678,4 +675,147 @@ ZH: dict[str, str] = {
     "{', '.join(pending)} not healthy within {timeout:.0f} s; see `seckill logs SERVICE`":
         "{', '.join(pending)} 在 {timeout:.0f} 秒内没有变成 healthy；"
         "看看 `seckill logs SERVICE`",
+
+    "PostgreSQL holds {numbers['orders']} orders after {total} committed transactions":
+        "{total} 个事务提交之后，PostgreSQL 里有 {numbers['orders']} 个订单",
+    "confirms needs at least 2 messages (one opens the connection outside the clock)":
+        "confirms 至少需要 2 条消息（其中一条用来在计时之外建立连接）",
+    "could not read a rate from redis-benchmark's output: {text.strip()[:160] or '(nothing)'}":
+        "从 redis-benchmark 的输出里读不出速率：{text.strip()[:160] or '(nothing)'}",
+    "items must be a whole number from 1 to 1,000,000, not {items!r}":
+        "商品件数必须是 1 到 1,000,000 之间的整数，而不是 {items!r}",
+    "nginx answered {w.requests - w.count(200)} of {w.requests} ceiling requests with something else "
+    "than 200; see {s.run_dir / 'logs' / 'nginx.log'}":
+        "测上限的 {w.requests} 个请求里，nginx 有 {w.requests - w.count(200)} 个回的不是 200；"
+        "看看 {s.run_dir / 'logs' / 'nginx.log'}",
+    "no tier called {', '.join(map(repr, unknown))}; choose among: {', '.join(ladder.TIERS)}":
+        "没有叫 {', '.join(map(repr, unknown))} 的 tier；可选的有："
+        "{', '.join(ladder.TIERS)}",
+    "redis-benchmark did not finish within 120 s": "redis-benchmark 在 120 秒内没有跑完",
+    "redis-benchmark failed (exit {done.returncode}): {done.stderr.strip()[:200]}":
+        "redis-benchmark 执行失败（退出码 {done.returncode}）：{done.stderr.strip()[:200]}",
+    "the arrival rate must be from 1 to 100,000 requests/s, not {rate!r}":
+        "到达速率必须在每秒 1 到 100,000 个请求之间，而不是 {rate!r}",
+    "the bench only loads this machine (127.0.0.1), not {url}": "基准测试只压本机（127.0.0.1），不能压 {url}",
+    "the drain consumed {handled} and wrote {written} of {n} orders; see `seckill logs postgres` — "
+    "the bench reports only what it could verify":
+        "{n} 个订单里，消费掉了 {handled} 个、写入了 {written} 个；看看 `seckill logs postgres`（基准测试只报告它能核实的结果）",
+    "the guarded update found no stock in the PostgreSQL ceiling run": "测 PostgreSQL 上限时，带条件的 update 没有找到库存",
+    "the queue {queue!r} holds {seen} messages, expected {depth}; is RabbitMQ short of memory or "
+    "disk? `seckill logs rabbitmq` shows why":
+        "队列 {queue!r} 里有 {seen} 条消息，预期是 {depth} 条；RabbitMQ 是不是内存或磁盘不够了？`seckill logs rabbitmq` 能看出原因",
+    "the script took {taken} items for {buyers} buyers under redis-benchmark; the ceiling is only "
+    "reported when the script did its work":
+        "在 redis-benchmark 下，脚本给 {buyers} 个买家扣了 {taken} 件；"
+        "只有脚本把活干对了，才会报告上限",
+    "wrk did not finish within {duration_s + 60:.0f} s against {url}":
+        "wrk 压 {url} 时，在 {duration_s + 60:.0f} 秒内没有结束",
+    "wrk failed (exit {done.returncode}) against {url}: {(done.stderr or done.stdout).strip()[:200]}":
+        "wrk 压 {url} 时执行失败（退出码 {done.returncode}）：{(done.stderr or done.stdout).strip()[:200]}",
+    "wrk printed no BENCH_JSON line (was it run with -s buy.lua?); its output began: {first}":
+        "wrk 没有输出 BENCH_JSON 这一行（运行时带了 -s buy.lua 吗？）；它的输出开头是："
+        "{first}",
+    "wrk's BENCH_JSON line is not what buy.lua writes ({type(exc).__name__}: {exc}); the line began: "
+    "{line[:120]}":
+        "wrk 的 BENCH_JSON 行不是 buy.lua 写出的格式（{type(exc).__name__}: {exc}）"
+        "；这一行的开头是：{line[:120]}",
+    "{name} is not installed; `make bench` installs it, or run: sudo apt-get install {package}":
+        "没有安装 {name}；`make bench` 会装它，或者运行：sudo apt-get install {package}",
+    "{what} must be a whole number from 1 to {MAX_MESSAGES:,}, not {n!r}":
+        "{what} 必须是 1 到 {MAX_MESSAGES:,} 之间的整数，而不是 {n!r}",
+    "app tier {app_tier!r}: choose one of {', '.join(SEED_TIER_RPS)}":
+        "应用层 {app_tier!r}：请从 {', '.join(SEED_TIER_RPS)} 里选一个",
+    "design {sc.design!r}: choose one of {', '.join(DESIGNS)}":
+        "方案 {sc.design!r}：请从 {', '.join(DESIGNS)} 里选一个",
+    "peak_qps ({sc.peak_qps:,.0f}) cannot exceed client_qps ({sc.client_qps:,.0f}): the limits only "
+    "let through part of what clients send":
+        "peak_qps（{sc.peak_qps:,.0f}）不能超过 client_qps（{sc.client_qps:,.0f}）"
+        "：限流只会放过客户端发来的一部分请求",
+    "{name} must be a number, got {value!r}": "{name} 必须是数字，收到的是 {value!r}",
+    "{name} must be greater than 0, got {value!r}": "{name} 必须大于 0，收到的是 {value!r}",
+    "no tier called {name!r}; choose one of: {', '.join(tiers.TIERS)}":
+        "没有叫 {name!r} 的 tier；可选的有：{', '.join(tiers.TIERS)}",
+    "{report.scenario} needs a tier with a queue and an order service; use flask, flask-x4 or fastapi":
+        "{report.scenario} 需要一个带消息队列和订单服务的 tier；请用 flask、flask-x4 或 fastapi",
+    "no crash point {unknown[0]!r}; choose from {', '.join(order_service.CRASH_POINTS)}":
+        "没有 {unknown[0]!r} 这个崩溃点；可选的有：{', '.join(order_service.CRASH_POINTS)}",
+    "the crashed order service left no readable {path}: {exc}": "崩溃的订单服务没有留下可读的 {path}：{exc}",
+    "the order service armed with consumer-crash:{point} did not crash within 30 s; see `seckill logs "
+    "{ORDER_SERVICE}`":
+        "设置了 consumer-crash:{point} 的订单服务在 30 秒内没有崩溃；看看 `seckill logs {ORDER_SERVICE}`",
+    "{orders} orders × {len(points)} rounds need a stock of at least {orders * len(points)}":
+        "{orders} 个订单 × {len(points)} 轮，库存至少要有 {orders * len(points)}",
+    "no tier called {tier!r}; choose one of: {', '.join(tiers.TIERS)}":
+        "没有叫 {tier!r} 的 tier；可选的有：{', '.join(tiers.TIERS)}",
+    "{report.scenario} needs a tier that reserves in Redis; use flask, flask-x4 or fastapi":
+        "{report.scenario} 需要一个在 Redis 里预减库存的 tier；请用 flask、flask-x4 或 fastapi",
+    "SECKILL_REDIS_SENTINEL={s.redis_sentinel!r}: give host:port, e.g. 127.0.0.1:16381":
+        "SECKILL_REDIS_SENTINEL={s.redis_sentinel!r}：请给 host:port，"
+        "例如 127.0.0.1:16381",
+    "SECKILL_TRUSTED_PROXIES: {entry!r} is not an address or network like 127.0.80.80 or 10.0.0.0/8":
+        "SECKILL_TRUSTED_PROXIES：{entry!r} 不是地址或网段（应该像 127.0.80.80 或 10.0.0.0/8 这样）",
+    "an open-loop process did not start: {child.stderr.read().strip()[-200:]}":
+        "开环压测进程没有启动起来：{child.stderr.read().strip()[-200:]}",
+    "an open-loop process failed (exit {child.returncode}): {err.strip().splitlines()[-1][:200] if "
+    "err.strip() else '(no message)'}":
+        "开环压测进程失败了（退出码 {child.returncode}）：{err.strip().splitlines()[-1][:200] if err.strip() else '(no message)'}",
+    "part {part!r} of {parts!r}: need 0 <= part < parts": "{parts!r} 份中的第 {part!r} 份：要求 0 <= part < parts",
+    "the arrival rate must be a positive number of requests/s, not {rate!r}": "到达速率必须是正数（每秒请求数），而不是 {rate!r}",
+    "the duration must be a positive number of seconds, not {duration_s!r}": "持续时间必须是正的秒数，而不是 {duration_s!r}",
+    "the generator only loads this machine (127.0.0.1), not {url}": "压测生成器只压本机（127.0.0.1），不能压 {url}",
+    "the open-loop generator did not finish within {limit:.0f} s": "开环压测生成器在 {limit:.0f} 秒内没有结束",
+    "{rate:g} requests/s for {duration_s:g} s is {total:,} requests; at most {MAX_REQUESTS:,} per run":
+        "每秒 {rate:g} 个请求、持续 {duration_s:g} 秒，一共是 {total:,} 个请求；"
+        "每次最多 {MAX_REQUESTS:,} 个",
+    "{INJECT_ENV}={spec!r}: use consumer-crash:after-commit or consumer-crash:before-commit, or unset "
+    "it":
+        "{INJECT_ENV}={spec!r}：请用 consumer-crash:after-commit 或 consumer-crash:before-commit，"
+        "或者 unset 它",
+    "a rating is a whole number from 1 to 5, not {rating!r}": "评分是 1 到 5 之间的整数，而不是 {rating!r}",
+    "language must be one of {', '.join(LANGS)}, not {lang!r}": "语言必须是 {', '.join(LANGS)} 之一，而不是 {lang!r}",
+    "no card called {card_id!r}; the cards are: {', '.join(CARD_ORDER)}":
+        "没有叫 {card_id!r} 的卡片；现有的卡片是：{', '.join(CARD_ORDER)}",
+    "no part called {part!r}; the parts are: {', '.join(PART_ORDER)}":
+        "没有叫 {part!r} 的部分；现有的部分是：{', '.join(PART_ORDER)}",
+    "nothing to save yet: write notes for a part or answer a card first": "还没有可保存的内容：先给某一部分写点笔记，或者回答一张卡片",
+    "reveal the model answer of {card_id!r} before rating yourself against it":
+        "先揭开 {card_id!r} 的参考答案，再对照它给自己打分",
+    "the peak is a positive whole number of requests per second, not {peak_qps!r}":
+        "峰值是每秒请求数，必须是正整数，而不是 {peak_qps!r}",
+    "no part called {part_id!r}; the parts are: {', '.join(PART_SECONDS)}":
+        "没有叫 {part_id!r} 的部分；现有的部分是：{', '.join(PART_SECONDS)}",
+    "after read_queue the queue's first messages came back out of order: {first[:10]} …":
+        "read_queue 之后，队列最前面的几条消息顺序乱了：{first[:10]} …",
+    "read_queue saw {len(orders)} of {n} queued orders (complete={complete})":
+        "队列里有 {n} 个订单，read_queue 只看到 {len(orders)} 个（complete={complete}）",
+    "the drain handled {handled} and wrote {written} of {n} orders":
+        "{n} 个订单里，消费处理了 {handled} 个、写入了 {written} 个",
+    "the {kind} step at {n:,} orders failed: {(done.stderr.strip().splitlines() or ['(no "
+    "message)'])[-1][:200]}":
+        "{n:,} 个订单时 {kind} 这一步失败了：{(done.stderr.strip().splitlines() or ['(no message)'])[-1][:200]}",
+    "Sentinel did not find the replica within 30 s; see `seckill logs {SENTINEL}`":
+        "哨兵在 30 秒内没有发现从库；看看 `seckill logs {SENTINEL}`",
+    "port {port} for {name} is taken by {processes.who_listens(port)}; stop it or set {env_var} to a "
+    "free port":
+        "{name} 要用的端口 {port} 被 {processes.who_listens(port)} 占用了；"
+        "停掉它，或者把 {env_var} 设成一个空闲端口",
+    "the original Redis did not sync from port {current}; see `seckill logs redis`":
+        "原来的 Redis 没有从端口 {current} 同步数据；看看 `seckill logs redis`",
+    "the replica did not sync within 30 s; see `seckill logs {REPLICA}`":
+        "从库在 30 秒内没有完成同步；看看 `seckill logs {REPLICA}`",
+    "running as root, but there is no 'postgres' user to run PostgreSQL as; install the postgresql "
+    "package or run as a normal user":
+        "当前以 root 运行，但系统里没有用来运行 PostgreSQL 的 'postgres' 用户；"
+        "安装 postgresql 包，或者用普通用户运行",
+    "--auth {authenticator!r}: use pam (Unix passwords) or dummy (tests only)":
+        "--auth {authenticator!r}：请用 pam（Unix 密码）或 dummy（仅供测试）",
+    "--learners must be at least 1": "--learners 至少为 1",
+    "no measurement yet: run `seckill workshop measure` first (about a minute)":
+        "还没有测量结果：先运行 `seckill workshop measure`（大约一分钟）",
+    "{files[-1]} is not valid JSON; delete it and run `seckill workshop measure`":
+        "{files[-1]} 不是合法的 JSON；删掉它，再运行 `seckill workshop measure`",
+    "{learners} learners need more than the {AUTO_BLOCKS} automatic port blocks on one host; give "
+    "learners SECKILL_PORT_BASE by hand or use Zero to JupyterHub":
+        "{learners} 个学员需要的端口段超过了单台主机上自动分配的 {AUTO_BLOCKS} 段；"
+        "手动给学员设置 SECKILL_PORT_BASE，或者用 Zero to JupyterHub",
 }
