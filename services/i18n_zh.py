@@ -818,4 +818,10 @@ ZH: dict[str, str] = {
     "learners SECKILL_PORT_BASE by hand or use Zero to JupyterHub":
         "{learners} 个学员需要的端口段超过了单台主机上自动分配的 {AUTO_BLOCKS} 段；"
         "手动给学员设置 SECKILL_PORT_BASE，或者用 Zero to JupyterHub",
+    "missing {', '.join((s.binary for s in servers))}: install with `sudo apt-get install -y {apt}` "
+    "(Debian/Ubuntu), `brew install {brew}` (macOS) or `conda install -c conda-forge {conda}`, then "
+    "run the command again":
+        "缺少 {', '.join((s.binary for s in servers))}：用 `sudo apt-get install -y {apt}`（Debian/Ubuntu）"
+        "、`brew install {brew}`（macOS）或 `conda install -c conda-forge {conda}` 安装，"
+        "然后再运行一次这条命令",
 }

@@ -247,16 +247,29 @@ def error_classes(root: Path = SERVICES) -> frozenset[str]:
     return frozenset(known)
 
 
+def _name(func) -> str | None:
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+
+
 def error_messages(path: Path, classes: frozenset[str]) -> set[str]:
-    """The message of every `raise SomeSeckillError("…" / f"…")` in one module: what `seckill` prints."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
-            func = node.exc.func
-            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-            message = message_template(node.exc.args[0]) if name in classes else None
+    """The message of every `raise SomeSeckillError("…" / f"…")` in one module: what `seckill` prints.
+
+    A message made by a function of the module (`raise MissingServers(how_to_install(names))`) counts
+    with the f-strings that function returns."""
+    tree = ast.parse(path.read_text())
+    found, makers = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args \
+                and _name(node.exc.func) in classes:
+            message, arg = message_template(node.exc.args[0]), node.exc.args[0]
             if message:
                 found.add(message)
+            elif isinstance(arg, ast.Call) and _name(arg.func):
+                makers.add(_name(arg.func))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name in makers:
+            found |= {message_template(r.value) for r in ast.walk(node) if isinstance(r, ast.Return) and r.value
+                      and message_template(r.value)}
     return found
 
 
