@@ -301,6 +301,29 @@ def test_catalogue_has_no_entry_nothing_uses():
     assert sorted(set(ZH) - used) == []
 
 
+def _english_phrases(text: str) -> list[str]:
+    """Three Latin words in a row outside `code`: English prose left in a Chinese text."""
+    return re.findall(r"\b[A-Za-z]+ [A-Za-z]+ [A-Za-z]+\b", re.sub(r"`[^`]*`", "", text))
+
+
+@pytest.mark.parametrize("lab", GRADERS_TRANSLATED)
+def test_a_report_of_every_check_failing_reads_in_chinese(lab, monkeypatch):
+    """`seckill grade LAB --lang zh` as the learner reads it, every title failing with each hint of the lab."""
+    import importlib
+
+    from seckill import grader
+
+    titles = [c.title for c in importlib.import_module(f"seckill.graders.{lab}").CHECKS]
+    hints = sorted(grader_strings(SERVICES / "graders" / f"{lab}.py") - set(titles))
+    results = [grader.CheckResult(title, False, hints[i % len(hints)]) for i, title in enumerate(titles)]
+    results += [grader.CheckResult(titles[0], False, hint) for hint in hints]
+    report = grader.Report(lab, "labs", results)
+    monkeypatch.setenv("SECKILL_LANG", "zh")
+    assert _english_phrases(str(report)) == [] and "提示：" in str(report)
+    monkeypatch.setenv("SECKILL_LANG", "en")
+    assert len(_english_phrases(str(report))) > len(hints)  # the test of the test: English is found
+
+
 def test_an_edited_hint_is_caught(tmp_path):
     """The test of the test: a hint reworded in English no longer finds its Chinese."""
     copy = tmp_path / "stock.py"
@@ -462,6 +485,20 @@ def test_grade_stock_in_chinese(stack_urls, tmp_path):
     assert "hint:" not in out
     english = _grade("--impl", str(tmp_path), env={"SECKILL_LANG": "", "LANG": "C.UTF-8", "LC_ALL": ""})
     assert "hint: get_stock reads back what set_stock stored" in english.stdout
+
+
+def test_grade_token_bucket_in_chinese(tmp_path):
+    # a bucket that forgets its capacity: one check fails, titles, verdicts and hint all in Chinese
+    broken = (REPO / "solutions" / "token_bucket.py").read_text().replace(
+        "min(self.capacity, self._tokens + elapsed * self.refill_rate)", "self._tokens + elapsed * self.refill_rate")
+    assert "min(self.capacity" not in broken
+    (tmp_path / "token_bucket.py").write_text(broken)
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "seckill"), "grade", "token_bucket", "--impl", str(tmp_path),
+                           "--lang", "zh"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "令牌桶：实验 'token_bucket'" in done.stdout and "[通过] 新建的桶是满的" in done.stdout
+    assert "[失败] 桶里的令牌永远不超过 capacity\n         提示：客户端空闲时令牌会一直往里加" in done.stdout
+    assert "9 项检查通过了 8 项" in done.stdout and "hint:" not in done.stdout
 
 
 def test_grade_follows_a_chinese_locale(stack_urls):
