@@ -44,7 +44,7 @@ import psutil
 from . import installer, processes
 from .config import REPO_ROOT, Settings, settings
 from .errors import SeckillError
-from .i18n import N_, tr
+from .i18n import N_, tr, tr_message
 
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_MB = 600        # RabbitMQ ~400 MB + Redis + PostgreSQL + one tier
@@ -278,9 +278,9 @@ def check_backend() -> Check:
             return Check("backend", "docker", False, f"{why}; {engine if not answers else tr('no Compose')}",
                          tr("start Docker (Docker Desktop, or `sudo systemctl start docker`) and install Compose, "
                             "or export SECKILL_BACKEND=native"))
-        return Check("backend", "docker", True, f"{why if engine in why else why + '; ' + engine}; "
+        return Check("backend", "docker", True, f"{tr_message(why) if engine in why else tr_message(why) + '; ' + engine}; "
                                                 f"{' '.join(compose)}")
-    return Check("backend", name, True, why)
+    return Check("backend", name, True, tr_message(why))
 
 
 def _docker_backend() -> bool:

@@ -121,7 +121,8 @@ def N_(english: str) -> str:
     """Mark a string for the catalogue without translating it now: it is shown later through ``tr``.
 
     For labels kept as English ids in data (a check's group, a constant) and translated where they are
-    displayed; tests/test_i18n.py requires a translation for every literal marked so, as for ``tr``.
+    displayed (``tr``), or a message made by an f-string (``tr_message`` when shown); tests/test_i18n.py
+    requires a translation for every string marked so, as for ``tr``.
     """
     return english
 

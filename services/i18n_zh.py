@@ -457,6 +457,11 @@ ZH: dict[str, str] = {
 
     # -- services/envcheck.py (seckill doctor)  ---------------------------------------------------
     ": ": "：",
+    "auto: the server binaries are installed": "auto：服务端程序都已安装",
+    "auto: {', '.join(absent)} will be installed with apt-get": "auto：{', '.join(absent)} 会用 apt-get 安装",
+    "auto: {', '.join(absent)} not installed; {why}": "auto：没有安装 {', '.join(absent)}；{why}",
+    "auto: {', '.join(absent)} not installed and no Docker ({why})":
+        "auto：没有安装 {', '.join(absent)}，也没有 Docker（{why}）",
     "ok": "通过",
     "warn": "警告",
     "python": "Python",

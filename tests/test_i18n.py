@@ -197,14 +197,25 @@ def grader_strings(path: Path) -> set[str]:
 
 
 def tr_strings(root: Path) -> set[str]:
-    """Every literal passed to tr(...) or marked N_(...) in the package."""
+    """Every literal passed to tr(...), or literal or f-string marked N_(...), in the package."""
     found = set()
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("tr", "N_")
-                    and node.args and _literal(node.args[0])):
-                found.add(_literal(node.args[0]))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+                if node.func.id == "tr" and _literal(node.args[0]):
+                    found.add(_literal(node.args[0]))
+                elif node.func.id == "N_" and message_template(node.args[0]):
+                    found.add(message_template(node.args[0]))
     return found
+
+
+def test_tr_is_never_given_an_f_string():
+    """tr(f"…") looks up the filled-in text and never finds it: use tr("… {x}").format(x=…) or N_(f"…")."""
+    wrong = [f"{path.relative_to(SERVICES)}:{node.lineno}" for path in SERVICES.rglob("*.py")
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tr"
+             and node.args and isinstance(node.args[0], ast.JoinedStr)]
+    assert wrong == []
 
 
 _CONVERSION = {115: "!s", 114: "!r", 97: "!a"}
