@@ -411,7 +411,7 @@ def check_ports(s: Settings | None = None) -> list[Check]:
             checks.append(Check("ports", f"{label} :{port}", True, tr("held by docker compose (pid {pid})").format(pid=pid)))
             continue
         owner = (f"pid {pid} ({owner_name})" if owner_name else f"pid {pid}") if pid \
-            else processes.who_listens(port).replace("another process", "another program")
+            else tr_message(processes.who_listens(port).replace("another process", N_("another program")))
         other = _free_port_near(port, (p for p, _ in ports.values()))
         if variable == "SECKILL_GATEWAY_PORT" and label != "gateway":
             move = f"export SECKILL_GATEWAY_PORT={other - (port - s.ports.gateway)}"

@@ -68,6 +68,8 @@ def tr(english: str, lang_: str | None = None) -> str:
 
 
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_CJK = "\u3000-\u303f\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff1f"
+_CJK_SPACE = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 
 
 @lru_cache(maxsize=1)
@@ -97,13 +99,14 @@ def _templates() -> list[tuple[re.Pattern, dict[str, int], str]]:
     return [(pattern, groups, chinese) for _n, pattern, groups, chinese in found]
 
 
-def tr_message(message: str, lang_: str | None = None) -> str:
+def tr_message(message: str, lang_: str | None = None, _depth: int = 0) -> str:
     """A whole message in the current language, also one already filled in (an error's f-string).
 
     An error is raised as ``SaleError(f"no product {product_id} in PostgreSQL")`` and reaches the user as
     text; the catalogue holds its template, keyed by the f-string's own source ("no product {product_id}
     in PostgreSQL"), and the values found in the message are put into the Chinese template. A message
-    with no entry stays English (tests/test_i18n.py lists the raise sites that have none)."""
+    with no entry stays English (tests/test_i18n.py lists the raise sites that have none). A filled-in
+    value that is itself a sentence ("another process", a nested error) is translated the same way."""
     if (lang_ or lang()) != "zh" or not message:
         return message
     exact = tr(message, "zh")
@@ -112,8 +115,16 @@ def tr_message(message: str, lang_: str | None = None) -> str:
     for pattern, groups, chinese in _templates():
         match = pattern.fullmatch(message)
         if match:
-            return _PLACEHOLDER.sub(
-                lambda m: match.group(f"g{groups[m.group(0)]}") if m.group(0) in groups else m.group(0), chinese)
+            def value(placeholder: re.Match) -> str:
+                if placeholder.group(0) not in groups:
+                    return placeholder.group(0)
+                text = match.group(f"g{groups[placeholder.group(0)]}")
+                # a sentence, not an id ("free", "ok" are keys too): translated, once nested at most
+                if " " in text and text != message and _depth < 2:
+                    return tr_message(text, "zh", _depth + 1)
+                return text
+            # a Chinese value in a slot spaced for a Latin one: no space between two Chinese characters
+            return _CJK_SPACE.sub("", _PLACEHOLDER.sub(value, chinese))
     return message
 
 

@@ -457,6 +457,10 @@ ZH: dict[str, str] = {
 
     # -- services/envcheck.py (seckill doctor)  ---------------------------------------------------
     ": ": "：",
+    "another process": "另一个进程",
+    "another program": "另一个程序",
+    "a connection of {name(conn.pid)} (nothing listens there, but the port is in use)":
+        "{name(conn.pid)} 的一个连接（那里没有程序在监听，但端口被占着）",
     "auto: the server binaries are installed": "auto：服务端程序都已安装",
     "auto: {', '.join(absent)} will be installed with apt-get": "auto：{', '.join(absent)} 会用 apt-get 安装",
     "auto: {', '.join(absent)} not installed; {why}": "auto：没有安装 {', '.join(absent)}；{why}",

@@ -401,6 +401,11 @@ def test_an_error_reaches_the_user_in_chinese(monkeypatch):
     monkeypatch.setenv("SECKILL_LANG", "zh")
     assert "没有带时区" in info.value._render_traceback_()[0]  # a notebook of the Chinese edition
     assert i18n.tr_message("a message nobody translated") == "a message nobody translated"
+    # a value that is itself a sentence is translated too, and sits in the Chinese without spaces
+    assert i18n.tr_message("port 18888 is taken by another process; use another: make lab PORT=18988") == \
+        "端口 18888 被另一个进程占用了；换一个：make lab PORT=18988"
+    assert i18n.tr_message("port 18888 is taken by pid 7 (python); use another: make lab PORT=18988") == \
+        "端口 18888 被 pid 7 (python) 占用了；换一个：make lab PORT=18988"
 
 
 def test_cli_errors_follow_the_language():
