@@ -73,15 +73,15 @@ _CJK_SPACE = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 
 
 @lru_cache(maxsize=1)
-def _templates() -> list[tuple[re.Pattern, dict[str, int], str]]:
-    """(pattern, placeholder -> group, Chinese) for every catalogue entry with a {placeholder}, most
+def _templates() -> list[tuple[list[str], re.Pattern, dict[str, int], str]]:
+    """(literal parts, pattern, placeholder -> group, Chinese) for every catalogue entry with a {placeholder}, most
     specific first (the most literal text), so "no product {id} in PostgreSQL" wins over "{exc}"."""
     from .i18n_zh import ZH
 
     found = []
     for english, chinese in ZH.items():
         names = _PLACEHOLDER.findall(english)
-        if not names:
+        if not names or chinese == english:  # "{exc}{log_reason(log_path)}" would only copy the message
             continue
         groups: dict[str, int] = {}
         pattern = ""
@@ -94,9 +94,10 @@ def _templates() -> list[tuple[re.Pattern, dict[str, int], str]]:
                     groups[name] = len(groups)
                     pattern += f"(?P<g{groups[name]}>.*?)"
         literal_chars = len(_PLACEHOLDER.sub("", english))
-        found.append((literal_chars, re.compile(pattern, re.S), groups, chinese))
+        literals = [part for part in _PLACEHOLDER.split(english) if part]
+        found.append((literal_chars, literals, re.compile(pattern, re.S), groups, chinese))
     found.sort(key=lambda entry: -entry[0])
-    return [(pattern, groups, chinese) for _n, pattern, groups, chinese in found]
+    return [entry[1:] for entry in found]
 
 
 def tr_message(message: str, lang_: str | None = None, _depth: int = 0) -> str:
@@ -112,8 +113,9 @@ def tr_message(message: str, lang_: str | None = None, _depth: int = 0) -> str:
     exact = tr(message, "zh")
     if exact != message:
         return exact
-    for pattern, groups, chinese in _templates():
-        match = pattern.fullmatch(message)
+    for literals, pattern, groups, chinese in _templates():
+        # every literal part must be in the message: cheap, and spares the regex most templates
+        match = pattern.fullmatch(message) if all(part in message for part in literals) else None
         if match:
             def value(placeholder: re.Match) -> str:
                 if placeholder.group(0) not in groups:
