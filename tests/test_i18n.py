@@ -209,6 +209,15 @@ def tr_strings(root: Path) -> set[str]:
     return found
 
 
+def test_an_edited_doctor_text_is_caught(tmp_path):
+    """The test of the test for doctor's texts: a reworded fix, or a new label, has no Chinese yet."""
+    text = (SERVICES / "envcheck.py").read_text()
+    assert untranslated(tr_strings(SERVICES)) == []
+    (tmp_path / "envcheck.py").write_text(text.replace('tr("not found on this machine")', 'tr("not on this machine")')
+                                          .replace('N_("CJK font")', 'N_("Chinese font")'))
+    assert untranslated(tr_strings(tmp_path)) == ["Chinese font", "not on this machine"]
+
+
 def test_tr_is_never_given_an_f_string():
     """tr(f"…") looks up the filled-in text and never finds it: use tr("… {x}").format(x=…) or N_(f"…")."""
     wrong = [f"{path.relative_to(SERVICES)}:{node.lineno}" for path in SERVICES.rglob("*.py")
