@@ -20,7 +20,9 @@ class UserError(click.ClickException):
     """Printed as one line `seckill: <message>`, exit code 1."""
 
     def show(self, file=None) -> None:
-        click.echo(f"seckill: {self.format_message()}", err=True)
+        from seckill.i18n import tr_message
+
+        click.echo(f"seckill: {tr_message(self.format_message())}", err=True)
 
 
 def friendly(func):
@@ -32,7 +34,7 @@ def friendly(func):
         except SeckillError as exc:
             raise UserError(str(exc)) from None
         except KeyboardInterrupt:
-            raise UserError("interrupted") from None
+            raise UserError("interrupted") from None  # shown through tr_message, as every UserError
     return wrapper
 
 

@@ -11,4 +11,6 @@ class SeckillError(Exception):
     """Something the user can fix; the message says how."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
+        from seckill.i18n import tr_message  # in the Chinese notebooks the one line is Chinese too
+
+        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {tr_message(str(self))}"]

@@ -43,6 +43,7 @@ from typing import TextIO
 from seckill.stack import db, docker_backend, installer, processes, servers
 from seckill import room
 from seckill.errors import SeckillError
+from seckill.i18n import N_
 from seckill.config import Settings, settings
 
 SERVICES = ("redis", "postgres", "rabbitmq")
@@ -81,7 +82,7 @@ def _say(out: TextIO | None, text: str) -> None:
 # -- backend choice ------------------------------------------------------------
 
 def choose() -> tuple[str, str]:
-    """(backend, one line why): what `seckill up`, doctor and status report.
+    """(backend, one line why): what `seckill up`, doctor and status report (doctor in the reader's language).
 
     ``auto`` prefers what can run the whole course without surprises: native
     when the server binaries are installed (or root can apt-get them), else
@@ -97,13 +98,13 @@ def choose() -> tuple[str, str]:
         raise StackError(f"SECKILL_BACKEND={chosen!r}: use native, docker or auto")
     absent = installer.missing()
     if not absent:
-        return "native", "auto: the server binaries are installed"
+        return "native", N_("auto: the server binaries are installed")
     if installer.can_apt():
-        return "native", f"auto: {', '.join(absent)} will be installed with apt-get"
+        return "native", N_(f"auto: {', '.join(absent)} will be installed with apt-get")
     answers, why = docker_backend.engine_answers()
     if answers and docker_backend.compose_command():
-        return "docker", f"auto: {', '.join(absent)} not installed; {why}"
-    return "native", f"auto: {', '.join(absent)} not installed and no Docker ({why})"
+        return "docker", N_(f"auto: {', '.join(absent)} not installed; {why}")
+    return "native", N_(f"auto: {', '.join(absent)} not installed and no Docker ({why})")
 
 
 def backend() -> str:

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import unicodedata
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -43,7 +44,7 @@ import psutil
 from seckill.stack import installer, processes
 from seckill.config import REPO_ROOT, Settings, settings
 from seckill.errors import SeckillError
-from seckill.i18n import pick, tr
+from seckill.i18n import N_, tr, tr_message
 
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_MB = 600        # RabbitMQ ~400 MB + Redis + PostgreSQL + one tier
@@ -67,6 +68,36 @@ class Check:
     def mark(self) -> str:
         return "ok" if self.ok else ("warn" if self.warning else "FAIL")
 
+    @property
+    def shown(self) -> str:
+        """``[mark] group: name`` in the reader's language (the fields themselves stay English ids)."""
+        return f"{_mark(self.mark)} {_pair(self.group, self.name)}"
+
+
+# The labels a report shows, translated when shown (tr); the checks keep the English as their ids.
+LABELS = (N_("ok"), N_("warn"), N_("FAIL"), N_("python"), N_("backend"), N_("packages"), N_("servers"),
+          N_("ports"), N_("memory"), N_("disk"), N_("fonts"), N_("free memory"), N_("free disk"),
+          N_("CJK font"))
+
+
+def _pair(label: str, text: str) -> str:
+    """'group: text' in English, '组：text' in Chinese (a full-width colon takes no space after it)."""
+    colon = tr(": ")
+    return f"{tr(label)}{colon}{tr(text)}"
+
+
+def _fix(fix: str | None) -> str:
+    """'fix: <command>' / '修复：<command>'."""
+    label = tr("fix:")
+    return f"{label}{'' if label.endswith('：') else ' '}{fix}"
+
+
+def _mark(mark: str) -> str:
+    """``[  ok]``: four columns wide, whichever the language (a Chinese character takes two)."""
+    label = tr(mark)
+    width = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in label)
+    return f"[{' ' * max(0, 4 - width)}{label}]"
+
 
 class NotReady(SeckillError):
     """Raised by :meth:`Report.require`: in a notebook it shows as the list of fixes, without a traceback."""
@@ -86,10 +117,9 @@ class Report:
         """Raise NotReady listing every problem with its fix; return the report when there is none."""
         if self.ok:
             return self
-        lines = [pick(f"Not ready yet: {len(self.problems)} problem(s). Fix each, then run this notebook again "
-                      "from the top:",
-                      f"还没准备好：有 {len(self.problems)} 个问题。逐个修好后，从头重新运行这个 notebook：")]
-        lines += [f"  • {c.group}: {c.name} — {c.found}\n      {tr('fix:')} {c.fix}" for c in self.problems]
+        lines = [tr("Not ready yet: {n} problem(s). Fix each, then run this notebook again from the top:")
+                 .format(n=len(self.problems))]
+        lines += [f"  • {_pair(c.group, c.name)} — {c.found}\n      {_fix(c.fix)}" for c in self.problems]
         raise NotReady("\n".join(lines))
 
     @property
@@ -110,30 +140,30 @@ class Report:
 
     def summary(self) -> str:
         if self.ok and not self.warnings:
-            return pick(f"all {len(self.checks)} checks passed: this machine is ready for the course",
-                        f"{len(self.checks)} 项检查全部通过：这台机器可以开始上课了")
+            return tr("all {n} checks passed: this machine is ready for the course").format(n=len(self.checks))
         parts = []
         if self.problems:
-            parts.append(pick(f"{len(self.problems)} problem(s) to fix", f"{len(self.problems)} 个问题要修"))
+            parts.append(tr("{n} problem(s) to fix").format(n=len(self.problems)))
         if self.warnings:
-            parts.append(pick(f"{len(self.warnings)} warning(s)", f"{len(self.warnings)} 个警告"))
-        return pick(f"{' and '.join(parts)} (of {len(self.checks)} checks); each comes with its fix",
-                    f"{'，'.join(parts)}（共 {len(self.checks)} 项检查），每一项都附有修复方法")
+            parts.append(tr("{n} warning(s)").format(n=len(self.warnings)))
+        return tr("{parts} (of {n} checks); each comes with its fix").format(
+            parts=tr(" and ").join(parts), n=len(self.checks))
 
     def __str__(self) -> str:
         """Problems and warnings one by one with their fix; what passed, one line per group."""
         lines = []
         for c in self.problems + self.warnings:
-            lines.append(f"[{c.mark:>4}] {c.group}: {c.name} — {c.found}")
+            lines.append(f"{c.shown} — {c.found}")
             if c.fix:
-                lines.append(f"       {tr('fix:')} {c.fix}")
+                lines.append(f"       {_fix(c.fix)}")
         for group in dict.fromkeys(c.group for c in self.checks):
             passed = [c for c in self.checks if c.group == group and c.ok]
             if len(passed) == 1:
-                lines.append(f"[  ok] {group}: {passed[0].name} — {passed[0].found}")
+                lines.append(f"{passed[0].shown} — {passed[0].found}")
             elif passed:
                 names = ", ".join(c.name for c in passed) if len(passed) <= 6 else f"{passed[0].name} … {passed[-1].name}"
-                lines.append(f"[  ok] {group}: {len(passed)} checks ({names})")
+                lines.append(f"{_mark('ok')} {tr(group)}{tr(': ')}"
+                             + tr("{n} checks ({names})").format(n=len(passed), names=names))
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -146,16 +176,16 @@ class Report:
         colour = {"FAIL": "#cf222e", "warn": "#9a6700", "ok": "#1a7f37"}
         rows = []
         for c in self.problems + self.warnings:
-            rows.append(f'<tr><td style="text-align:left;color:{colour[c.mark]}"><b>{c.mark}</b></td>'
-                        f'<td style="text-align:left">{e(c.group)}: {e(c.name)}</td>'
+            rows.append(f'<tr><td style="text-align:left;color:{colour[c.mark]}"><b>{e(tr(c.mark))}</b></td>'
+                        f'<td style="text-align:left">{e(tr(c.group))}: {e(tr(c.name))}</td>'
                         f'<td style="text-align:left">{e(c.found)}</td>'
                         f'<td style="text-align:left"><code>{e(c.fix or "")}</code></td></tr>')
         for group in dict.fromkeys(c.group for c in self.checks):
             passed = [c for c in self.checks if c.group == group and c.ok]
             if passed:
                 names = f"{passed[0].name}: {passed[0].found}" if len(passed) == 1 else ", ".join(c.name for c in passed)
-                rows.append(f'<tr><td style="text-align:left;color:{colour["ok"]}">ok</td>'
-                            f'<td style="text-align:left">{e(group)}</td>'
+                rows.append(f'<tr><td style="text-align:left;color:{colour["ok"]}">{e(tr("ok"))}</td>'
+                            f'<td style="text-align:left">{e(tr(group))}</td>'
                             f'<td style="text-align:left" colspan="2"><small>{e(names)}</small></td></tr>')
         head = ('<tr><th style="text-align:left"></th><th style="text-align:left">check · 检查</th>'
                 '<th style="text-align:left">found · 结果</th><th style="text-align:left">fix · 修复</th></tr>')
@@ -172,9 +202,9 @@ def check_python(version: tuple[int, ...] | None = None) -> Check:
     if version[:2] >= MIN_PYTHON:
         return Check("python", "Python", True, f"{shown} ({sys.executable})")
     need = ".".join(map(str, MIN_PYTHON))
-    return Check("python", "Python", False, f"{shown} is too old; the course needs {need} or newer",
-                 f"install Python {need}+ then rebuild the environment: "
-                 f"rm -rf .venv && make lab PYTHON=python{need}")
+    return Check("python", "Python", False, tr("{shown} is too old; the course needs {need} or newer").format(shown=shown, need=need),
+                 tr("install Python {need}+ then rebuild the environment: rm -rf .venv && make lab PYTHON=python{need}")
+                 .format(need=need))
 
 
 def pinned_packages(pyproject: Path | str | None = None) -> list[tuple[str, str]]:
@@ -200,10 +230,10 @@ def check_packages(pyproject: Path | str | None = None) -> list[Check]:
         try:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:
-            checks.append(Check("packages", name, False, "not installed", _pip_install(name, version)))
+            checks.append(Check("packages", name, False, tr("not installed"), _pip_install(name, version)))
             continue
         if installed != version:
-            checks.append(Check("packages", name, False, f"{installed} installed, the course pins {version}",
+            checks.append(Check("packages", name, False, tr("{installed} installed, the course pins {version}").format(installed=installed, version=version),
                                 _pip_install(name, version)))
         else:
             checks.append(Check("packages", name, True, version))
@@ -220,7 +250,8 @@ def _install_command(apt_package: str, brew: str, conda: str) -> str:
         return f"sudo apt-get install -y {apt_package}"
     if shutil.which("conda") or shutil.which("mamba"):
         return f"conda install -c conda-forge {conda}"
-    return f"install the {apt_package} package with your system's package manager (or conda-forge: {conda})"
+    return tr("install the {package} package with your system's package manager (or conda-forge: {conda})").format(
+        package=apt_package, conda=conda)
 
 
 def _find_without_override(name: str) -> str | None:
@@ -245,12 +276,12 @@ def check_backend() -> Check:
         answers, engine = docker_backend.engine_answers()
         compose = docker_backend.compose_command()
         if not answers or not compose:
-            return Check("backend", "docker", False, f"{why}; {engine if not answers else 'no Compose'}",
-                         "start Docker (Docker Desktop, or `sudo systemctl start docker`) and install Compose, "
-                         "or export SECKILL_BACKEND=native")
-        return Check("backend", "docker", True, f"{why if engine in why else why + '; ' + engine}; "
+            return Check("backend", "docker", False, f"{why}; {engine if not answers else tr('no Compose')}",
+                         tr("start Docker (Docker Desktop, or `sudo systemctl start docker`) and install Compose, "
+                            "or export SECKILL_BACKEND=native"))
+        return Check("backend", "docker", True, f"{tr_message(why) if engine in why else tr_message(why) + '; ' + engine}; "
                                                 f"{' '.join(compose)}")
-    return Check("backend", name, True, why)
+    return Check("backend", name, True, tr_message(why))
 
 
 def _docker_backend() -> bool:
@@ -273,12 +304,13 @@ def check_servers() -> list[Check]:
         where = os.environ.get("SECKILL_BIN_PATH")
         fix = _install_command(server.apt, server.brew, server.conda)
         if where is not None:
-            found = f"not found in SECKILL_BIN_PATH={where}"
+            found = tr("not found in SECKILL_BIN_PATH={where}").format(where=where)
             elsewhere = _find_without_override(name)
             if elsewhere:  # installed, but the override hides it
-                fix = f"unset SECKILL_BIN_PATH (or add {os.path.dirname(elsewhere)} to it): {elsewhere} is installed"
+                fix = tr("unset SECKILL_BIN_PATH (or add {folder} to it): {path} is installed").format(
+                    folder=os.path.dirname(elsewhere), path=elsewhere)
         else:
-            found = "not found on this machine"
+            found = tr("not found on this machine")
         checks.append(Check("servers", server.binary, False, found, fix,
                             # on the docker backend the servers (nginx too) run in containers
                             warning=docker))
@@ -363,13 +395,13 @@ def check_ports(s: Settings | None = None) -> list[Check]:
     checks = []
     for label, (port, variable) in ports.items():
         if processes.port_free(port):  # by binding: a connect check misses ports held by connections
-            checks.append(Check("ports", f"{label} :{port}", True, "free"))
+            checks.append(Check("ports", f"{label} :{port}", True, tr("free")))
             continue
         mine, foreign = _holders(port, ours)
         if not mine and not foreign and port in recorded:  # owners invisible (macOS without root): our records
             mine = [recorded[port]]
         if mine and not foreign:
-            checks.append(Check("ports", f"{label} :{port}", True, f"held by this course (pid {mine[0]})"))
+            checks.append(Check("ports", f"{label} :{port}", True, tr("held by this course (pid {pid})").format(pid=mine[0])))
             continue
         pid = foreign[0] if foreign else None
         try:
@@ -377,19 +409,20 @@ def check_ports(s: Settings | None = None) -> list[Check]:
         except psutil.Error:
             owner_name = ""
         if docker and owner_name.startswith(("docker", "com.docker")):
-            checks.append(Check("ports", f"{label} :{port}", True, f"held by docker compose (pid {pid})"))
+            checks.append(Check("ports", f"{label} :{port}", True, tr("held by docker compose (pid {pid})").format(pid=pid)))
             continue
         owner = (f"pid {pid} ({owner_name})" if owner_name else f"pid {pid}") if pid \
-            else processes.who_listens(port).replace("another process", "another program")
+            else tr_message(processes.who_listens(port).replace("another process", N_("another program")))
         other = _free_port_near(port, (p for p, _ in ports.values()))
         if variable == "SECKILL_GATEWAY_PORT" and label != "gateway":
             move = f"export SECKILL_GATEWAY_PORT={other - (port - s.ports.gateway)}"
         else:
             move = f"export {variable}={other}"
-        stop = f"kill {pid}" if pid else "stop that program"
-        checks.append(Check("ports", f"{label} :{port}", False, f"taken by {owner}, not by this course",
-                            f"{stop} if it is yours to stop, or move the course: `{move}` in your terminal, "
-                            "then `make lab` again"))
+        stop = f"kill {pid}" if pid else tr("stop that program")
+        checks.append(Check("ports", f"{label} :{port}", False,
+                            tr("taken by {owner}, not by this course").format(owner=owner),
+                            tr("{stop} if it is yours to stop, or move the course: `{move}` in your terminal, "
+                               "then `make lab` again").format(stop=stop, move=move)))
     return checks
 
 
@@ -397,14 +430,17 @@ def check_memory(available_bytes: int | None = None) -> Check:
     available = psutil.virtual_memory().available if available_bytes is None else available_bytes
     mb = available / 2**20
     if mb >= LOW_MEMORY_MB:
-        return Check("memory", "free memory", True, f"{mb:,.0f} MB available")
-    fix = (f"free at least {MIN_MEMORY_MB - mb if mb < MIN_MEMORY_MB else LOW_MEMORY_MB - mb:,.0f} MB: "
-           "close other programs (browsers, IDEs, containers); `seckill tier down` stops a running tier")
+        return Check("memory", "free memory", True, tr("{mb:,.0f} MB available").format(mb=mb))
+    fix = tr("free at least {need:,.0f} MB: close other programs (browsers, IDEs, containers); "
+             "`seckill tier down` stops a running tier").format(
+        need=MIN_MEMORY_MB - mb if mb < MIN_MEMORY_MB else LOW_MEMORY_MB - mb)
     if mb >= MIN_MEMORY_MB:
         return Check("memory", "free memory", False,
-                     f"{mb:,.0f} MB available: enough for the stack, tight for load tests", fix, warning=True)
+                     tr("{mb:,.0f} MB available: enough for the stack, tight for load tests").format(mb=mb), fix,
+                     warning=True)
     return Check("memory", "free memory", False,
-                 f"{mb:,.0f} MB available; the stack needs about {MIN_MEMORY_MB} MB (RabbitMQ alone ~400 MB)", fix)
+                 tr("{mb:,.0f} MB available; the stack needs about {need} MB (RabbitMQ alone ~400 MB)").format(
+                     mb=mb, need=MIN_MEMORY_MB), fix)
 
 
 def check_disk(free_bytes: int | None = None, path: Path | None = None) -> Check:
@@ -415,15 +451,17 @@ def check_disk(free_bytes: int | None = None, path: Path | None = None) -> Check
     free = shutil.disk_usage(probe).free if free_bytes is None else free_bytes
     mb = free / 2**20
     if mb >= MIN_DISK_MB:
-        return Check("disk", "free disk", True, f"{mb:,.0f} MB free under {probe}")
-    return Check("disk", "free disk", False, f"{mb:,.0f} MB free under {probe}; the course needs {MIN_DISK_MB} MB",
-                 f"free {MIN_DISK_MB - mb:,.0f} MB on that disk (`seckill reset` wipes this course's server data; "
-                 f"`du -sh {probe}/*` shows what is big)")
+        return Check("disk", "free disk", True, tr("{mb:,.0f} MB free under {path}").format(mb=mb, path=probe))
+    return Check("disk", "free disk", False,
+                 tr("{mb:,.0f} MB free under {path}; the course needs {need} MB").format(
+                     mb=mb, path=probe, need=MIN_DISK_MB),
+                 tr("free {more:,.0f} MB on that disk (`seckill reset` wipes this course's server data; "
+                    "`du -sh {path}/*` shows what is big)").format(more=MIN_DISK_MB - mb, path=probe))
 
 
 # Fonts that carry Simplified Chinese glyphs, by how to install them (the first found is enough).
-CJK_FONT_FIX = ("sudo apt-get install fonts-noto-cjk   (or fonts-wqy-microhei; macOS: brew install --cask "
-                "font-noto-sans-cjk-sc; conda: conda install -c conda-forge font-ttf-noto-cjk)")
+CJK_FONT_FIX = N_("sudo apt-get install fonts-noto-cjk   (or fonts-wqy-microhei; macOS: brew install --cask "
+                   "font-noto-sans-cjk-sc; conda: conda install -c conda-forge font-ttf-noto-cjk)")
 
 
 def check_cjk_font(fc_list: str | None = None) -> Check:
@@ -435,9 +473,8 @@ def check_cjk_font(fc_list: str | None = None) -> Check:
         exe = shutil.which("fc-list")
         if exe is None:
             return Check("fonts", "CJK font", False,
-                         pick("fc-list not found (fontconfig), cannot tell whether a Chinese font is installed",
-                              "找不到 fc-list（fontconfig），无法判断是否装了中文字体"),
-                         CJK_FONT_FIX, warning=True)
+                         tr("fc-list not found (fontconfig), cannot tell whether a Chinese font is installed"),
+                         tr(CJK_FONT_FIX), warning=True)
         try:
             fc_list = subprocess.run([exe, ":lang=zh", "family"], capture_output=True, text=True,
                                      timeout=20).stdout
@@ -447,9 +484,8 @@ def check_cjk_font(fc_list: str | None = None) -> Check:
     if families:
         return Check("fonts", "CJK font", True, ", ".join(families[:3]) + (" …" if len(families) > 3 else ""))
     return Check("fonts", "CJK font", False,
-                 pick("no font with Chinese glyphs: the 中文 edition and its charts would show boxes",
-                      "没有带中文字形的字体：中文版 notebook 和图表里的汉字会显示成方框"),
-                 CJK_FONT_FIX, warning=True)
+                 tr("no font with Chinese glyphs: the 中文 edition and its charts would show boxes"),
+                 tr(CJK_FONT_FIX), warning=True)
 
 
 def run(*, pyproject: Path | str | None = None, s: Settings | None = None, python: tuple[int, ...] | None = None,

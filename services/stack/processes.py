@@ -35,6 +35,7 @@ import mirakuru.base
 import psutil
 
 from seckill.errors import SeckillError
+from seckill.i18n import N_
 
 # Services started by `seckill up` must survive the command that started them.
 atexit.unregister(mirakuru.base.cleanup_subprocesses)
@@ -174,7 +175,7 @@ def who_listens(port: int) -> str:
     """
     def name(pid: int | None) -> str:
         if not pid:
-            return "another process"
+            return N_("another process")
         try:
             return f"pid {pid} ({psutil.Process(pid).name()})"
         except psutil.Error:
@@ -183,14 +184,14 @@ def who_listens(port: int) -> str:
     try:
         conns = [c for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port]
     except (psutil.Error, OSError):
-        return "another process"
+        return N_("another process")
     for conn in conns:
         if conn.status == psutil.CONN_LISTEN:
             return name(conn.pid)
     for conn in conns:
         if conn.status != psutil.CONN_TIME_WAIT:
-            return f"a connection of {name(conn.pid)} (nothing listens there, but the port is in use)"
-    return "another process"
+            return N_(f"a connection of {name(conn.pid)} (nothing listens there, but the port is in use)")
+    return N_("another process")
 
 
 def free_port_near(port: int, taken=()) -> int:
