@@ -208,3 +208,26 @@ def test_local_stock_leases_live_ones_count_stranded_ones_go_back(s, redis_clien
     assert int(redis_client.get(stock_key)) == STOCK - len(BOUGHT) - 3   # the dead lease's 2 units are back
     assert redis_client.hgetall(leases_key) == {"alive": "3"}
     assert run(s, redis_client, sale).discrepancies == []
+
+
+def test_reading_a_queue_larger_than_a_window_keeps_it_whole_and_in_order(s, stack_urls):
+    """read_queue holds at most `window` messages per channel (bounded memory); 300 orders through
+    windows of 40 must all be seen, and all go back, each in its original place."""
+    import pika
+
+    broker.purge(s.amqp_url, s.queue)
+    orders = [new_order(f"windowed-{i:03d}", 7003) for i in range(300)]
+    publish(s, orders)
+    try:
+        seen, complete = reconcile.read_queue(s, window=40)
+        assert complete and [o["order_id"] for o in seen] == [o["order_id"] for o in orders]
+        assert broker.queue_depth(s.amqp_url, s.queue) == 300, "reading must not take orders out"
+        connection = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
+        try:
+            channel = connection.channel()
+            back = [json.loads(channel.basic_get(s.queue, auto_ack=True)[2])["order_id"] for _ in range(300)]
+        finally:
+            connection.close()
+        assert back == [o["order_id"] for o in orders], "the queue's order changed"
+    finally:
+        broker.purge(s.amqp_url, s.queue)
