@@ -222,6 +222,7 @@ def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboar
     import signal
     import socket
     import time
+    import urllib.error
     import urllib.request
 
     tools = _hub_tools()
@@ -239,6 +240,11 @@ def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboar
     files = workshop.init(hub, learners=["alice", "bob", "carol"], admins=["teacher"], repo=str(REPO),
                           hub_url=f"http://127.0.0.1:{hub_port}", authenticator="dummy", dashboard_port=dash_port,
                           hub_api_port=api_port, proxy_api_port=proxy_api)
+    token = __import__("secrets").token_hex(24)
+    with open(files["config"], "a") as config:  # an API client allowed to see the room, as a logged-in user is
+        config.write(f"\nc.JupyterHub.services.append({{'name': 'tester', 'api_token': {token!r}}})\n"
+                     "c.JupyterHub.load_roles.append({'name': 'tester', 'services': ['tester'], "
+                     "'scopes': ['access:services!service=room']})\n")
     room_dir = Path(files["room"])
     for learner in ("alice", "bob", "carol"):
         _as(monkeypatch, room_dir, learner)
@@ -249,15 +255,28 @@ def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboar
                             stdout=open(hub / "hub.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, page = time.monotonic() + 120, ""
+        url = f"http://127.0.0.1:{hub_port}/services/room/"
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{hub_port}/services/room/", timeout=5) as reply:
+                request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+                with urllib.request.urlopen(request, timeout=5) as reply:
                     page = reply.read().decode()
                     break
             except OSError:
                 time.sleep(1)
         assert page, f"the hub did not serve /services/room/ in time; log: {(hub / 'hub.log').read_text()[-1500:]}"
         assert all(f'data-learner="{n}"' in page for n in ("alice", "bob", "carol"))
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        # without a login the room is not shown: the service sends the browser to the hub's login
+        try:
+            urllib.request.build_opener(NoRedirect).open(url, timeout=10)
+            raise AssertionError("the room dashboard answered without a login")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 302 and "/hub/api/oauth2/authorize" in exc.headers["Location"], exc.headers
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

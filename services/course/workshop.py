@@ -333,7 +333,7 @@ c.JupyterHub.services = [{{
     "name": "room",
     "url": "http://127.0.0.1:{dashboard_port}",
     "command": [{python!r}, "-m", "seckill.cli", "workshop", "dashboard", "--room", {room!r},
-                "--port", "{dashboard_port}", "--prefix", "/services/room"],
+                "--port", "{dashboard_port}", "--prefix", "/services/room", "--hub-auth"],  # behind the hub's login
     "display": True,
 }}]
 c.JupyterHub.load_roles = [{{"name": "user", "scopes": ["self", "access:services!service=room"]}}]
@@ -363,14 +363,19 @@ def nbgitpuller_link(hub_url: str, repo: str, branch: str = "main", path: str = 
 
 def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, hub_url: str = "http://127.0.0.1:8000",
          settings_env: dict[str, str] | None = None, authenticator: str = "pam", dashboard_port: int = 18890,
-         branch: str = "main", hub_api_port: int = 8081, proxy_api_port: int = 8001) -> dict[str, str]:
-    """Write the hub's files into ``directory``; returns their paths and the nbgitpuller link."""
+         branch: str = "main", hub_api_port: int = 8081, proxy_api_port: int = 8001,
+         venv: Path | None = None) -> dict[str, str]:
+    """Write the hub's files into ``directory``; returns their paths and the nbgitpuller link.
+
+    ``venv`` is the shared installation every learner's server runs from (default: this one); it
+    must be readable and executable by the learners, so not under a 0700 home such as /root.
+    """
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     room_dir = directory / "room"
     room_dir.mkdir(exist_ok=True)
     room_dir.chmod(0o1777)  # anyone may add their own file; the sticky bit: no one removes another's
-    venv = Path(sys.prefix)
+    venv = Path(venv or sys.prefix)
     start = directory / "start-learner.sh"
     start.write_text(START_LEARNER.format(repo=_shell_quote(repo), venv=venv))
     start.chmod(0o755)
@@ -389,7 +394,7 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         db=f"sqlite:///{directory / 'jupyterhub.sqlite'}", pid=str(directory / "jupyterhub.pid"),
         authenticator=auth[authenticator], learners=sorted(learners), admins=sorted(admins), extra_auth=extra,
         start=str(start), environment=env, dashboard_port=dashboard_port, hub_api_port=hub_api_port,
-        proxy_api_port=proxy_api_port, python=sys.executable,
+        proxy_api_port=proxy_api_port, python=str(venv / "bin" / "python"),
         room=str(room_dir)))
     link = nbgitpuller_link(hub_url, repo, branch)
     (directory / "nbgitpuller-link.txt").write_text(link + "\n")
@@ -404,7 +409,14 @@ def _shell_quote(text: str) -> str:
 
 
 def hub_tools() -> dict[str, str | None]:
-    """Where jupyterhub and configurable-http-proxy are (None: not installed)."""
-    venv_bin = Path(sys.prefix) / "bin"
-    return {name: (str(venv_bin / name) if (venv_bin / name).exists() else shutil.which(name))
-            for name in ("jupyterhub", "jupyterhub-singleuser", "configurable-http-proxy")}
+    """Where jupyterhub and configurable-http-proxy are (None: not installed).
+
+    Looked up in this installation's bin/, then its node_modules/.bin/ (`make hub` runs
+    `npm install --prefix .venv configurable-http-proxy`), then PATH.
+    """
+    places = [Path(sys.prefix) / "bin", Path(sys.prefix) / "node_modules" / ".bin"]
+    found = {}
+    for name in ("jupyterhub", "jupyterhub-singleuser", "configurable-http-proxy"):
+        local = [str(p / name) for p in places if (p / name).exists()]
+        found[name] = local[0] if local else shutil.which(name)
+    return found
