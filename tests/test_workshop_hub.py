@@ -48,6 +48,7 @@ from seckill.course import workshop
 from seckill.stack import processes
 
 from conftest import SLOT
+from test_workshop_room import dashboard_through_the_hub_login
 
 REPO = Path(__file__).resolve().parent.parent
 # uid mod 380 = 375, 376, 377: port blocks 32000, 32032, 32064, above every test slot's ports
@@ -262,7 +263,7 @@ def _broker(user: pwd.struct_passwd) -> int | None:
     return proc.pid if proc else None
 
 
-def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learners):
+def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learners, tmp_path):
     found = _hub_install()
     if isinstance(found, str):
         pytest.skip(found)
@@ -281,7 +282,7 @@ def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learne
             gitconfig = Path(user.pw_dir) / ".gitconfig"
             gitconfig.write_text(f"[safe]\n\tdirectory = {bare}\n")
             os.chown(gitconfig, user.pw_uid, user.pw_gid)
-        files = workshop.init(hub_dir, learners=names, admins=[], repo=str(bare),
+        files = workshop.init(hub_dir, learners=names, admins=["teacher"], repo=str(bare),
                               hub_url=f"http://127.0.0.1:{HUB_PORT}", authenticator="dummy",
                               hub_api_port=HUB_PORT + 1, proxy_api_port=HUB_PORT + 2, dashboard_port=HUB_PORT + 3,
                               settings_env={"SECKILL_IMPL": "solutions"}, venv=venv)
@@ -289,7 +290,8 @@ def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learne
         with open(files["config"], "a") as config:  # the test's own API client: start servers, use them
             config.write(f"\nc.JupyterHub.services.append({{'name': 'tester', 'api_token': {token!r}}})\n"
                          "c.JupyterHub.load_roles.append({'name': 'tester', 'services': ['tester'], 'scopes': "
-                         "['admin:servers', 'access:servers', 'read:users', 'admin:users', 'access:services']})\n")
+                         "['admin:servers', 'access:servers', 'read:users', 'admin:users', 'access:services']})\n"
+                         "c.DummyAuthenticator.password = 'room-test'\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SECKILL_")}
         env["PATH"] = os.pathsep.join([str(Path(tools["configurable-http-proxy"]).parent), str(venv / "bin"),
                                        env["PATH"]])
@@ -382,6 +384,9 @@ def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learne
         rows = {r["learner"]: r for r in room_page["learners"]}
         assert set(rows) == set(names), sorted(rows)
         assert all("mq-down" in rows[n]["chaos_done"] for n in names), {n: rows[n]["chaos_done"] for n in names}
+        # and the facilitator reads it in a browser, logged in at the hub (screenshot kept)
+        dashboard_through_the_hub_login(hub.base, tmp_path, "room-test", {n: "mq-down" for n in names},
+                                        shot="workshop-dashboard-hub-3-learners.png")
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -316,6 +316,7 @@ c = get_config()  # noqa: F821 (JupyterHub provides it)
 c.JupyterHub.bind_url = {bind_url!r}
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_api_port}"      # the hub's own API, loopback only
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+{proxy_command}
 c.JupyterHub.cookie_secret_file = {cookie!r}
 c.JupyterHub.db_url = {db!r}
 c.JupyterHub.pid_file = {pid!r}
@@ -335,6 +336,7 @@ c.JupyterHub.services = [{{
     "command": [{python!r}, "-m", "seckill.cli", "workshop", "dashboard", "--room", {room!r},
                 "--port", "{dashboard_port}", "--prefix", "/services/room", "--hub-auth"],  # behind the hub's login
     "display": True,
+    "oauth_no_confirm": True,   # our own service: no "authorize access?" page after the hub's login
 }}]
 c.JupyterHub.load_roles = [{{"name": "user", "scopes": ["self", "access:services!service=room"]}}]
 '''
@@ -387,6 +389,9 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         raise WorkshopError(f"--auth {authenticator!r}: use pam (Unix passwords) or dummy (tests only)")
     extra = ('c.DummyAuthenticator.password = ' + repr(secrets.token_urlsafe(12)) + '  # tests only'
              if authenticator == "dummy" else "")
+    chp = hub_tools()["configurable-http-proxy"]  # found now (e.g. .venv/node_modules): no PATH to set later
+    proxy_command = (f"c.ConfigurableHTTPProxy.command = [{chp!r}]" if chp
+                     else "# configurable-http-proxy: found on the hub's PATH (npm install -g configurable-http-proxy)")
     config = directory / "jupyterhub_config.py"
     config.write_text(HUB_CONFIG.format(
         when=time.strftime("%Y-%m-%d %H:%M"), config=str(config), venv=str(venv),
@@ -394,7 +399,7 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         db=f"sqlite:///{directory / 'jupyterhub.sqlite'}", pid=str(directory / "jupyterhub.pid"),
         authenticator=auth[authenticator], learners=sorted(learners), admins=sorted(admins), extra_auth=extra,
         start=str(start), environment=env, dashboard_port=dashboard_port, hub_api_port=hub_api_port,
-        proxy_api_port=proxy_api_port, python=str(venv / "bin" / "python"),
+        proxy_api_port=proxy_api_port, python=str(venv / "bin" / "python"), proxy_command=proxy_command,
         room=str(room_dir)))
     link = nbgitpuller_link(hub_url, repo, branch)
     (directory / "nbgitpuller-link.txt").write_text(link + "\n")

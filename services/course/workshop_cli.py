@@ -89,8 +89,8 @@ def build(friendly, emit, UserError) -> click.Group:
                    f"dashboard  : {files['dashboard']}\nhand out   : {files['link']}")
         missing = [k for k, v in tools.items() if v is None]
         if missing:
-            click.echo(f"still needed: {', '.join(missing)} (pip install jupyterhub nbgitpuller; "
-                       f"npm install -g configurable-http-proxy)", err=True)
+            click.echo(f"still needed: {', '.join(missing)} (make hub: pip install -e .[hub] and "
+                       f"npm install --prefix .venv configurable-http-proxy; then run init again)", err=True)
         click.echo(f"start      : jupyterhub -f {files['config']}   (as root, for local users)")
 
 
