@@ -13,7 +13,7 @@ HEADLESS ?=
 PORT ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test servers tools down clean labs-sync notebooks help bench mutants
+.PHONY: lab test servers tools down clean labs-sync notebooks help bench mutants hub hub-venv
 
 help:
 	@echo "make lab [HEADLESS=1] [PORT=18888] [LANG=zh]   start the stack and JupyterLab on the course (LANG=zh: 中文)"
@@ -21,6 +21,7 @@ help:
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
 	@echo "make mutants            optional: the graders' mutation score per lab (cosmic-ray, ~25 min)"
+	@echo "make hub                optional, hub hosts: jupyterhub (pip) + configurable-http-proxy (npm)"
 
 # The venv, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -66,6 +67,17 @@ labs-sync: $(STAMP)
 # After editing an English .ipynb directly: .venv/bin/python tools/make_notebooks.py --ingest
 notebooks: $(STAMP)
 	@$(BIN)/python tools/make_notebooks.py
+
+# Optional, only on a workshop's hub host (docs/workshop.md): JupyterHub from PyPI and
+# configurable-http-proxy from npm (into .venv/node_modules, where `seckill workshop` looks).
+hub: tools
+	@$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[hub]'
+	@npm install --no-fund --no-audit --prefix $(VENV) configurable-http-proxy
+# The hub's learners run the course from an installation every user can execute: when $(VENV)'s
+# Python lives under a private home (pyenv under /root), make one from the system Python.
+hub-venv: hub
+	@test -x .hubvenv/bin/python || /usr/bin/python3 -m venv .hubvenv
+	@.hubvenv/bin/python -m pip install --disable-pip-version-check -q -e '.[hub]'
 
 down:
 	@test -x $(BIN)/seckill && $(BIN)/seckill down || true

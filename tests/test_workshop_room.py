@@ -222,6 +222,7 @@ def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboar
     import signal
     import socket
     import time
+    import urllib.error
     import urllib.request
 
     tools = _hub_tools()
@@ -239,6 +240,12 @@ def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboar
     files = workshop.init(hub, learners=["alice", "bob", "carol"], admins=["teacher"], repo=str(REPO),
                           hub_url=f"http://127.0.0.1:{hub_port}", authenticator="dummy", dashboard_port=dash_port,
                           hub_api_port=api_port, proxy_api_port=proxy_api)
+    token = __import__("secrets").token_hex(24)
+    with open(files["config"], "a") as config:  # an API client allowed to see the room, as a logged-in user is
+        config.write(f"\nc.JupyterHub.services.append({{'name': 'tester', 'api_token': {token!r}}})\n"
+                     "c.JupyterHub.load_roles.append({'name': 'tester', 'services': ['tester'], "
+                     "'scopes': ['access:services!service=room']})\n"
+                     "c.DummyAuthenticator.password = 'room-test'\n")
     room_dir = Path(files["room"])
     for learner in ("alice", "bob", "carol"):
         _as(monkeypatch, room_dir, learner)
@@ -249,18 +256,85 @@ def test_jupyterhub_starts_with_the_written_config_and_proxies_the_room_dashboar
                             stdout=open(hub / "hub.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, page = time.monotonic() + 120, ""
+        url = f"http://127.0.0.1:{hub_port}/services/room/"
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{hub_port}/services/room/", timeout=5) as reply:
+                request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+                with urllib.request.urlopen(request, timeout=5) as reply:
                     page = reply.read().decode()
                     break
             except OSError:
                 time.sleep(1)
         assert page, f"the hub did not serve /services/room/ in time; log: {(hub / 'hub.log').read_text()[-1500:]}"
         assert all(f'data-learner="{n}"' in page for n in ("alice", "bob", "carol"))
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        # without a login the room is not shown: the service sends the browser to the hub's login
+        try:
+            urllib.request.build_opener(NoRedirect).open(url, timeout=10)
+            raise AssertionError("the room dashboard answered without a login")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 302 and "/hub/api/oauth2/authorize" in exc.headers["Location"], exc.headers
+        dashboard_through_the_hub_login(f"http://127.0.0.1:{hub_port}", tmp_path, "room-test",
+                                        {n: "stock 5/5" for n in ("alice", "bob", "carol")})
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def dashboard_through_the_hub_login(hub_url: str, tmp_path: Path, password: str, rows_show: dict[str, str],
+                                    shot: str = "workshop-dashboard-hub.png") -> None:
+    """The facilitator's way in: a headless chromium logs in at the hub as `teacher` (DummyAuthenticator
+    with ``password``), opens the room and finds one row per learner in ``rows_show`` containing its
+    text; the screenshot is kept in the run dir's screenshots/."""
+    from test_browser import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.fail("chromium and chromium-driver are missing: run `seckill install-servers --with-tools`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'hub-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(f"{hub_url}/services/room/")  # not logged in: the hub's login page, then back here
+        WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "username_input")))
+        driver.find_element(By.ID, "username_input").send_keys("teacher")
+        driver.find_element(By.ID, "password_input").send_keys(password)
+        driver.find_element(By.ID, "login_submit").click()
+        WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.ID, "learners")))
+        assert driver.current_url.startswith(f"{hub_url}/services/room/"), driver.current_url
+        rows = {r.get_attribute("data-learner"): r.text
+                for r in driver.find_elements(By.CSS_SELECTOR, "#learners tr[data-learner]")}
+        assert sorted(rows) == sorted(rows_show), rows
+        assert all(text in rows[n] for n, text in rows_show.items()), rows
+        for folder in (tmp_path, settings().run_dir / "screenshots"):
+            folder.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(folder / shot))
+        print(f"screenshot: {settings().run_dir / 'screenshots' / shot}")
+    finally:
+        driver.quit()
+
+
+def test_dashboard_behind_the_hub_outside_a_hub_says_so_in_one_line(tmp_path):
+    (tmp_path / "room").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    result = subprocess.run([SECKILL, "workshop", "dashboard", "--room", str(tmp_path / "room"), "--hub-auth"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("seckill: --hub-auth runs only as a JupyterHub service"), result.stderr
+    assert "Traceback" not in result.stderr

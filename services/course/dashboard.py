@@ -207,3 +207,48 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 18890, prefix: 
             pass
 
     return ThreadingHTTPServer((host, port), Handler)
+
+
+def serve_behind_hub(root: Path, host: str = "127.0.0.1", port: int = 18890) -> None:
+    """Serve the dashboard as a JupyterHub service behind the hub's login (blocks until stopped).
+
+    Uses jupyterhub's own OAuth client (``HubOAuthenticated`` handlers on tornado): a browser without
+    the service's cookie is sent to the hub's login and back through ``<prefix>/oauth_callback``; an
+    API client may send ``Authorization: token …`` instead. Only users and services whose token carries
+    ``access:services!service=<name>`` see the room (the hub's default for the service's own
+    prefix). Needs the environment the hub gives a managed service (JUPYTERHUB_API_TOKEN,
+    JUPYTERHUB_SERVICE_PREFIX, …): raises RuntimeError without it. jupyterhub is optional (the
+    `hub` extra), so it is imported here only.
+    """
+    import asyncio
+    import os
+    import secrets
+
+    if not os.environ.get("JUPYTERHUB_API_TOKEN") or not os.environ.get("JUPYTERHUB_SERVICE_PREFIX"):
+        raise RuntimeError("--hub-auth runs only as a JupyterHub service (JUPYTERHUB_API_TOKEN is not set); "
+                           "start it from the hub's config, or drop --hub-auth")
+    from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+    from tornado import web
+
+    prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"].rstrip("/")
+
+    class Page(HubOAuthenticated, web.RequestHandler):
+        @web.authenticated
+        def get(self, what: str = "") -> None:
+            self.set_header("Cache-Control", "no-store")
+            if what == "room.json":
+                self.set_header("Content-Type", "application/json")
+                self.finish(json.dumps(snapshot(root), default=str))
+            else:
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(render(snapshot(root)))
+
+    app = web.Application([(rf"{prefix}/oauth_callback", HubOAuthCallbackHandler),
+                           (rf"{prefix}/?", Page), (rf"{prefix}/(room\.json)", Page)],
+                          cookie_secret=secrets.token_bytes(32))
+
+    async def main() -> None:
+        app.listen(port, host)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())

@@ -316,6 +316,7 @@ c = get_config()  # noqa: F821 (JupyterHub provides it)
 c.JupyterHub.bind_url = {bind_url!r}
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_api_port}"      # the hub's own API, loopback only
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+{proxy_command}
 c.JupyterHub.cookie_secret_file = {cookie!r}
 c.JupyterHub.db_url = {db!r}
 c.JupyterHub.pid_file = {pid!r}
@@ -333,8 +334,9 @@ c.JupyterHub.services = [{{
     "name": "room",
     "url": "http://127.0.0.1:{dashboard_port}",
     "command": [{python!r}, "-m", "seckill.cli", "workshop", "dashboard", "--room", {room!r},
-                "--port", "{dashboard_port}", "--prefix", "/services/room"],
+                "--port", "{dashboard_port}", "--prefix", "/services/room", "--hub-auth"],  # behind the hub's login
     "display": True,
+    "oauth_no_confirm": True,   # our own service: no "authorize access?" page after the hub's login
 }}]
 c.JupyterHub.load_roles = [{{"name": "user", "scopes": ["self", "access:services!service=room"]}}]
 '''
@@ -363,14 +365,19 @@ def nbgitpuller_link(hub_url: str, repo: str, branch: str = "main", path: str = 
 
 def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, hub_url: str = "http://127.0.0.1:8000",
          settings_env: dict[str, str] | None = None, authenticator: str = "pam", dashboard_port: int = 18890,
-         branch: str = "main", hub_api_port: int = 8081, proxy_api_port: int = 8001) -> dict[str, str]:
-    """Write the hub's files into ``directory``; returns their paths and the nbgitpuller link."""
+         branch: str = "main", hub_api_port: int = 8081, proxy_api_port: int = 8001,
+         venv: Path | None = None) -> dict[str, str]:
+    """Write the hub's files into ``directory``; returns their paths and the nbgitpuller link.
+
+    ``venv`` is the shared installation every learner's server runs from (default: this one); it
+    must be readable and executable by the learners, so not under a 0700 home such as /root.
+    """
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     room_dir = directory / "room"
     room_dir.mkdir(exist_ok=True)
     room_dir.chmod(0o1777)  # anyone may add their own file; the sticky bit: no one removes another's
-    venv = Path(sys.prefix)
+    venv = Path(venv or sys.prefix)
     start = directory / "start-learner.sh"
     start.write_text(START_LEARNER.format(repo=_shell_quote(repo), venv=venv))
     start.chmod(0o755)
@@ -382,6 +389,9 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         raise WorkshopError(f"--auth {authenticator!r}: use pam (Unix passwords) or dummy (tests only)")
     extra = ('c.DummyAuthenticator.password = ' + repr(secrets.token_urlsafe(12)) + '  # tests only'
              if authenticator == "dummy" else "")
+    chp = hub_tools()["configurable-http-proxy"]  # found now (e.g. .venv/node_modules): no PATH to set later
+    proxy_command = (f"c.ConfigurableHTTPProxy.command = [{chp!r}]" if chp
+                     else "# configurable-http-proxy: found on the hub's PATH (npm install -g configurable-http-proxy)")
     config = directory / "jupyterhub_config.py"
     config.write_text(HUB_CONFIG.format(
         when=time.strftime("%Y-%m-%d %H:%M"), config=str(config), venv=str(venv),
@@ -389,7 +399,7 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         db=f"sqlite:///{directory / 'jupyterhub.sqlite'}", pid=str(directory / "jupyterhub.pid"),
         authenticator=auth[authenticator], learners=sorted(learners), admins=sorted(admins), extra_auth=extra,
         start=str(start), environment=env, dashboard_port=dashboard_port, hub_api_port=hub_api_port,
-        proxy_api_port=proxy_api_port, python=sys.executable,
+        proxy_api_port=proxy_api_port, python=str(venv / "bin" / "python"), proxy_command=proxy_command,
         room=str(room_dir)))
     link = nbgitpuller_link(hub_url, repo, branch)
     (directory / "nbgitpuller-link.txt").write_text(link + "\n")
@@ -404,7 +414,14 @@ def _shell_quote(text: str) -> str:
 
 
 def hub_tools() -> dict[str, str | None]:
-    """Where jupyterhub and configurable-http-proxy are (None: not installed)."""
-    venv_bin = Path(sys.prefix) / "bin"
-    return {name: (str(venv_bin / name) if (venv_bin / name).exists() else shutil.which(name))
-            for name in ("jupyterhub", "jupyterhub-singleuser", "configurable-http-proxy")}
+    """Where jupyterhub and configurable-http-proxy are (None: not installed).
+
+    Looked up in this installation's bin/, then its node_modules/.bin/ (`make hub` runs
+    `npm install --prefix .venv configurable-http-proxy`), then PATH.
+    """
+    places = [Path(sys.prefix) / "bin", Path(sys.prefix) / "node_modules" / ".bin"]
+    found = {}
+    for name in ("jupyterhub", "jupyterhub-singleuser", "configurable-http-proxy"):
+        local = [str(p / name) for p in places if (p / name).exists()]
+        found[name] = local[0] if local else shutil.which(name)
+    return found

@@ -89,8 +89,8 @@ def build(friendly, emit, UserError) -> click.Group:
                    f"dashboard  : {files['dashboard']}\nhand out   : {files['link']}")
         missing = [k for k, v in tools.items() if v is None]
         if missing:
-            click.echo(f"still needed: {', '.join(missing)} (pip install jupyterhub nbgitpuller; "
-                       f"npm install -g configurable-http-proxy)", err=True)
+            click.echo(f"still needed: {', '.join(missing)} (make hub: pip install -e .[hub] and "
+                       f"npm install --prefix .venv configurable-http-proxy; then run init again)", err=True)
         click.echo(f"start      : jupyterhub -f {files['config']}   (as root, for local users)")
 
 
@@ -101,8 +101,10 @@ def build(friendly, emit, UserError) -> click.Group:
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--prefix", default="", help="The path a proxy serves it under (JupyterHub: /services/room).")
     @click.option("--once", is_flag=True, help="Print the room as JSON and exit.")
+    @click.option("--hub-auth", is_flag=True,
+                  help="Behind the hub's login (as a JupyterHub service: `workshop init` sets it).")
     @friendly
-    def dashboard_command(room_dir: Path, port: int, host: str, prefix: str, once: bool) -> None:
+    def dashboard_command(room_dir: Path, port: int, host: str, prefix: str, once: bool, hub_auth: bool) -> None:
         """Serve the instructor's room dashboard: one row per learner and the tier-ladder leaderboard."""
         from seckill.course import dashboard
 
@@ -110,6 +112,18 @@ def build(friendly, emit, UserError) -> click.Group:
             raise UserError(f"no room log at {room_dir}; run `seckill workshop init` or give --room")
         if once:
             emit(dashboard.snapshot(room_dir), True, "")
+            return
+        if hub_auth:
+            try:
+                dashboard.serve_behind_hub(room_dir, host, port)
+            except ImportError:
+                raise UserError("--hub-auth needs jupyterhub: pip install -e .[hub] (or make hub)") from None
+            except RuntimeError as exc:
+                raise UserError(str(exc)) from None
+            except OSError as exc:
+                raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); give another --port") from None
+            except KeyboardInterrupt:
+                pass
             return
         try:
             server = dashboard.make_server(room_dir, host, port, prefix)

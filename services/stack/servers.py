@@ -104,10 +104,12 @@ def postgres_home(s: Settings) -> Path:
     """Where the cluster lives: .run/postgres, or a reachable folder it links to."""
     home = s.run_dir / "postgres"
     user = _postgres_user()
-    if user is None or home.is_symlink():
+    if home.is_symlink():
         # the link's target: the postgres user may not traverse .run/ (a run dir of mode 0700)
         return home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)  # a fresh run dir (a learner's first `seckill up`) has none
+    if user is None:
+        return home
     shutil.chown(home, user=user)
     if _reachable_by(user, home):
         return home
