@@ -189,6 +189,31 @@ def refusals_recorded(ctx, mod) -> None:
            f"recorded reasons for bob, ann again, unknown product: {reasons}")
 
 
+def batch_decides_like_handle(ctx, mod) -> None:
+    from seckill.stack import db
+
+    conn = _setup(ctx, 2)
+    consumer = _consumer(ctx, mod)
+    ann = _order("ann")
+    consumer.handle(ann)
+    names = ["ann's order again", "bob", "cat", "bob again", "unknown product"]
+    batch = [dict(ann), _order("bob", n=1), _order("cat", n=2), _order("bob", n=3), _order("dan", P + 1000, n=4)]
+    answers = consumer.handle_batch([dict(o) for o in batch])
+    refused = dict(conn.execute("SELECT order_id, reason FROM order_rejections").fetchall())
+    decided = {name: (db.order_status(conn, o["order_id"]), refused.get(o["order_id"]))
+               for name, o in zip(names, batch)}
+    expect(answers == [False, True, False, False, False] and _facts(conn) == (2, 0)
+           and decided == {"ann's order again": ("confirmed", None), "bob": ("confirmed", None),
+                           "cat": ("rejected", "sold_out"), "bob again": ("rejected", "already_bought"),
+                           "unknown product": ("rejected", "unknown_product")},
+           "handle_batch must decide every order of a batch as handle would, one after the other: a copy of an "
+           "order handled before changes nothing, and each other order is written or refused with its own "
+           "reason (sold_out, already_bought, unknown_product), also when the batch mixes redelivered copies "
+           "with new orders (a consumer restarted after a crash gets exactly such batches).",
+           f"stock 2, ann's order already written; one batch of ann's order again, bob, cat, bob again, an "
+           f"unknown product: answers {answers}, (orders, stock) = {_facts(conn)}, (status, reason) {decided}")
+
+
 def run_decides_every_order(ctx, mod) -> None:
     from seckill.stack import db
 
@@ -358,6 +383,7 @@ CHECKS = [
           depends=("run writes the published orders and empties the queue",)),
     Check("close() ends the database session", close_ends_session, HINT),
     Check("every refusal is recorded with its reason; statuses answer", refusals_recorded, HINT),
+    Check("handle_batch decides each order as handle would, with its reason", batch_decides_like_handle, HINT),
     Check("run decides every order: confirmed or rejected, none pending", run_decides_every_order, HINT,
           timeout=30.0, depends=("run writes the published orders and empties the queue",)),
     Check("handle: a write failing once, then redelivery, ends as without the fault", handle_failpoints, HINT,
