@@ -20,7 +20,7 @@ help:
 	@echo "make test               run every test (real Redis, RabbitMQ, PostgreSQL)"
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
-	@echo "make mutants            optional: the graders' mutation score per lab (cosmic-ray, ~25 min)"
+	@echo "make mutants            optional: the graders' mutation score per lab (cosmic-ray, ~1 h)"
 	@echo "make hub                optional, hub hosts: jupyterhub (pip) + configurable-http-proxy (npm)"
 
 # The venv, rebuilt when pyproject.toml changes.

@@ -833,4 +833,21 @@ ZH: dict[str, str] = {
         "缺少 {', '.join((s.binary for s in servers))}：用 `sudo apt-get install -y {apt}`（Debian/Ubuntu）"
         "、`brew install {brew}`（macOS）或 `conda install -c conda-forge {conda}` 安装，"
         "然后再运行一次这条命令",
+    "--hub-auth needs jupyterhub: pip install -e .[hub] (or make hub)":
+        "--hub-auth 需要 jupyterhub：pip install -e .[hub]（或者 make hub）",
+    "a batch of 300 orders for 300 products is written whole": "300 个商品各一单、共 300 单的一批订单能整批写入",
+    "handle_batch decides each order as handle would, with its reason":
+        "handle_batch 对每一单的判定都和 handle 一样，并带上各自的原因",
+    "handle_batch must decide every order of a batch as handle would, one after the other: a copy of an order "
+    "handled before changes nothing, and each other order is written or refused with its own reason (sold_out, "
+    "already_bought, unknown_product), also when the batch mixes redelivered copies with new orders (a consumer "
+    "restarted after a crash gets exactly such batches).":
+        "handle_batch 必须像 handle 那样逐单判定一批订单里的每一单：已经处理过的订单再来一份副本，什么都不改变；"
+        "其余每一单要么写入，要么带着自己的原因被拒绝（sold_out、already_bought、unknown_product），"
+        "即使这一批里既有重新投递的副本、也有新订单（消费者崩溃重启后拿到的正是这样的批次）。",
+    "handle_batch must write a batch of any size: a batch is as large as the consumer's prefetch and batch size "
+    "allow, and they may be set well above the defaults. Nothing in a batch of orders that all have stock may be "
+    "refused because of how many there are.":
+        "handle_batch 必须能写入任意大小的一批订单：一批有多大，取决于消费者的 prefetch 和批量大小，"
+        "而它们可以设得远大于默认值。一批订单只要都有库存，就不能因为数量多而拒绝其中任何一单。",
 }

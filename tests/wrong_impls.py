@@ -331,6 +331,14 @@ MISTAKES.update({
       '    def handle(self, order: dict) -> bool:\n        try:\n            return self._handle(order)\n'
       '        except psycopg.Error:\n            self._pg = None\n            return False\n\n'
       '    def _handle(self, order: dict) -> bool:\n')]),
+ 'consumer/batch_stops_at_redelivery': ('handle_batch stops deciding at the first copy of an order handled before: the new orders after it in the batch stay pending.', 'consumer.py',
+    [('                        continue  # a copy of an order already handled: nothing to record\n',
+      '                        break  # a copy of an order already handled: nothing more to record\n')]),
+ 'consumer/guard_compares_identity': ('the stock guard compares the row count with `is not`: true for equal ints above 256, so a batch of more than 256 products is refused.', 'consumer.py',
+    [('                if cur.rowcount != len(taken):\n', '                if cur.rowcount is not len(taken):\n')]),
+ 'consumer/batch_reasons_all_sold_out': ('handle_batch records every refusal as sold_out (second purchases and unknown products too).', 'consumer.py',
+    [('                        reason = "unknown_product"\n', '                        reason = "sold_out"\n'),
+     ('                        reason = "already_bought"\n', '                        reason = "sold_out"\n')]),
 })
 
 
@@ -434,4 +442,7 @@ CAUGHT_BY: dict[str, tuple[str, str]] = {
     "consumer/requeues_poison": ("protocol", "malformed"),
     "consumer/close_keeps_session": ("resources", "close() ends the database session"),
     "consumer/handle_swallows_db_errors": ("partial failure", "handle: a write failing once"),
+    "consumer/batch_stops_at_redelivery": ("records", "handle_batch decides each order"),
+    "consumer/batch_reasons_all_sold_out": ("records", "handle_batch decides each order"),
+    "consumer/guard_compares_identity": ("contract", "a batch of 300 orders"),
 }

@@ -2,7 +2,9 @@
 
     python tools/mutants.py                    # every lab
     python tools/mutants.py token_bucket stock # some labs
-    python tools/mutants.py --list-survivors   # and print each surviving mutant's diff
+    python tools/mutants.py --list-survivors   # and print each surviving mutant's diff (with its number)
+    python tools/mutants.py consumer --only 31-56  # grade only these mutants (1-based numbers, below)
+    python tools/mutants.py consumer --only 12     # grade one mutant again (e.g. a suspected timeout)
 
 Why cosmic-ray (PyPI) and not mutmut? The test command here is not pytest but the grader itself
 (`seckill grade LAB --impl FOLDER`, exit 0 = every check passed = the mutant SURVIVED), and cosmic-ray
@@ -17,9 +19,15 @@ Only the code a learner writes is mutated (between `# BEGIN SOLUTION` and `# END
 of each module is given to the learner unchanged, so the graders do not have to judge it.
 
 cosmic-ray lives in its own virtualenv (.run/mutants/venv), installed on first use, so the course's .venv
-stays as `make tools` made it. Sessions are kept in .run/mutants/<lab>.sqlite; run again to resume.
-Not part of `make test`: it grades
-every mutant, minutes per lab.
+stays as `make tools` made it. Sessions are kept in .run/mutants/<lab>.sqlite; run again to resume
+(the mutants already graded keep their result). Mutants are numbered 1…N in the order of their place in
+the file (line, column, operator); `--only A-B` grades just those (again, if they were graded), the
+summary still counts every graded mutant of the session.
+
+The grader starts its own stack (servers under .run/mutants/run). With SECKILL_TEST_SLOT=N exported, its
+ports move by 100*N exactly as the tests' (tests/conftest.py), so the run does not collide with a test
+run or another checkout on the same machine; a SECKILL_*_PORT given explicitly still wins.
+Not part of `make test`: it grades every mutant, minutes per lab.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -40,6 +49,9 @@ VENV = WORK / "venv"
 COSMIC_RAY = "cosmic-ray==8.7.0"
 LABS = ["token_bucket", "rate_limit", "stock", "producer", "consumer"]
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+# The test stack's ports, as tests/conftest.py sets them; SECKILL_TEST_SLOT=N adds 100*N to each.
+TEST_PORTS = {"REDIS": 17379, "POSTGRES": 17432, "AMQP": 17672, "RABBITMQ_DIST": 17673, "EPMD": 17369,
+              "GATEWAY": 19000, "NGINX": 19080, "REDIS_REPLICA": 17380, "SENTINEL": 17381}
 
 
 def say(line: str) -> None:
@@ -82,7 +94,61 @@ def config(lab: str, source: Path) -> Path:
     return path
 
 
-def run_lab(exe: Path, lab: str) -> dict:
+def parse_only(text: str) -> tuple[int, int]:
+    """'A-B' or 'N' -> (first, last), 1-based and inclusive; argparse reports a ValueError as a usage error."""
+    first, _, last = text.partition("-")
+    first_n, last_n = int(first), int(last or first)
+    if not 1 <= first_n <= last_n:
+        raise ValueError(text)
+    return first_n, last_n
+
+
+def numbered(db: sqlite3.Connection) -> list[str]:
+    """The session's job ids in mutant-number order (1-based position = number): by place in the file."""
+    return [job for (job,) in db.execute(
+        "SELECT job_id FROM mutation_specs "
+        "ORDER BY start_pos_row, start_pos_col, operator_name, occurrence, job_id")]
+
+
+def exec_selected(exe: Path, cfg: Path, session: Path, only: tuple[int, int] | None) -> None:
+    """Grade the pending mutants, or with `only` just the mutants so numbered (graded again if they were).
+
+    A selection runs in a copy of the session holding only those mutants; their results are copied back
+    (even after an interruption), so the session itself never loses a mutant.
+    """
+    target = session
+    if only is not None:
+        with sqlite3.connect(session) as db:
+            jobs = numbered(db)
+        if only[1] > len(jobs):
+            raise SystemExit(f"mutants: --only {only[0]}-{only[1]}: this lab has {len(jobs)} mutants (1-{len(jobs)})")
+        chosen = jobs[only[0] - 1:only[1]]
+        target = session.with_suffix(".only.sqlite")
+        shutil.copyfile(session, target)
+        with sqlite3.connect(target) as db:
+            db.execute("CREATE TEMP TABLE chosen (job_id TEXT PRIMARY KEY)")
+            db.executemany("INSERT INTO chosen VALUES (?)", [(j,) for j in chosen])
+            for table in ("work_results", "mutation_specs", "work_items"):
+                db.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM chosen)")
+            db.execute("DELETE FROM work_results")  # graded again
+    worker = subprocess.Popen([str(exe), "exec", str(cfg), str(target)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        if worker.wait() != 0:
+            raise SystemExit(f"mutants: cosmic-ray exec failed for {cfg.stem} (exit {worker.returncode})")
+    finally:
+        if worker.poll() is None:  # interrupted: stop it before restoring the file it mutates
+            worker.terminate()
+            worker.wait()
+        if target != session:
+            with sqlite3.connect(session) as db:
+                db.execute("ATTACH DATABASE ? AS only", (str(target),))
+                db.execute("INSERT OR REPLACE INTO work_results SELECT * FROM only.work_results")
+                db.commit()
+                db.execute("DETACH DATABASE only")
+            target.unlink()
+
+
+def run_lab(exe: Path, lab: str, only: tuple[int, int] | None = None) -> dict:
     reference = ROOT / "solutions" / f"{lab}.py"
     source = WORK / "src" / f"{lab}.py"
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -102,28 +168,23 @@ def run_lab(exe: Path, lab: str) -> dict:
                         if row not in keep]
                 db.executemany("DELETE FROM mutation_specs WHERE job_id = ?", [(j,) for j in gone])
                 db.executemany("DELETE FROM work_items WHERE job_id = ?", [(j,) for j in gone])
-        worker = subprocess.Popen([str(exe), "exec", str(cfg), str(session)], cwd=ROOT,
-                                  stdout=subprocess.DEVNULL)
-        try:
-            if worker.wait() != 0:
-                raise SystemExit(f"mutants: cosmic-ray exec failed for {lab} (exit {worker.returncode})")
-        finally:
-            if worker.poll() is None:  # interrupted: stop it before restoring the file it mutates
-                worker.terminate()
-                worker.wait()
+        exec_selected(exe, cfg, session, only)
     finally:
         if source.read_bytes() != original:
             source.write_bytes(original)
     with sqlite3.connect(session) as db:
-        rows = db.execute(
-            "SELECT m.operator_name, m.start_pos_row, r.test_outcome, r.diff FROM mutation_specs m "
-            "JOIN work_results r USING (job_id) ORDER BY m.start_pos_row").fetchall()
-    killed = [r for r in rows if str(r[2]).lower() == "killed"]
-    survived = [r for r in rows if str(r[2]).lower() == "survived"]
-    incompetent = [r for r in rows if str(r[2]).lower() == "incompetent"]
-    return {"lab": lab, "mutants": len(rows), "killed": len(killed), "survived": len(survived),
+        number = {job: n for n, job in enumerate(numbered(db), 1)}
+        rows = sorted((number[job], op, line, outcome, diff) for job, op, line, outcome, diff in db.execute(
+            "SELECT m.job_id, m.operator_name, m.start_pos_row, r.test_outcome, r.diff FROM mutation_specs m "
+            "JOIN work_results r USING (job_id)"))
+        total = len(number)
+    killed = [r for r in rows if str(r[3]).lower() == "killed"]
+    survived = [r for r in rows if str(r[3]).lower() == "survived"]
+    incompetent = [r for r in rows if str(r[3]).lower() == "incompetent"]
+    return {"lab": lab, "mutants": total, "graded": len(rows), "killed": len(killed), "survived": len(survived),
             "incompetent": len(incompetent), "seconds": round(time.monotonic() - t0),
-            "survivors": [{"operator": op, "line": line, "diff": diff} for op, line, _o, diff in survived]}
+            "survivors": [{"number": n, "operator": op, "line": line, "diff": diff}
+                          for n, op, line, _o, diff in survived]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("labs", nargs="*", help=f"labs to mutate (default: all of {', '.join(LABS)})")
     parser.add_argument("--list-survivors", action="store_true", help="print each surviving mutant's diff")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--only", metavar="A-B", type=parse_only,
+                        help="grade only mutants A to B (or one, N) of the lab, numbered 1… by place in the file "
+                             "as --list-survivors shows them; again if already graded; the rest stay as they are")
     args = parser.parse_args(argv)
     labs = args.labs or LABS
+    if args.only and len(labs) != 1:
+        print("mutants: --only numbers the mutants of one lab; name that lab, e.g. "
+              "tools/mutants.py consumer --only 31-56", file=sys.stderr)
+        return 2
     unknown = [lab for lab in labs if lab not in LABS]
     if unknown:
         print(f"mutants: unknown lab {unknown[0]!r}; the labs are: {', '.join(LABS)}", file=sys.stderr)
@@ -140,24 +208,33 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up that restores the copy
     os.environ.setdefault("SECKILL_RUN_DIR", str(WORK / "run"))  # grading progress stays out of .run/
+    slot = os.environ.get("SECKILL_TEST_SLOT", "")
+    if slot:
+        if not slot.isdigit():
+            print(f"mutants: SECKILL_TEST_SLOT={slot!r} is not a whole number; unset it or give e.g. 5",
+                  file=sys.stderr)
+            return 2
+        for name, port in TEST_PORTS.items():
+            os.environ.setdefault(f"SECKILL_{name}_PORT", str(port + 100 * int(slot)))
     exe = ensure_cosmic_ray()
     results = []
     for lab in labs:
         say(f"• {lab}: grading every mutant of the code a learner writes …")
-        results.append(run_lab(exe, lab))
+        results.append(run_lab(exe, lab, args.only))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     say("")
-    say(f"{'lab':<14}{'mutants':>8}{'killed':>8}{'survived':>9}{'score':>8}{'time':>8}")
+    say(f"{'lab':<14}{'mutants':>8}{'graded':>8}{'killed':>8}{'survived':>9}{'score':>8}{'time':>8}")
     for r in results:
         graded = r["killed"] + r["survived"]
         score = f"{100 * r['killed'] / graded:.0f}%" if graded else "-"
-        say(f"{r['lab']:<14}{r['mutants']:>8}{r['killed']:>8}{r['survived']:>9}{score:>8}{r['seconds']:>7}s")
+        say(f"{r['lab']:<14}{r['mutants']:>8}{r['graded']:>8}{r['killed']:>8}{r['survived']:>9}{score:>8}"
+            f"{r['seconds']:>7}s")
     if args.list_survivors:
         for r in results:
             for s in r["survivors"]:
-                say(f"\n--- {r['lab']} line {s['line']} ({s['operator']})\n{s['diff'].strip()}")
+                say(f"\n--- {r['lab']} mutant {s['number']}, line {s['line']} ({s['operator']})\n{s['diff'].strip()}")
     return 0
 
 

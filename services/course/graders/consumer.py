@@ -189,6 +189,54 @@ def refusals_recorded(ctx, mod) -> None:
            f"recorded reasons for bob, ann again, unknown product: {reasons}")
 
 
+def batch_decides_like_handle(ctx, mod) -> None:
+    from seckill.stack import db
+
+    conn = _setup(ctx, 2)
+    consumer = _consumer(ctx, mod)
+    ann = _order("ann")
+    consumer.handle(ann)
+    names = ["ann's order again", "bob", "cat", "bob again", "unknown product"]
+    batch = [dict(ann), _order("bob", n=1), _order("cat", n=2), _order("bob", n=3), _order("dan", P + 1000, n=4)]
+    answers = consumer.handle_batch([dict(o) for o in batch])
+    refused = dict(conn.execute("SELECT order_id, reason FROM order_rejections").fetchall())
+    decided = {name: (db.order_status(conn, o["order_id"]), refused.get(o["order_id"]))
+               for name, o in zip(names, batch)}
+    expect(answers == [False, True, False, False, False] and _facts(conn) == (2, 0)
+           and decided == {"ann's order again": ("confirmed", None), "bob": ("confirmed", None),
+                           "cat": ("rejected", "sold_out"), "bob again": ("rejected", "already_bought"),
+                           "unknown product": ("rejected", "unknown_product")},
+           "handle_batch must decide every order of a batch as handle would, one after the other: a copy of an "
+           "order handled before changes nothing, and each other order is written or refused with its own "
+           "reason (sold_out, already_bought, unknown_product), also when the batch mixes redelivered copies "
+           "with new orders (a consumer restarted after a crash gets exactly such batches).",
+           f"stock 2, ann's order already written; one batch of ann's order again, bob, cat, bob again, an "
+           f"unknown product: answers {answers}, (orders, stock) = {_facts(conn)}, (status, reason) {decided}")
+
+
+def large_batch(ctx, mod) -> None:
+    conn = ctx.pg()
+    n, first = 300, 1000
+    conn.execute("INSERT INTO products (id, name, stock, initial_stock) "
+                 "SELECT g, 'grader', 1, 1 FROM generate_series(%s::bigint, %s::bigint) AS g", (first, first + n - 1))
+    orders = [_order(f"u{i}", product_id=first + i, n=i) for i in range(n)]
+    try:
+        answers = _consumer(ctx, mod).handle_batch(orders)
+        said = f"{answers.count(True)} answered True"
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # the batch refused as a whole: that is the finding, not a crash of the check
+        answers, said = None, f"handle_batch raised {type(exc).__name__}: {str(exc)[:120]}"
+    written = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    left = conn.execute("SELECT sum(stock) FROM products").fetchone()[0]
+    expect(answers == [True] * n and written == n and left == 0,
+           "handle_batch must write a batch of any size: a batch is as large as the consumer's prefetch and batch "
+           "size allow, and they may be set well above the defaults. Nothing in a batch of orders that all have "
+           "stock may be refused because of how many there are.",
+           f"one batch of {n} orders, one for each of {n} products with 1 in stock: {said}, {written} written, "
+           f"{left} items left in stock (expected {n} True, {n} written, 0 left)")
+
+
 def run_decides_every_order(ctx, mod) -> None:
     from seckill.stack import db
 
@@ -358,6 +406,8 @@ CHECKS = [
           depends=("run writes the published orders and empties the queue",)),
     Check("close() ends the database session", close_ends_session, HINT),
     Check("every refusal is recorded with its reason; statuses answer", refusals_recorded, HINT),
+    Check("handle_batch decides each order as handle would, with its reason", batch_decides_like_handle, HINT),
+    Check("a batch of 300 orders for 300 products is written whole", large_batch, HINT, timeout=30.0),
     Check("run decides every order: confirmed or rejected, none pending", run_decides_every_order, HINT,
           timeout=30.0, depends=("run writes the published orders and empties the queue",)),
     Check("handle: a write failing once, then redelivery, ends as without the fault", handle_failpoints, HINT,
