@@ -1,17 +1,19 @@
-"""`make test`: the native suite in the foreground, the Docker-backend suite beside it.
+"""`make test`: three pytest processes side by side — the native suite, the notebooks, the Docker backend.
 
-Why two processes: the Docker suite (tests/test_docker_backend.py) spends most of
-its 13–18 minutes waiting for containers to start and stop, and so does much of
-the native suite waiting for servers and timeouts. Run one after the other they
-take over 30 minutes on 2 cores; side by side, about the time of the longer one.
-They cannot collide: the Docker suite runs in test slot 10 (its own ports, +1000,
-and run dir .run/test10), its own dockerd and Compose project.
+Why three: much of the suite waits — for servers to start and stop, for fixed
+load-test and failure-lab windows, for containers — rather than computes. Run one
+after the other, the native suite (about 20 minutes, most of it notebooks and
+graders), the notebooks (24 runs, both editions, about 13) and the Docker-backend
+suite (7–18 minutes) took over 30 minutes on 2 cores; side by side, about the
+time of the longest. They cannot collide: each runs in its own test slot (own
+ports, own run dir .run/testN, own stack; the Docker suite its own dockerd and
+Compose project), the notebooks in slot 11, the Docker suite in slot 10.
 
-    python tools/run_tests.py            # both suites; exit 0 only when both pass
+    python tools/run_tests.py            # all three; exit 0 only when all pass
     python tools/run_tests.py ARGS...    # plain pytest ARGS (e.g. one file), nothing beside it
 
-The Docker suite's output goes to .run/docker-suite.log; its summary is printed
-after the native suite's, so the last line is a pytest closing line either way.
+The side suites' output goes to .run/<name>-suite.log; their summaries are
+printed after the native suite's, so the last line is a pytest closing line.
 """
 
 from __future__ import annotations
@@ -23,36 +25,46 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-DOCKER_SUITE = "tests/test_docker_backend.py"
-DOCKER_SLOT = "10"
+# (name, test file, test slot): each runs beside the native suite, which leaves them out
+SIDE_SUITES = [("notebooks", "tests/test_notebooks.py", "11"),
+               ("docker", "tests/test_docker_backend.py", "10")]
+TITLES = {"notebooks": "Notebooks (both editions)", "docker": "Docker-backend suite"}
 
 
 def main(argv: list[str]) -> int:
     if argv:
         return subprocess.call([PYTHON, "-m", "pytest", *argv], cwd=REPO)
-    log_path = REPO / ".run" / "docker-suite.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, SECKILL_TEST_SLOT=DOCKER_SLOT)
-    print(f"• the Docker-backend suite runs beside this one (test slot {DOCKER_SLOT}); its log: "
-          f"{log_path.relative_to(REPO)}", flush=True)
-    with open(log_path, "w") as log:
-        docker = subprocess.Popen([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", DOCKER_SUITE],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
-        try:
-            native = subprocess.call([PYTHON, "-m", "pytest", f"--ignore={DOCKER_SUITE}"], cwd=REPO)
-            docker_rc = docker.wait()
-        except KeyboardInterrupt:
-            docker.terminate()
-            docker.wait()
-            raise
-    lines = log_path.read_text(errors="replace").splitlines()
-    failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
-    print(f"\n===== Docker-backend suite (exit {docker_rc}); whole log: {log_path.relative_to(REPO)} =====")
-    for line in failures[:40]:
-        print(line)
-    print(lines[-1] if lines else "no output (did it start?)")
-    return native or docker_rc
+    (REPO / ".run").mkdir(exist_ok=True)
+    side = {}
+    for name, path, slot in SIDE_SUITES:
+        log_path = REPO / ".run" / f"{name}-suite.log"
+        print(f"• {TITLES[name]} runs beside this one (test slot {slot}); its log: {log_path.relative_to(REPO)}",
+              flush=True)
+        log = open(log_path, "w")
+        env = dict(os.environ, SECKILL_TEST_SLOT=slot)
+        side[name] = (subprocess.Popen([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", path], cwd=REPO,
+                                       env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL),
+                      log, log_path)
+    try:
+        native = subprocess.call([PYTHON, "-m", "pytest", *(f"--ignore={p}" for _n, p, _s in SIDE_SUITES)],
+                                 cwd=REPO)
+        codes = {name: proc.wait() for name, (proc, _log, _path) in side.items()}
+    except KeyboardInterrupt:
+        for proc, _log, _path in side.values():
+            proc.terminate()
+            proc.wait()
+        raise
+    finally:
+        for _proc, log, _path in side.values():
+            log.close()
+    for name, (_proc, _log, log_path) in side.items():
+        lines = log_path.read_text(errors="replace").splitlines()
+        failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+        print(f"\n===== {TITLES[name]} (exit {codes[name]}); whole log: {log_path.relative_to(REPO)} =====")
+        for line in failures[:40]:
+            print(line)
+        print(lines[-1] if lines else "no output (did it start?)")
+    return native or next((code for code in codes.values() if code), 0)
 
 
 if __name__ == "__main__":
