@@ -9,6 +9,7 @@ session (about 6 s, RabbitMQ being the slow one) and is stopped at the end, so
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -40,7 +41,8 @@ import psycopg  # noqa: E402
 import pytest  # noqa: E402
 import redis  # noqa: E402
 
-from seckill import stack
+from seckill import stack  # noqa: E402
+from seckill.stack import processes  # noqa: E402
 from seckill.system import tiers  # noqa: E402
 from seckill.config import settings  # noqa: E402
 
@@ -123,20 +125,16 @@ def results_dir(tmp_path_factory):
         yield path
 
 
-def _queue_consumers(amqp: str) -> int | None:
+def _queue_consumers(s) -> int | None:
     """Consumers on the orders queue of the test stack, or None when RabbitMQ is not up."""
-    import socket
-
-    with socket.socket() as probe:  # not up: say so without pika logging a failed connection
-        probe.settimeout(0.5)
-        if probe.connect_ex(("127.0.0.1", settings().ports.amqp)) != 0:
-            return None
+    if not processes.port_open(s.ports.amqp):  # not up: say so without pika logging a failed connection
+        return None
     try:
-        connection = pika.BlockingConnection(pika.URLParameters(amqp))
+        connection = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
     except Exception:
         return None
     try:
-        return connection.channel().queue_declare(settings().queue, passive=True).method.consumer_count
+        return connection.channel().queue_declare(s.queue, passive=True).method.consumer_count
     except Exception:
         return None
     finally:
@@ -165,11 +163,8 @@ def no_consumer_left_behind(request):
     ("nothing consumes the queue"): say which module, and who is connected."""
     yield
     s = settings()
-    amqp = s.amqp_url
-    import time
-
     for _ in range(20):  # a stopping process may take a moment to close its connection
-        left = _queue_consumers(amqp)
+        left = _queue_consumers(s)
         if not left:
             return
         time.sleep(0.5)
