@@ -163,6 +163,11 @@ def _scenario() -> list[dict]:
     return [_order("ann", n=0), _order("bob", n=1), _order("cat", n=2), _order("ann", n=3)]
 
 
+def _scenario_names(orders: list[dict]) -> dict[str, str]:
+    """order id → the name a hint gives it ("ann again" for ann's second order)."""
+    return {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+
+
 REASONS = {"ann": None, "bob": None, "cat": "sold_out"}
 
 
@@ -271,7 +276,7 @@ def _handle_with_retry(ctx, mod, order: dict) -> None:
 def handle_failpoints(ctx, mod) -> None:
     conn = _setup(ctx, 2)
     orders = _scenario()
-    names = {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+    names = _scenario_names(orders)
     for order in orders:
         _handle_with_retry(ctx, mod, order)
     clean = _books(conn)
@@ -294,7 +299,7 @@ def handle_failpoints(ctx, mod) -> None:
 
 def run_failpoints(ctx, mod) -> None:
     orders = _scenario()
-    names = {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+    names = _scenario_names(orders)
     clean = None
     for site in [None] + [(table, op) for table, op in PG_SITES if op != "DELETE"]:
         conn = _setup(ctx, 2)
@@ -325,7 +330,7 @@ def run_failpoints(ctx, mod) -> None:
 
 def killed_before_ack(ctx, mod) -> None:
     orders = _scenario()
-    names = {o["order_id"]: name for o, name in zip(orders, ["ann", "bob", "cat", "ann again"])}
+    names = _scenario_names(orders)
     conn = _setup(ctx, 2)
     queue = ctx.queue()
     _publish(ctx, queue, orders)
