@@ -24,12 +24,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-# (name, test files, test slot): each runs beside the native suite, which leaves them out. The
+# (name, title, test files, test slot): each runs beside the native suite, which leaves them out. The
 # split is by measured time (fresh clone, 2 cores): native 25.6 min with notebooks (15.5) and
 # Docker (9) beside it; the graders (about 7) moved beside the notebooks to even the two out.
-SIDE_SUITES = [("notebooks", ("tests/test_notebooks.py", "tests/test_graders.py"), "11"),
-               ("docker", ("tests/test_docker_backend.py",), "10")]
-TITLES = {"notebooks": "Notebooks (both editions) and graders", "docker": "Docker-backend suite"}
+SIDE_SUITES = [("notebooks", "Notebooks (both editions) and graders",
+                ("tests/test_notebooks.py", "tests/test_graders.py"), "11"),
+               ("docker", "Docker-backend suite", ("tests/test_docker_backend.py",), "10")]
 
 
 def main(argv: list[str]) -> int:
@@ -37,19 +37,19 @@ def main(argv: list[str]) -> int:
         return subprocess.call([PYTHON, "-m", "pytest", *argv], cwd=REPO)
     (REPO / ".run").mkdir(exist_ok=True)
     side = {}
-    for name, paths, slot in SIDE_SUITES:
+    for name, title, paths, slot in SIDE_SUITES:
         log_path = REPO / ".run" / f"{name}-suite.log"
-        print(f"• {TITLES[name]} runs beside this one (test slot {slot}); its log: {log_path.relative_to(REPO)}",
+        print(f"• {title} runs beside this one (test slot {slot}); its log: {log_path.relative_to(REPO)}",
               flush=True)
         log = open(log_path, "w")
         env = dict(os.environ, SECKILL_TEST_SLOT=slot)
-        side[name] = (subprocess.Popen([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths], cwd=REPO,
-                                       env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL),
-                      log, log_path)
+        side[title] = (subprocess.Popen([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths], cwd=REPO,
+                                        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL),
+                       log, log_path)
     try:
-        ignored = [f"--ignore={path}" for _name, paths, _slot in SIDE_SUITES for path in paths]
+        ignored = [f"--ignore={path}" for _name, _title, paths, _slot in SIDE_SUITES for path in paths]
         native = subprocess.call([PYTHON, "-m", "pytest", *ignored], cwd=REPO)
-        codes = {name: proc.wait() for name, (proc, _log, _path) in side.items()}
+        codes = {title: proc.wait() for title, (proc, _log, _path) in side.items()}
     except KeyboardInterrupt:
         for proc, _log, _path in side.values():
             proc.terminate()
@@ -58,10 +58,10 @@ def main(argv: list[str]) -> int:
     finally:
         for _proc, log, _path in side.values():
             log.close()
-    for name, (_proc, _log, log_path) in side.items():
+    for title, (_proc, _log, log_path) in side.items():
         lines = log_path.read_text(errors="replace").splitlines()
         failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
-        print(f"\n===== {TITLES[name]} (exit {codes[name]}); whole log: {log_path.relative_to(REPO)} =====")
+        print(f"\n===== {title} (exit {codes[title]}); whole log: {log_path.relative_to(REPO)} =====")
         for line in failures[:40]:
             print(line)
         print(lines[-1] if lines else "no output (did it start?)")
