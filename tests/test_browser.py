@@ -116,8 +116,9 @@ def lab(stack_urls, tmp_path_factory):
         tiers.down(out=None)  # notebook 00 starts tier flask; never leave it behind after a failure
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def headless_chromium(profile: Path):
+    """A headless chromium under selenium with CHROME_FLAGS and a profile of its own (also the workshop
+    dashboard tests'); pytest.fail names the package when chromium or its driver is missing."""
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not os.path.exists(path):
             pytest.fail(f"{path} is missing: run `seckill install-servers --with-tools` "
@@ -128,9 +129,14 @@ def browser(tmp_path_factory):
     os.environ["SE_OFFLINE"] = "true"  # belt and braces: selenium-manager must never download anything
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"))
     driver.set_script_timeout(30)
     try:
         yield driver

@@ -100,25 +100,16 @@ def test_leaderboard_ranks_clean_runs_by_sell_through_then_tier_and_disqualifies
 
 
 def test_dashboard_in_a_real_browser_shows_three_learners_and_the_ladder(tmp_path, monkeypatch):
-    from test_browser import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM
+    from test_browser import headless_chromium
 
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("chromium and chromium-driver are missing: run `seckill install-servers --with-tools`")
     room_dir = _room(tmp_path, monkeypatch)
     server = dashboard.make_server(room_dir, port=0, prefix="/services/room")
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "profile")
     try:
         driver.get(f"http://127.0.0.1:{port}/services/room/")
         learners = driver.find_elements(By.CSS_SELECTOR, "#learners tr[data-learner]")
@@ -293,22 +284,12 @@ def dashboard_through_the_hub_login(hub_url: str, tmp_path: Path, password: str,
     """The facilitator's way in: a headless chromium logs in at the hub as `teacher` (DummyAuthenticator
     with ``password``), opens the room and finds one row per learner in ``rows_show`` containing its
     text; the screenshot is kept in the run dir's screenshots/."""
-    from test_browser import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM
-
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("chromium and chromium-driver are missing: run `seckill install-servers --with-tools`")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
+    from test_browser import headless_chromium
 
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'hub-profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "hub-profile")
     try:
         driver.set_page_load_timeout(60)
         driver.get(f"{hub_url}/services/room/")  # not logged in: the hub's login page, then back here
