@@ -466,8 +466,8 @@ def test_doctor_names_a_font_when_no_cjk_font_is_found(monkeypatch):
 def test_doctor_speaks_chinese(monkeypatch):
     monkeypatch.setenv("SECKILL_LANG", "zh")
     report = envcheck.Report([envcheck.check_python((3, 8, 0)), envcheck.check_memory(100 * 2**20),
-                              envcheck.check_disk(5 * 2**30, REPO), envcheck.check_cjk_font("")])
-    text = str(report)
+                              envcheck.check_disk(5 * 2**30, Path("/srv/course")), envcheck.check_cjk_font("")])
+    text = str(report)  # a fixed path: the repo's own may hold English words (CI clones under /check/)
     assert "[失败] Python：Python — 3.8.0 太旧了" in text and "修复：装好 Python 3.11+ 之后重建环境" in text
     assert "[失败] 内存：可用内存 — 可用 100 MB" in text and "[警告] 字体：中文字体" in text
     assert "磁盘：可用磁盘空间" in text and "2 个问题要修，1 个警告（共 4 项检查）" in text
