@@ -433,13 +433,20 @@ def doctor(as_json: bool) -> None:
               help="With --scenario seed: arrival rate in requests/s (default: what this machine sustains).")
 @click.option("--items", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True,
               help="With --scenario seed: the stock on sale.")
+@click.option("--speedups", "speedups_run", is_flag=True,
+              help="Each speed-up of the top tier off and on, twice, in one run (items/s, CPU per item).")
 @click.option("--scale", "scale_run", is_flag=True,
               help="How the drain and reconcile's queue read grow: 2,000, 20,000 and 200,000 queued orders.")
 @friendly
 def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scenario: str | None,
-                  rate: float | None, items: int, scale_run: bool) -> None:
+                  rate: float | None, items: int, speedups_run: bool, scale_run: bool) -> None:
     """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
     from seckill.measure import bench
+
+    if speedups_run:
+        record = bench.speedups(rounds=1 if quick else 2, duration_s=2.0 if quick else 4.0, progress=True)
+        emit(record, as_json, bench.speedups_table(record))
+        return
 
     if scale_run:
         from seckill.measure import scale

@@ -252,3 +252,29 @@ def test_scale_table_shows_growth_per_order():
 
     text = scale.table(record)
     assert "×3.00 per order" in text and "10,000" in text
+
+
+# -- the seed scenario and the speed-ups, small ------------------------------------------------
+
+def test_seed_scenario_small_reports_its_figures_and_where_the_cpu_went(stack_urls, results_dir):
+    record = bench.seed_scenario(rate=200, items=300, progress=False, save=False)
+    text = bench.seed_table(record)
+    print("\n" + text)
+    assert record["ok"] and record["oversold"] == 0 and record["lost"] == 0, record["check"]
+    assert record["phases"]["sold_out_after_s"] is not None and record["successes"] == 300, record["phases"]
+    cpu = record["cpu_ms_per_item"]
+    assert cpu["gateway"] > 0 and cpu["total"] >= cpu["gateway"] and list(cpu)[-1] == "total", cpu
+    assert record["cores_for_goal"] == round(cpu["total"] * 300 / 10 / 1000, 1), record
+    assert "CPU per item sold (ms): " in text and "cores busy; this machine has" in text
+    assert tiers.current() is None
+
+
+def test_speedups_measure_each_one_off_and_on(stack_urls, results_dir):
+    record = bench.speedups(rounds=1, duration_s=1.0, progress=False, save=False)
+    (row,) = record["speedups"]
+    assert row["speedup"] == "redis-autopipeline" and row["variable"] == "SECKILL_REDIS_AUTOPIPELINE"
+    for side in ("off", "on"):
+        (run,) = row["runs"][side]
+        assert run["items_per_s"] > 0 and run["cpu_ms_per_item"]["gateway"] > 0, run
+    assert row["ratio"] == round(row["median"]["on"] / row["median"]["off"], 3)
+    assert "redis-autopipeline" in bench.speedups_table(record) and tiers.current() is None

@@ -43,8 +43,8 @@ from typing import TextIO
 import pika
 import redis as redis_lib
 
-from seckill.system import broker, impl, nginx, order_service, sale
-from seckill.measure import charts, invariants, openloop, results
+from seckill.system import autopipeline, broker, impl, nginx, order_service, sale
+from seckill.measure import cpu_budget, charts, invariants, openloop, results
 from seckill.stack import db, docker_backend, processes
 from seckill import stack
 from seckill.system import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
@@ -335,7 +335,7 @@ class Load:
 
 FULL = Load(threads=2, connections=64, duration_s=8.0, stock=2000, warmup_s=2.0, step_s=3.0)
 QUICK = Load(threads=2, connections=32, duration_s=2.0, stock=2000, warmup_s=0.5, step_s=1.0)
-STEP_FRACTIONS = (0.25, 0.50, 0.75)  # open-loop arrival rates, as fractions of the tier's closed-loop peak
+STEP_FRACTIONS = (0.25, 0.50, 0.75)  # open-loop arrival rates, as fractions of the tier's selling peak
 STEP_PRODUCT = 990_110               # + k: each open-loop step sells its own fresh sale
 OPEN_LOOP_PROCESSES = 2              # one per core: the generator shares the machine with the tier
 GENERATOR_PROBE_RPS = 8_000          # offered to nginx `return 200` to find the open-loop generator's own limit
@@ -475,7 +475,11 @@ def order_history(s: Settings, product_id: int) -> list[tuple[float, float]]:
 
 def open_loop_steps(s: Settings, base: str, peak_rps: float, load: Load, *, redis_copy: bool = True,
                     generator_rps: float | None = None, progress: bool | TextIO | None = True) -> list[dict]:
-    """The tier at 25/50/75 % of its closed-loop peak, open loop, each step on a fresh sale it can sell out.
+    """The tier at 25/50/75 % of its selling peak, open loop, each step on a fresh sale it can sell out.
+
+    ``peak_rps`` is the selling peak: every open-loop request is a buy, so the
+    peak that matters is the sell-through of the same run (items/s while stock
+    lasted), not wrk's requests/s, which mostly counts cheap sold-out answers.
 
     Each step's stock equals its number of requests, so every answer comes from
     the selling path (the one that must stay fast). Each step drains and is
@@ -490,13 +494,13 @@ def open_loop_steps(s: Settings, base: str, peak_rps: float, load: Load, *, redi
         sale.create_sale(s, product, requests, force=True)
         step = openloop.run(f"{base}/api/seckill/{product}", rate, load.step_s, processes=OPEN_LOOP_PROCESSES)
         successes = step.statuses.get(200, 0)
-        drained = invariants.wait_for_drain(s, product, expected_orders=successes, timeout_s=60)
-        check = invariants.check_sale(s, product, step.order_ids, redis_copy=redis_copy)
+        # requests the generator gave up on are still being sold after it stopped: check once settled
+        check, drained = invariants.settled_check(s, product, step.order_ids, redis_copy=redis_copy)
         lost = check.lost + max(0, successes - len(set(step.order_ids)))
         record = {**step.as_record(), "fraction_of_peak": fraction, "successes": successes,
                   "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
                   "generator_bound": bool(generator_rps and rate > 0.8 * generator_rps)}
-        _say(progress, f"  open loop {fraction:.0%} of peak = {rate:,.0f} req/s: p50 {step.p50_ms} ms, "
+        _say(progress, f"  open loop {fraction:.0%} of the selling peak = {rate:,.0f} req/s: p50 {step.p50_ms} ms, "
                        f"p99 {step.p99_ms} ms, p99.9 {step.p999_ms} ms, errors {step.error_rate:.2%}")
         steps.append(record)
     return steps
@@ -509,7 +513,7 @@ def bench_tier(name: str, load: Load, *, impl_name: str | None = None, generator
     """Start tier ``name``, warm it up, put the load on a fresh sale, and check the sale afterwards.
 
     Then its phases (from the orders' own timestamps) and, when ``load.step_s``,
-    the open-loop steps at 25/50/75 % of the peak wrk measured.
+    the open-loop steps at 25/50/75 % of the selling peak (sell-through) wrk measured.
     """
     tier = ladder.TIERS[name]
     s = settings()
@@ -536,7 +540,9 @@ def bench_tier(name: str, load: Load, *, impl_name: str | None = None, generator
     split = phases(started, started + w.duration_s, order_history(s, BENCH_PRODUCT), load.stock, w.count(409))
     steps = []
     if load.step_s:
-        steps = open_loop_steps(s, base, w.requests_per_s, load, redis_copy=tier.redis_copy,
+        # the selling peak: every open-loop request is a buy (wrk's req/s is mostly sold-out answers)
+        selling_peak = split.get("sell_through_items_per_s") or w.requests_per_s
+        steps = open_loop_steps(s, base, selling_peak, load, redis_copy=tier.redis_copy,
                                 generator_rps=generator_rps, progress=progress)
     steps_ok = all(step["ok"] for step in steps)
     return {
@@ -803,11 +809,14 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
         _say(progress, f"seed: {tier} tier, {items:,} items, {users:,} users at {chosen:,.0f} req/s "
                        f"({duration_s:.1f} s of arrivals) …")
         sale.create_sale(s, SEED_PRODUCT, items, force=True)
+        cpu_before = cpu_budget.snapshot(s.run_dir)
         step = openloop.run(f"{base}/api/seckill/{SEED_PRODUCT}", chosen, duration_s, processes=OPEN_LOOP_PROCESSES)
         successes = step.statuses.get(200, 0)
         _say(progress, f"seed: {successes:,} sold; waiting until every order is in PostgreSQL …")
-        drained = invariants.wait_for_drain(s, SEED_PRODUCT, expected_orders=successes, timeout_s=300)
-        check = invariants.check_sale(s, SEED_PRODUCT, step.order_ids, redis_copy=ladder.TIERS[tier].redis_copy)
+        check, drained = invariants.settled_check(s, SEED_PRODUCT, step.order_ids, timeout_s=300,
+                                                  redis_copy=ladder.TIERS[tier].redis_copy)
+        # the CPU of the whole sale, selling and draining, per item that ended up in PostgreSQL
+        cpu = cpu_budget.per_item(cpu_before, cpu_budget.snapshot(s.run_dir), max(1, check.orders))
         lost = check.lost + max(0, successes - len(set(step.order_ids)))
         split = phases(step.started_at, step.started_at + duration_s, order_history(s, SEED_PRODUCT), items,
                        step.statuses.get(409, 0))
@@ -821,6 +830,8 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
         "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
         "check": {**check.as_dict(), "drained": drained},
         "goal": {"durable_within_s": SEED_GOAL_S, "p99_ms": SEED_GOAL_P99_MS},
+        "cpu_ms_per_item": cpu, "cores": os.cpu_count(),
+        "cores_for_goal": round(cpu_budget.cores_needed(cpu["total"], items / SEED_GOAL_S), 1),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     if save:
@@ -848,6 +859,7 @@ def seed_table(record: dict) -> str:
         f"p99.9 {_fmt(step.get('p999_ms'), '.1f')} ms, errors {step['error_rate']:.2%})   goal "
         f"{goal['p99_ms']:g} ms: {verdict(p99, goal['p99_ms'])}",
         f"  oversold {record['oversold']}, lost {record['lost']}" + ("" if record["ok"] else "   FAILED"),
+        *cpu_lines(record),
         f"  the tier's selling peak (wrk, closed loop): {_fmt(record.get('tier_selling_peak_rps'))} items/s",
         f"  generator's own limit (same run, against nginx `return 200`): "
         f"{_fmt(record['ceilings'].get('openloop_generator_rps'))} req/s; the generator sent up to "
@@ -856,6 +868,95 @@ def seed_table(record: dict) -> str:
     if record.get("path"):
         lines.append(f"  saved: {record['path']}")
     return "\n".join(lines)
+
+
+# -- speed-ups: each one off and on, in the same run ------------------------------------------
+
+SPEEDUPS = {
+    # name: (environment variable the tier reads, value off, value on, what it changes)
+    "redis-autopipeline": (autopipeline.ENV, "0", "1",
+                           "the gateway's Redis commands of one event-loop turn share one round trip"),
+}
+SPEEDUP_PRODUCT = 990_500
+
+
+def speedups(rounds: int = 2, duration_s: float = 4.0, *, tier: str = SEED_TIER,
+             progress: bool | TextIO | None = True, save: bool = True) -> dict:
+    """Each speed-up off, then on, ``rounds`` times over: items/s sold and CPU ms per item.
+
+    The tier sells at saturation (wrk, closed loop, 64 connections) against
+    stock it cannot sell out, so every request is a buy; the tier restarts for
+    each measurement with the speed-up's variable set. Alternating off/on and
+    taking each side's median keeps a noisy machine from favouring one side.
+    Saved as speedups-<ts>.json.
+    """
+    if not 1 <= rounds <= 5:
+        raise BenchError(f"rounds must be from 1 to 5, not {rounds!r}")
+    check_tier_names([tier])
+    s = _ready()
+    started = time.monotonic()
+    rows = []
+    try:
+        for name, (variable, off, on, what) in SPEEDUPS.items():
+            runs: dict[str, list[dict]] = {"off": [], "on": []}
+            for k in range(rounds):
+                for side, value in (("off", off), ("on", on)):
+                    _say(progress, f"speed-ups: {name} {side} (round {k + 1} of {rounds}) …")
+                    state = ladder.up(tier, limits=BENCH_LIMITS, out=None, extra_env={**LOADTEST_ENV, variable: value})
+                    url = f"{state['base_url']}/api/seckill/{SPEEDUP_PRODUCT}"
+                    sale.create_sale(s, SPEEDUP_PRODUCT, 10**7, force=True)
+                    run_wrk(url, QUICK, duration_s=1.0)  # warm-up: connections, leases, scripts
+                    invariants.wait_for_drain(s, SPEEDUP_PRODUCT, timeout_s=60)
+                    before = cpu_budget.snapshot(s.run_dir)
+                    w = run_wrk(url, FULL, duration_s=duration_s)
+                    invariants.wait_for_drain(s, SPEEDUP_PRODUCT, timeout_s=120)
+                    sold = w.count(200)
+                    cpu = cpu_budget.per_item(before, cpu_budget.snapshot(s.run_dir), max(1, sold))
+                    runs[side].append({"items_per_s": _rate(sold, w.duration_s), "p99_ms": w.p99_ms,
+                                       "cpu_ms_per_item": cpu})
+                    ladder.down(out=None)
+            median = {side: sorted(r["items_per_s"] for r in got)[len(got) // 2] for side, got in runs.items()}
+            rows.append({"speedup": name, "what": what, "variable": variable, "runs": runs, "median": median,
+                         "ratio": round(median["on"] / median["off"], 3) if median["off"] else None})
+    finally:
+        ladder.down(out=None)
+    record = {"tier": tier, "rounds": rounds, "duration_s": duration_s, "speedups": rows,
+              "elapsed_s": round(time.monotonic() - started, 1)}
+    if save:
+        path = results.save("speedups", "", record)
+        record = {**json.loads(path.read_text()), "path": str(path)}
+    return record
+
+
+def speedups_table(record: dict) -> str:
+    """One line per speed-up: items/s off and on (median), the ratio, CPU per item off → on."""
+    lines = [f"speed-ups on the {record['tier']} tier, each off and on {record['rounds']}× "
+             f"({record['duration_s']:g} s of wrk each, every request a buy):",
+             f"{'speed-up':<20} {'off items/s':>11} {'on items/s':>10} {'ratio':>6}  "
+             f"{'gateway CPU ms/item':>19}  {'total CPU ms/item':>17}"]
+    for row in record["speedups"]:
+        def mean_cpu(side: str, name: str) -> float:
+            got = [r["cpu_ms_per_item"].get(name, 0.0) for r in row["runs"][side]]
+            return sum(got) / len(got)
+        lines.append(f"{row['speedup']:<20} {_fmt(row['median']['off']):>11} {_fmt(row['median']['on']):>10} "
+                     f"{_fmt(row['ratio'], '.2f'):>6}  "
+                     f"{mean_cpu('off', 'gateway'):>8.2f} → {mean_cpu('on', 'gateway'):<8.2f}  "
+                     f"{mean_cpu('off', 'total'):>7.2f} → {mean_cpu('on', 'total'):<7.2f}")
+        lines.append(f"  ({row['what']}; {row['variable']})")
+    if record.get("path"):
+        lines.append(f"saved: {record['path']}")
+    return "\n".join(lines)
+
+
+def cpu_lines(record: dict) -> list[str]:
+    """Where the CPU went (ms per item, by server) and the cores the goal needs at that cost."""
+    cpu = record.get("cpu_ms_per_item")
+    if not cpu:
+        return []
+    parts = " · ".join(f"{name} {ms:.2f}" for name, ms in cpu.items() if name != "total" and ms >= 0.005)
+    return [f"  CPU per item sold (ms): {parts}; total {cpu['total']:.2f}",
+            f"  at that cost, {record['items']:,} items in {record['goal']['durable_within_s']:g} s keep "
+            f"{record['cores_for_goal']:,.1f} cores busy; this machine has {record.get('cores') or '?'}"]
 
 
 def failed_tiers(record: dict) -> list[str]:
@@ -888,7 +989,7 @@ def table(record: dict) -> str:
                      f"{_fmt(ph.get('sold_out_after_s'), '.2f', ' s'):>14} {_fmt(ph.get('durable_after_s'), '.2f', ' s'):>13} "
                      f"{_fmt(ph.get('sold_out_answers_per_s')):>18}")
     if any(row.get("open_loop") for row in record["tiers"]):
-        lines += ["", "open loop (fixed arrival rate; latency from the intended send time, ms; every request a buy):",
+        lines += ["", "open loop (fixed arrival rate, as % of the selling peak; latency from the intended send time, ms; every request a buy):",
                   f"{'tier':<12} {'% peak':>6} {'req/s':>7} {'p50':>7} {'p99':>8} {'p99.9':>8} {'errors':>7} "
                   f"{'closed-loop p99':>15}"]
         for row in record["tiers"]:

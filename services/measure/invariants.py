@@ -85,6 +85,31 @@ def wait_for_drain(s: Settings, product_id: int, expected_orders: int | None = N
     return False
 
 
+def settled_check(s: Settings, product_id: int, confirmed_order_ids: list[str] | set[str], *,
+                  redis_copy: bool = True, timeout_s: float = 60.0, quiet_s: float = 1.0) -> tuple[SaleCheck, bool]:
+    """check_sale once the sale has settled: (the check, whether it settled within ``timeout_s``).
+
+    After an overload, requests the generator gave up on (no answer within its
+    deadline) are still being served: the gateway reserves and publishes them
+    after the generator stopped counting, so an empty queue is not yet the end.
+    A check taken then finds orders nobody was told about and stores that do not
+    agree yet, and calls a sound system broken. So this waits until the queue is
+    empty and the number of orders in PostgreSQL has not moved for ``quiet_s``
+    seconds, bounded by ``timeout_s``, and checks then.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_count, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        drained = wait_for_drain(s, product_id, timeout_s=max(0.1, deadline - time.monotonic()))
+        count = order_count(s, product_id)
+        if count != last_count:
+            last_count, still_since = count, time.monotonic()
+        elif drained and time.monotonic() - still_since >= quiet_s:
+            return check_sale(s, product_id, confirmed_order_ids, redis_copy=redis_copy), True
+        time.sleep(0.1)
+    return check_sale(s, product_id, confirmed_order_ids, redis_copy=redis_copy), False
+
+
 def check_sale(s: Settings, product_id: int, confirmed_order_ids: list[str] | set[str],
                redis_copy: bool = True) -> SaleCheck:
     """Compare what users were told (confirmed ids) with what the stores hold.

@@ -45,7 +45,7 @@ import redis.asyncio as aioredis
 import redis as redis_lib
 
 from seckill.stack import db
-from seckill.system import impl
+from seckill.system import autopipeline, impl
 from seckill.config import Limits, Settings
 from seckill.system.gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after,
                                     limited, new_order, order_reply, parse_request, pending, pending_marker,
@@ -439,9 +439,11 @@ def async_redis_for(s: Settings):
     from redis.backoff import NoBackoff
 
     options = {"socket_connect_timeout": 1, "socket_timeout": 2, "retry": Retry(NoBackoff(), 1)}
+    # one pipeline round trip for the commands of one loop turn (autopipeline.py says why)
+    client_class = autopipeline.AutoPipelineRedis if autopipeline.enabled() else aioredis.Redis
     if not s.redis_sentinel:
-        return aioredis.Redis.from_url(s.redis_url, max_connections=1024, **options)
+        return client_class.from_url(s.redis_url, max_connections=1024, **options)
     from redis.asyncio.sentinel import Sentinel
 
     sentinel = Sentinel([sentinel_address(s)], sentinel_kwargs=dict(options), **options)
-    return sentinel.master_for(s.redis_master, max_connections=1024)
+    return sentinel.master_for(s.redis_master, redis_class=client_class, max_connections=1024)
