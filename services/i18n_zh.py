@@ -693,6 +693,8 @@ ZH: dict[str, str] = {
         "从 redis-benchmark 的输出里读不出速率：{text.strip()[:160] or '(nothing)'}",
     "items must be a whole number from 1 to 1,000,000, not {items!r}":
         "商品件数必须是 1 到 1,000,000 之间的整数，而不是 {items!r}",
+    "rounds must be from 1 to 5, not {rounds!r}":
+        "rounds 必须在 1 到 5 之间，而不是 {rounds!r}",
     "nginx answered {w.requests - w.count(200)} of {w.requests} ceiling requests with something else "
     "than 200; see {s.run_dir / 'logs' / 'nginx.log'}":
         "测上限的 {w.requests} 个请求里，nginx 有 {w.requests - w.count(200)} 个回的不是 200；"

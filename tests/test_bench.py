@@ -245,6 +245,27 @@ def test_scale_read_step_leaves_the_queue_whole_and_in_order(stack_urls):
     assert drained["orders"] == 300 and drained["seconds"] > 0, drained
 
 
+def _calls(r, command: str) -> int:
+    return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_scale_reconcile_step_reads_buyers_in_sscan_pages_not_one_smembers(stack_urls):
+    """A sold-out sale of 2,500: consistent, and its buyers read in pages (SMEMBERS of a 1,000,000-member
+    set stalls Redis, and a live sale's buyers, for about half a second)."""
+    import redis
+
+    from seckill.measure import scale
+
+    r = redis.Redis.from_url(stack_urls["redis"])
+    smembers, sscan = _calls(r, "smembers"), _calls(r, "sscan")
+    row = scale._reconcile_step(2_500)
+    assert row["kind"] == "reconcile" and row["orders"] == 2_500 and row["seconds"] > 0, row
+    assert row["peak_rss_mb"] >= row["baseline_rss_mb"] > 0 and row["redis_longest_ms"] >= 0, row
+    assert _calls(r, "smembers") == smembers, "the buyers set was read with one SMEMBERS"
+    assert _calls(r, "sscan") - sscan >= 3, "2,500 buyers in pages of 1,000 take at least 3 SSCAN calls"
+    assert not r.exists(f"buyers:{scale.RECONCILE_PRODUCT}"), "the step must clean up after itself"
+
+
 def test_scale_table_shows_growth_per_order():
     record = {"rows": [{"kind": "drain", "orders": 1000, "seconds": 1.0, "seconds_per_1000": 1.0, "peak_rss_mb": 100.0},
                        {"kind": "drain", "orders": 10000, "seconds": 30.0, "seconds_per_1000": 3.0, "peak_rss_mb": 101.0}]}

@@ -9,6 +9,11 @@ resident memory, ``ru_maxrss``, is its own), on a queue of its own:
   * ``read``: ``reconcile.read_queue`` reading ``n`` queued orders without
     taking them — then the queue must still hold all ``n``, in their order.
 
+  * ``reconcile``: ``seckill reconcile`` of one sold-out sale of 10,000,
+    100,000 and 1,000,000 items (orders in PostgreSQL, buyers in Redis), with
+    the longest command Redis logged meanwhile (SLOWLOG): how long a live
+    sale's buyers would have stood still.
+
 Sizes: 2,000 (the bench's scale), ×10 and ×100 (a 200,000-message backlog).
 Time should grow linearly with n; the report prints seconds per 1,000 orders so
 a worse-than-linear step shows at a glance. ``read_queue`` keeps every queued
@@ -103,6 +108,64 @@ def _step(kind: str, n: int) -> dict:
         bench._drop_product(s, product)
 
 
+RECONCILE_PRODUCT = 990_700
+RECONCILE_SIZES = (10_000, 100_000, 1_000_000)  # a sale of 1,000,000 items, all sold
+QUICK_RECONCILE_SIZES = (2_000,)
+MAX_RECONCILE_SIZE = 1_000_000
+
+
+def _sold_out_sale(s, r, product: int, n: int, run: str) -> None:
+    """A sale of ``n`` items, all sold and settled: n orders in PostgreSQL (COPY), n buyers in Redis, stock 0."""
+    from seckill.measure import bench
+    from seckill.system.sale import sale_key
+
+    bench._fresh_product(s, product, stock=n)
+    with bench.db.connect(s.postgres_url, autocommit=True) as conn:
+        with conn.cursor().copy("COPY orders (order_id, user_id, product_id, created_at) FROM STDIN") as copy:
+            for i in range(n):
+                copy.write_row((f"scale-{run}-{i}", f"u-{run}-{i}", product, "2026-01-01T00:00:00Z"))
+        conn.execute("UPDATE products SET stock = 0 WHERE id = %s", (product,))
+    r.delete(f"buyers:{product}", f"stock:{product}", sale_key(product))
+    for start in range(0, n, 10_000):
+        r.sadd(f"buyers:{product}", *(f"u-{run}-{i}" for i in range(start, min(n, start + 10_000))))
+    r.set(f"stock:{product}", 0)
+    r.hset(sale_key(product), mapping={"starts_at": "", "ends_at": ""})
+
+
+def _reconcile_step(n: int) -> dict:
+    """`seckill reconcile` of one sold-out sale of n items: time, peak memory, Redis's longest command."""
+    import redis as redis_lib
+
+    from seckill.measure import bench
+    from seckill.system import reconcile
+    from seckill.config import settings
+
+    s = settings()
+    run = uuid.uuid4().hex[:8]
+    s = dataclasses.replace(s, queue=f"bench-scale-reconcile-{run}")  # an empty queue of its own
+    r = redis_lib.Redis.from_url(s.redis_url, socket_timeout=30)
+    product = RECONCILE_PRODUCT
+    try:
+        _sold_out_sale(s, r, product, n, run)
+        baseline = _peak_rss_mb()
+        r.slowlog_reset()
+        t0 = time.perf_counter()
+        report = reconcile.reconcile(s, product_id=product, redis=r)
+        seconds = time.perf_counter() - t0
+        # SLOWLOG keeps commands slower than slowlog-log-slower-than (10 ms by default): while
+        # one runs, Redis serves nobody else, so this is how long the live sale's buyers stood still
+        longest = max((entry["duration"] for entry in r.slowlog_get(128)), default=0) / 1000
+        if not report.consistent:
+            raise ScaleError(f"reconcile found differences in a settled sale of {n:,}: {report}")
+        return {"kind": "reconcile", "orders": n, "seconds": round(seconds, 3), "peak_rss_mb": _peak_rss_mb(),
+                "baseline_rss_mb": baseline, "redis_longest_ms": round(longest, 1)}
+    finally:
+        bench._drop_product(s, product)
+        r.unlink(f"buyers:{product}")
+        r.delete(f"stock:{product}", f"sale:{product}")
+        bench._delete_queue(s, s.queue)
+
+
 def _first_indices(s, queue: str, k: int) -> list[int]:
     """Take (and ack) the first k messages of ``queue``; their publish indices, in the order they came."""
     connection = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
@@ -121,25 +184,28 @@ def _first_indices(s, queue: str, k: int) -> list[int]:
 
 
 def run(quick: bool = False, progress=True) -> dict:
-    """Every size, drain then read, each in its own process; the record (also saved under results/)."""
+    """Every size, drain then read, then reconcile of a sold-out sale, each in its own process; the record (saved)."""
     from seckill.measure import bench, results
     from seckill import stack
 
     if not stack.healthy():
         stack.up(out=None)
     rows = []
-    for n in (QUICK_SIZES if quick else SIZES):
-        for kind in ("drain", "read"):
-            bench._say(progress, f"scale: {kind} of {n:,} queued orders …")
-            done = subprocess.run([sys.executable, "-m", "seckill.measure.scale", kind, str(n)], capture_output=True,
-                                  text=True, timeout=1800)
-            if done.returncode != 0:
-                raise ScaleError(f"the {kind} step at {n:,} orders failed: "
-                                 f"{(done.stderr.strip().splitlines() or ['(no message)'])[-1][:200]}")
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            row["seconds_per_1000"] = round(1000 * row["seconds"] / n, 4)
-            bench._say(progress, f"scale: {kind} {n:,}: {row['seconds']:.1f} s, peak {row['peak_rss_mb']} MB")
-            rows.append(row)
+    plan = [(n, kind) for n in (QUICK_SIZES if quick else SIZES) for kind in ("drain", "read")]
+    plan += [(n, "reconcile") for n in (QUICK_RECONCILE_SIZES if quick else RECONCILE_SIZES)]
+    for n, kind in plan:
+        bench._say(progress, f"scale: {kind} of a sold-out sale of {n:,} items …" if kind == "reconcile"
+                   else f"scale: {kind} of {n:,} queued orders …")
+        done = subprocess.run([sys.executable, "-m", "seckill.measure.scale", kind, str(n)], capture_output=True,
+                              text=True, timeout=1800)
+        if done.returncode != 0:
+            raise ScaleError(f"the {kind} step at {n:,} orders failed: "
+                             f"{(done.stderr.strip().splitlines() or ['(no message)'])[-1][:200]}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row["seconds_per_1000"] = round(1000 * row["seconds"] / n, 4)
+        bench._say(progress, f"scale: {kind} {n:,}: {row['seconds']:.1f} s, peak {row['peak_rss_mb']} MB"
+                   + (f", Redis's longest command {row['redis_longest_ms']} ms" if "redis_longest_ms" in row else ""))
+        rows.append(row)
     record = {"rows": rows, "quick": quick}
     path = results.save("scale", "", record)
     return {**json.loads(path.read_text()), "path": str(path)}
@@ -147,17 +213,24 @@ def run(quick: bool = False, progress=True) -> dict:
 
 def table(record: dict) -> str:
     """Time and peak memory per size, with the growth against the smallest size."""
-    lines = [f"{'step':<6} {'orders':>8} {'seconds':>8} {'s / 1,000':>9} {'peak RSS MB':>11} {'vs smallest':>11}"]
+    lines = [f"{'step':<9} {'orders':>9} {'seconds':>8} {'s / 1,000':>9} {'peak RSS MB':>11} {'vs smallest':>17} "
+             f"{'Redis longest ms':>16}"]
     smallest = {}
     for row in record["rows"]:
         base = smallest.setdefault(row["kind"], row)
         growth = (row["seconds_per_1000"] / base["seconds_per_1000"]) if base["seconds_per_1000"] else None
-        lines.append(f"{row['kind']:<6} {row['orders']:>8,} {row['seconds']:>8.2f} {row['seconds_per_1000']:>9.3f} "
-                     f"{row['peak_rss_mb']:>11.1f} {'' if growth is None else f'×{growth:.2f} per order':>11}")
+        longest = row.get("redis_longest_ms")
+        lines.append(f"{row['kind']:<9} {row['orders']:>9,} {row['seconds']:>8.2f} {row['seconds_per_1000']:>9.3f} "
+                     f"{row['peak_rss_mb']:>11.1f} {'' if growth is None else f'×{growth:.2f} per order':>17} "
+                     f"{'' if longest is None else f'{longest:.1f}':>16}")
     lines += ["",
               "time per order should stay flat (linear growth); read keeps every queued order in memory",
               "(reconcile needs each one's buyer), so its peak memory grows with the backlog — by design;",
-              "the drain's stays flat (it holds one prefetch window). Every read left the queue whole and in order."]
+              "the drain's stays flat (it holds one prefetch window). Every read left the queue whole and in order.",
+              "reconcile of a sold-out sale holds its buyers twice (PostgreSQL's and Redis's, to compare them), so its",
+              "memory grows with the sale too; it reads the Redis set in SSCAN pages, so no single command stalls",
+              "Redis (and a live sale's buyers) for long: 'Redis longest ms' is the slowest command Redis logged",
+              "meanwhile (SLOWLOG, commands over 10 ms; blank: none)."]
     if record.get("path"):
         lines.append(f"saved: {record['path']}")
     return "\n".join(lines)
@@ -165,6 +238,10 @@ def table(record: dict) -> str:
 
 if __name__ == "__main__":
     kind, n = sys.argv[1], int(sys.argv[2])
-    if kind not in ("drain", "read") or not 1 <= n <= MAX_SIZE:
-        sys.exit(f"usage: python -m seckill.measure.scale drain|read N (1 <= N <= {MAX_SIZE:,})")
-    print(json.dumps(_step(kind, n)))
+    if kind == "reconcile" and 1 <= n <= MAX_RECONCILE_SIZE:
+        print(json.dumps(_reconcile_step(n)))
+    elif kind in ("drain", "read") and 1 <= n <= MAX_SIZE:
+        print(json.dumps(_step(kind, n)))
+    else:
+        sys.exit(f"usage: python -m seckill.measure.scale drain|read N (1 <= N <= {MAX_SIZE:,}) "
+                 f"or reconcile N (1 <= N <= {MAX_RECONCILE_SIZE:,})")
