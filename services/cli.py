@@ -433,13 +433,15 @@ def doctor(as_json: bool) -> None:
               help="With --scenario seed: arrival rate in requests/s (default: what this machine sustains).")
 @click.option("--items", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True,
               help="With --scenario seed: the stock on sale.")
+@click.option("--profile", is_flag=True,
+              help="With --scenario seed: flame graphs of the gateway and the order service (py-spy), in results/.")
 @click.option("--speedups", "speedups_run", is_flag=True,
               help="Each speed-up of the top tier off and on, twice, in one run (items/s, CPU per item).")
 @click.option("--scale", "scale_run", is_flag=True,
               help="How the drain and reconcile's queue read grow: 2,000, 20,000 and 200,000 queued orders.")
 @friendly
 def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scenario: str | None,
-                  rate: float | None, items: int, speedups_run: bool, scale_run: bool) -> None:
+                  rate: float | None, items: int, profile: bool, speedups_run: bool, scale_run: bool) -> None:
     """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
     from seckill.measure import bench
 
@@ -455,7 +457,7 @@ def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scena
         emit(record, as_json, scale.table(record))
         return
     if scenario == "seed":
-        record = bench.seed_scenario(rate, items, progress=True)
+        record = bench.seed_scenario(rate, items, progress=True, profile=profile)
         emit(record, as_json, bench.seed_table(record))
         sys.exit(0 if record["ok"] else 1)
     record = bench.run(list(tier_names) or None, quick=quick, progress=True)

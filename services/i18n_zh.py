@@ -695,6 +695,14 @@ ZH: dict[str, str] = {
         "商品件数必须是 1 到 1,000,000 之间的整数，而不是 {items!r}",
     "rounds must be from 1 to 5, not {rounds!r}":
         "rounds 必须在 1 到 5 之间，而不是 {rounds!r}",
+    "py-spy is not installed: `pip install py-spy` (in the course's .venv: make tools)":
+        "没有装 py-spy：`pip install py-spy`（课程的 .venv 里：make tools）",
+    "a profile lasts 1 to 600 s, not {seconds:g}":
+        "一次 profile 的时长要在 1 到 600 秒之间，而不是 {seconds:g}",
+    "no tier is running: start one (`seckill tier up local-stock`) before profiling it":
+        "没有正在运行的 tier：先启动一档（`seckill tier up local-stock`）再做 profile",
+    "py-spy could not profile the tier: {reason[:200]}{hint}":
+        "py-spy 没能对这一档做 profile：{reason[:200]}{hint}",
     "nginx answered {w.requests - w.count(200)} of {w.requests} ceiling requests with something else "
     "than 200; see {s.run_dir / 'logs' / 'nginx.log'}":
         "测上限的 {w.requests} 个请求里，nginx 有 {w.requests - w.count(200)} 个回的不是 200；"

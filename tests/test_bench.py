@@ -278,7 +278,7 @@ def test_scale_table_shows_growth_per_order():
 # -- the seed scenario and the speed-ups, small ------------------------------------------------
 
 def test_seed_scenario_small_reports_its_figures_and_where_the_cpu_went(stack_urls, results_dir):
-    record = bench.seed_scenario(rate=200, items=300, progress=False, save=False)
+    record = bench.seed_scenario(rate=200, items=300, progress=False, save=False, profile=True)
     text = bench.seed_table(record)
     print("\n" + text)
     assert record["ok"] and record["oversold"] == 0 and record["lost"] == 0, record["check"]
@@ -287,7 +287,22 @@ def test_seed_scenario_small_reports_its_figures_and_where_the_cpu_went(stack_ur
     assert cpu["gateway"] > 0 and cpu["total"] >= cpu["gateway"] and list(cpu)[-1] == "total", cpu
     assert record["cores_for_goal"] == round(cpu["total"] * 300 / 10 / 1000, 1), record
     assert "CPU per item sold (ms): " in text and "cores busy; this machine has" in text
+    graphs = [Path(g) for g in record["flame_graphs"]]  # py-spy, during the arrivals
+    assert sorted(g.name.rsplit("-", 1)[-1] for g in graphs) == ["gateway.svg", "service.svg"], graphs
+    for graph in graphs:
+        assert graph.read_text().lstrip().startswith("<?xml") and "AsyncGateway" in graphs[0].read_text() + \
+            graphs[-1].read_text(), graph
+        assert f"flame graph: {graph}" in text
     assert tiers.current() is None
+
+
+def test_profiling_without_a_tier_is_one_clear_error(s, tmp_path):
+    from seckill.measure import profiler
+
+    assert tiers.current() is None
+    with pytest.raises(profiler.ProfileError, match="no tier is running"):
+        with profiler.recording(s.run_dir, 1, tmp_path, "x"):
+            pass
 
 
 def test_speedups_measure_each_one_off_and_on(stack_urls, results_dir):

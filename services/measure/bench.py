@@ -23,6 +23,7 @@ shared machine are too noisy to compare with yesterday's numbers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -44,7 +45,7 @@ import pika
 import redis as redis_lib
 
 from seckill.system import autopipeline, broker, impl, nginx, order_service, sale
-from seckill.measure import cpu_budget, charts, invariants, openloop, results
+from seckill.measure import cpu_budget, charts, invariants, openloop, profiler, results
 from seckill.stack import db, docker_backend, processes
 from seckill import stack
 from seckill.system import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
@@ -767,7 +768,8 @@ SEED_MAX_S = 120.0        # arrivals never last longer than this (the run stays 
 
 
 def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: str = SEED_TIER,
-                  impl_name: str | None = None, progress: bool | TextIO | None = True, save: bool = True) -> dict:
+                  impl_name: str | None = None, progress: bool | TextIO | None = True, save: bool = True,
+                  profile: bool = False) -> dict:
     """The top tier against ``items`` items for 10 % more distinct users, open loop, at ``rate`` requests/s.
 
     Without ``rate``, the highest arrival rate this machine sustains is taken as
@@ -777,7 +779,10 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
     the generator), capped at the source plan's 10,000 QPS. Prints (via
     :func:`seed_table`) time to sell ``items``, time until all are durable in
     PostgreSQL, p99 at that rate, oversold and lost — against the goal
-    (10 s, 50 ms). Saved under results/ as seed-<ts>.json.
+    (10 s, 50 ms) — and the CPU each server spent per item (cpu_budget).
+    ``profile=True`` also records flame graphs of the gateway and the order
+    service during the arrivals (py-spy; profiler.py), saved beside the
+    result. Saved under results/ as seed-<ts>.json.
     """
     if isinstance(items, bool) or not isinstance(items, int) or not 1 <= items <= 1_000_000:
         raise BenchError(f"items must be a whole number from 1 to 1,000,000, not {items!r}")
@@ -810,7 +815,11 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
                        f"({duration_s:.1f} s of arrivals) …")
         sale.create_sale(s, SEED_PRODUCT, items, force=True)
         cpu_before = cpu_budget.snapshot(s.run_dir)
-        step = openloop.run(f"{base}/api/seckill/{SEED_PRODUCT}", chosen, duration_s, processes=OPEN_LOOP_PROCESSES)
+        graphs: list = []
+        with (profiler.recording(s.run_dir, duration_s, results.results_dir(), f"seed-{results.stamp()}")
+              if profile else contextlib.nullcontext(graphs)) as graphs:
+            step = openloop.run(f"{base}/api/seckill/{SEED_PRODUCT}", chosen, duration_s,
+                                processes=OPEN_LOOP_PROCESSES)
         successes = step.statuses.get(200, 0)
         _say(progress, f"seed: {successes:,} sold; waiting until every order is in PostgreSQL …")
         check, drained = invariants.settled_check(s, SEED_PRODUCT, step.order_ids, timeout_s=300,
@@ -830,7 +839,7 @@ def seed_scenario(rate: float | None = None, items: int = SEED_ITEMS, *, tier: s
         "oversold": check.oversold, "lost": lost, "ok": bool(check.ok and lost == 0 and drained),
         "check": {**check.as_dict(), "drained": drained},
         "goal": {"durable_within_s": SEED_GOAL_S, "p99_ms": SEED_GOAL_P99_MS},
-        "cpu_ms_per_item": cpu, "cores": os.cpu_count(),
+        "cpu_ms_per_item": cpu, "cores": os.cpu_count(), "flame_graphs": [str(g) for g in graphs],
         "cores_for_goal": round(cpu_budget.cores_needed(cpu["total"], items / SEED_GOAL_S), 1),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
@@ -865,6 +874,8 @@ def seed_table(record: dict) -> str:
         f"{_fmt(record['ceilings'].get('openloop_generator_rps'))} req/s; the generator sent up to "
         f"{_fmt(step.get('send_lag_p99_ms'), '.1f')} ms late (p99) in this scenario",
     ]
+    for graph in record.get("flame_graphs") or []:
+        lines.append(f"  flame graph: {graph}")
     if record.get("path"):
         lines.append(f"  saved: {record['path']}")
     return "\n".join(lines)
