@@ -253,9 +253,9 @@ def read_queue(s: Settings, timeout_s: float = 30.0, idle_s: float = 0.5,
     orders: list[dict] = []
     complete = True
     try:
-        ch = conn.channel()
+        probe = conn.channel()  # asks the queue how many messages are still ready (not held by anyone)
         try:
-            depth = ch.queue_declare(s.queue, passive=True).method.message_count
+            depth = probe.queue_declare(s.queue, passive=True).method.message_count
         except pika.exceptions.ChannelClosedByBroker:
             return [], True  # no queue yet: nothing queued
         if depth == 0:
@@ -264,12 +264,21 @@ def read_queue(s: Settings, timeout_s: float = 30.0, idle_s: float = 0.5,
         window = max(window, -(-depth // 1000))
         deadline = time.monotonic() + timeout_s
         seen = 0
+        ch = conn.channel()
         while seen < depth and complete:
             ch.basic_qos(prefetch_count=window)
             taken = 0
             for method, _props, body in ch.consume(s.queue, auto_ack=False, inactivity_timeout=idle_s):
                 if method is None:
-                    break  # nothing more for us: the rest is with the order service
+                    if time.monotonic() > deadline:
+                        complete = False
+                        break
+                    # Quiet for idle_s: either nothing is left for us (the rest is held, unacknowledged,
+                    # by the order service: in flight) or the broker is just slow (a loaded machine).
+                    # Only the queue can tell: messages still ready mean keep waiting.
+                    if probe.queue_declare(s.queue, passive=True).method.message_count == 0:
+                        break
+                    continue
                 seen += 1
                 taken += 1
                 try:
