@@ -147,7 +147,8 @@ def test_every_tier_has_its_phases_and_open_loop_steps(record):
             assert ph["durable_after_s"] >= ph["sold_out_after_s"] - 0.05, row
         steps = row["open_loop"]
         assert [step["fraction_of_peak"] for step in steps] == [0.25, 0.5, 0.75], row
-        for step in steps:
+        for step in steps:  # every open-loop request is a buy: the steps are fractions of the SELLING peak
+            assert step["rate"] == max(1.0, round(ph["sell_through_items_per_s"] * step["fraction_of_peak"], 1)), step
             assert step["oversold"] == 0 and step["lost"] == 0 and step["ok"], step
             assert step["requests"] == round(step["rate"] * record["load"]["open_loop_step_s"]), step
             assert 0 < step["p50_ms"] <= step["p99_ms"] <= step["p999_ms"], step

@@ -65,8 +65,9 @@ def test_crash_between_leaks_stock_and_reconcile_returns_it(s):
     assert report.metrics["sold_in_total"] == report.metrics["stock"]
 
 
-def test_redis_failover_loses_acknowledged_writes_and_the_guard_holds(s):
-    report = chaos.run("redis-failover", save=False)
+@pytest.mark.parametrize("tier", ["flask", "fastapi"])  # fastapi: the auto-pipelining client through Sentinel
+def test_redis_failover_loses_acknowledged_writes_and_the_guard_holds(s, tier):
+    report = chaos.run("redis-failover", save=False, tier=tier)
     assert_ok(report)
     m = report.metrics
     assert m["failover_s"] is not None and m["failover_s"] < 30
