@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -194,6 +195,7 @@ def run(quick: bool = False, progress=True) -> dict:
     plan = [(n, kind) for n in (QUICK_SIZES if quick else SIZES) for kind in ("drain", "read")]
     plan += [(n, "reconcile") for n in (QUICK_RECONCILE_SIZES if quick else RECONCILE_SIZES)]
     for n, kind in plan:
+        load = os.getloadavg()[0]  # a busy machine, not the code, is the usual cause of a step out of line
         bench._say(progress, f"scale: {kind} of a sold-out sale of {n:,} items …" if kind == "reconcile"
                    else f"scale: {kind} of {n:,} queued orders …")
         done = subprocess.run([sys.executable, "-m", "seckill.measure.scale", kind, str(n)], capture_output=True,
@@ -203,6 +205,7 @@ def run(quick: bool = False, progress=True) -> dict:
                              f"{(done.stderr.strip().splitlines() or ['(no message)'])[-1][:200]}")
         row = json.loads(done.stdout.strip().splitlines()[-1])
         row["seconds_per_1000"] = round(1000 * row["seconds"] / n, 4)
+        row["load_avg"] = round(load, 1)
         bench._say(progress, f"scale: {kind} {n:,}: {row['seconds']:.1f} s, peak {row['peak_rss_mb']} MB"
                    + (f", Redis's longest command {row['redis_longest_ms']} ms" if "redis_longest_ms" in row else ""))
         rows.append(row)
@@ -211,10 +214,14 @@ def run(quick: bool = False, progress=True) -> dict:
     return {**json.loads(path.read_text()), "path": str(path)}
 
 
+def _fmt_load(load: float | None) -> str:
+    return "" if load is None else f"{load:.1f}"
+
+
 def table(record: dict) -> str:
     """Time and peak memory per size, with the growth against the smallest size."""
     lines = [f"{'step':<9} {'orders':>9} {'seconds':>8} {'s / 1,000':>9} {'peak RSS MB':>11} {'vs smallest':>17} "
-             f"{'Redis longest ms':>16}"]
+             f"{'Redis longest ms':>16} {'load':>5}"]
     smallest = {}
     for row in record["rows"]:
         base = smallest.setdefault(row["kind"], row)
@@ -222,7 +229,8 @@ def table(record: dict) -> str:
         longest = row.get("redis_longest_ms")
         lines.append(f"{row['kind']:<9} {row['orders']:>9,} {row['seconds']:>8.2f} {row['seconds_per_1000']:>9.3f} "
                      f"{row['peak_rss_mb']:>11.1f} {'' if growth is None else f'×{growth:.2f} per order':>17} "
-                     f"{'' if longest is None else f'{longest:.1f}':>16}")
+                     f"{'' if longest is None else f'{longest:.1f}':>16} "
+                     f"{_fmt_load(row.get('load_avg')):>5}")
     lines += ["",
               "time per order should stay flat (linear growth); read keeps every queued order in memory",
               "(reconcile needs each one's buyer), so its peak memory grows with the backlog — by design;",
@@ -230,7 +238,8 @@ def table(record: dict) -> str:
               "reconcile of a sold-out sale holds its buyers twice (PostgreSQL's and Redis's, to compare them), so its",
               "memory grows with the sale too; it reads the Redis set in SSCAN pages, so no single command stalls",
               "Redis (and a live sale's buyers) for long: 'Redis longest ms' is the slowest command Redis logged",
-              "meanwhile (SLOWLOG, commands over 10 ms; blank: none)."]
+              "meanwhile (SLOWLOG, commands over 10 ms; blank: none). 'load' is the machine's load average when the",
+              "step began: on 2 cores, a step that ran at load 8 and one at load 1 are not comparable."]
     if record.get("path"):
         lines.append(f"saved: {record['path']}")
     return "\n".join(lines)
