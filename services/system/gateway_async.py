@@ -443,5 +443,6 @@ def async_redis_for(s: Settings):
         return aioredis.Redis.from_url(s.redis_url, max_connections=1024, **options)
     from redis.asyncio.sentinel import Sentinel
 
+    options["password"] = s.redis_password or None  # workshop mode: Sentinel's and the primary's
     sentinel = Sentinel([sentinel_address(s)], sentinel_kwargs=dict(options), **options)
     return sentinel.master_for(s.redis_master, max_connections=1024)
