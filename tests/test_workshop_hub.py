@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 # and below Linux's ephemeral range (32768), where the hub's random ports land.
 LEARNERS = {"seckill-t1": 380 * 10 + 375, "seckill-t2": 380 * 10 + 376, "seckill-t3": 380 * 10 + 377}
 HUB_PORT = 8800 + 10 * SLOT            # hub, its API, the proxy's API, the dashboard: 8800+10*slot …
-NOTEBOOK = "notebooks/12_stock_reservation.ipynb"
+NOTEBOOK = f"{workshop.COURSE_DIR}/notebooks/12_stock_reservation.ipynb"  # the server's root is the home
 pytestmark = pytest.mark.timeout(1800)
 
 
