@@ -21,7 +21,7 @@ help:
 	@echo "make down               stop everything this checkout started"
 	@echo "make bench              optional: measure every tier and this machine's ceilings (< 10 min)"
 	@echo "make mutants            optional: the graders' mutation score per lab (cosmic-ray, ~1 h)"
-	@echo "make hub                optional, hub hosts: jupyterhub (pip) + configurable-http-proxy (npm)"
+	@echo "make hub                optional, hub hosts: jupyterhub, nbgitpuller (pip) + configurable-http-proxy (npm)"
 
 # The venv, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -68,7 +68,7 @@ labs-sync: $(STAMP)
 notebooks: $(STAMP)
 	@$(BIN)/python tools/make_notebooks.py
 
-# Optional, only on a workshop's hub host (docs/workshop.md): JupyterHub from PyPI and
+# Optional, only on a workshop's hub host (docs/workshop.md): JupyterHub and nbgitpuller from PyPI and
 # configurable-http-proxy from npm (into .venv/node_modules, where `seckill workshop` looks).
 hub: tools
 	@$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[hub]'

@@ -73,3 +73,34 @@ def load_or_create(run_dir: Path) -> dict[str, str]:
     if missing:
         raise CredentialsError(f"{file} lacks {', '.join(missing)}; delete it and run `seckill reset`")
     return {k: data[k] for k in KEYS}
+
+
+# -- a Redis login for command-line tools ---------------------------------------------------------
+
+# What a tool's temporary user may run: reads and writes on its own keys, scripts by their SHA,
+# PING; never a command of Redis's @dangerous category (FLUSHALL, CONFIG, KEYS, DEBUG …).
+TOOL_RULES = ("+@read", "+@write", "+evalsha", "+ping", "-@dangerous")
+
+
+def redis_tool_login(client, password: str, keys: list[str]) -> list[str]:
+    """Arguments ``["--user", NAME, "-a", SECRET]`` for a Redis tool (redis-benchmark), or ``[]`` without a password.
+
+    redis-benchmark takes a password only on its command line, and every user of the host reads
+    command lines in /proc/<pid>/cmdline (``ps``). So the tool never gets the stack's password:
+    ``client`` (logged in with it) creates a user for this run with ACL SETUSER, with a random
+    password, allowed :data:`TOOL_RULES` on ``keys`` and nothing else; :func:`drop_redis_tool_login`
+    deletes it afterwards. What a neighbour may read in ``ps`` meanwhile opens nothing else.
+    Commands a script calls are checked against the same rules (Redis 7 ACLs cover scripts).
+    """
+    if not password:
+        return []
+    name, secret = f"tool-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
+    client.execute_command("ACL", "SETUSER", name, "reset", "on", f">{secret}",
+                           *[f"~{key}" for key in keys], *TOOL_RULES)
+    return ["--user", name, "-a", secret]
+
+
+def drop_redis_tool_login(client, args: list[str]) -> None:
+    """Delete the user :func:`redis_tool_login` made (nothing when it made none)."""
+    if args:
+        client.execute_command("ACL", "DELUSER", args[1])

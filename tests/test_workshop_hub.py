@@ -14,7 +14,9 @@ Round 3: learners 2 and 3 stop theirs while 1 sells. Asserted: no two learners l
 (and each stack is in its uid's block), every notebook runs without an error (its own assertions:
 100 sold of 100, oversold 0, duplicate users 0), every mq-down report holds its invariants, and a
 broker that its learner did not stop is the same process before and after a neighbour's failure
-lab. The room dashboard, behind the hub's proxy, shows the three.
+lab. The room dashboard, behind the hub's proxy, shows the three. Before the rounds, the instructor
+pushes a commit and each learner opens the nbgitpuller link `workshop init` wrote (the git-pull page,
+its sync stream, its redirect to notebook 00): the commit lands in the clone they work in.
 
 Needs root (to create users), jupyterhub and configurable-http-proxy (`make hub`), and a course
 installation the learners can execute (a venv under /root is not: SECKILL_HUB_VENV, or `.hubvenv`
@@ -29,6 +31,7 @@ import datetime
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -55,7 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 # and below Linux's ephemeral range (32768), where the hub's random ports land.
 LEARNERS = {"seckill-t1": 380 * 10 + 375, "seckill-t2": 380 * 10 + 376, "seckill-t3": 380 * 10 + 377}
 HUB_PORT = 8800 + 10 * SLOT            # hub, its API, the proxy's API, the dashboard: 8800+10*slot …
-NOTEBOOK = "notebooks/12_stock_reservation.ipynb"
+NOTEBOOK = f"{workshop.COURSE_DIR}/notebooks/12_stock_reservation.ipynb"  # the server's root is the home
 pytestmark = pytest.mark.timeout(1800)
 
 
@@ -232,6 +236,37 @@ class Hub:
         result["seconds"] = time.monotonic() - t0
         return result
 
+    async def open_link(self, session, user: str, link: str, timeout: float = 120) -> str:
+        """What the learner's browser does with the nbgitpuller link: the git-pull page (under /user/<name>/,
+        where /hub/user-redirect/ sends them), the sync stream its script opens, until it says finished;
+        returns the URL the page then redirects to."""
+        import aiohttp
+
+        prefix = "/hub/user-redirect/"
+        async with session.get(f"{self.base}/user/{user}/{link[link.index(prefix) + len(prefix):]}",
+                               headers=self._headers()) as reply:
+            page = await reply.text()
+            if reply.status != 200:
+                raise AssertionError(f"{user}: the git-pull page answered {reply.status} (is nbgitpuller in the "
+                                     f"learners' installation? make hub-venv): {page[:300]}")
+        body = re.search(r"<body([^>]*)>", page, re.S).group(1)
+        data = {k: urllib.parse.unquote(v) for k, v in re.findall(r'data-([\w-]+)="([^"]*)"', body)}
+        params = {"repo": data["repo"], "targetpath": data["targetpath"]}
+        if "branch" in data:
+            params["branch"] = data["branch"]
+        last = None
+        async with session.get(f"{self.base}{data['base-url']}git-pull/api", params=params, headers=self._headers(),
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as stream:
+            async for raw in stream.content:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    last = json.loads(line[len("data: "):])
+                    if last.get("phase") in ("finished", "error"):
+                        break
+        if not last or last.get("phase") != "finished":
+            raise AssertionError(f"{user}: nbgitpuller did not finish: {last}")
+        return f"{self.base}{data['base-url']}{data['path']}"
+
     async def run_command(self, session, user: str, args: list[str], timeout: float = 600) -> dict:
         """A learner's `!seckill …` in a fresh kernel of their server; its stdout and exit code."""
         t0 = time.monotonic()
@@ -246,6 +281,21 @@ class Hub:
         body, _, rest = out["stdout"].rpartition("EXIT ")
         return {"stdout": body, "exit": int(rest.split()[0]) if rest else None, "tail": rest,
                 "errors": out["errors"], "seconds": time.monotonic() - t0}
+
+
+INSTRUCTOR_FILE = "notebooks/from_the_instructor.md"
+
+
+def _instructor_pushes(bare: Path, scratch: Path) -> None:
+    """A new commit on the bare remote's main (a file of its own), readable by the learners."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Instructor", "GIT_AUTHOR_EMAIL": "i@example.org",
+           "GIT_COMMITTER_NAME": "Instructor", "GIT_COMMITTER_EMAIL": "i@example.org"}
+    subprocess.run(["git", "clone", "--quiet", "--branch", "main", str(bare), str(scratch)], check=True, timeout=120)
+    (scratch / INSTRUCTOR_FILE).write_text("# Added during the workshop\n")
+    for args in (["add", INSTRUCTOR_FILE], ["commit", "--quiet", "-m", "during the workshop"],
+                 ["push", "--quiet", "origin", "main"]):
+        subprocess.run(["git", *args], cwd=scratch, env=env, check=True, timeout=120)
+    subprocess.run(["chmod", "-R", "a+rX", str(bare)], check=True)
 
 
 def _listening(uid: int) -> set[int]:
@@ -322,6 +372,17 @@ def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learne
                 for n, s in zip(names, spawn):
                     timings["learners"][n]["server_ready_s"] = s
 
+                # the instructor pushes a commit after the learners' first start (their clones predate it);
+                # each opens the nbgitpuller link `workshop init` wrote: it pulls into their ~/seckill
+                _instructor_pushes(bare, hub_dir / "instructor")
+                t1 = time.monotonic()
+                landed = await asyncio.gather(*(hub.open_link(http, n, files["link"]) for n in names))
+                timings["link_opened_all_s"] = time.monotonic() - t1
+                for n, url in zip(names, landed):
+                    assert url == f"{hub.base}/user/{n}/lab/tree/{workshop.COURSE_DIR}/notebooks/00_start_here.ipynb"
+                    async with http.get(url, headers=hub._headers()) as reply:
+                        assert reply.status == 200, f"{n}: the link's notebook 00 answered {reply.status}"
+
                 async def round_(breakers: list[str]) -> dict:
                     sellers = [n for n in names if n not in breakers]
                     before = {n: _broker(learners[n]) for n in names}
@@ -347,6 +408,8 @@ def test_three_learners_on_a_real_hub_run_notebook_12_and_mq_down_at_once(learne
                 return first, second, third, room_page
 
         first, second, third, room_page = asyncio.run(asyncio.wait_for(scenario(), 1500))
+        for n, u in learners.items():  # the link pulled the instructor's commit into the clone they work in
+            assert (Path(u.pw_dir) / workshop.COURSE_DIR / INSTRUCTOR_FILE).is_file(), f"{n}'s clone was not pulled"
         timings["rounds"] = {i: {n: {k: v for k, v in r.items() if k != "stdout"} for n, r in rnd["done"].items()}
                              for i, rnd in enumerate((first, second, third), 1)}
 

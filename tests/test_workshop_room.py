@@ -180,6 +180,9 @@ def test_init_writes_a_hub_config_that_loads_a_room_dir_and_a_link(tmp_path):
     link = (hub / "nbgitpuller-link.txt").read_text().strip()
     assert link.startswith("http://127.0.0.1:8000/hub/user-redirect/git-pull?repo=https%3A%2F%2Fexample.org")
     assert "urlpath=lab%2Ftree%2Fseckill%2Fnotebooks%2F00_start_here.ipynb" in link
+    # nbgitpuller clones into <server root>/<targetpath>: the home folder's ~/seckill, start-learner.sh's clone
+    # (that it works for real: tests/test_workshop_gitpuller.py, where nbgitpuller is installed)
+    assert "targetpath=seckill&" in link
     config = hub / "jupyterhub_config.py"
 
     class C(dict):
@@ -197,6 +200,8 @@ def test_init_writes_a_hub_config_that_loads_a_room_dir_and_a_link(tmp_path):
     assert c.JupyterHub.services[0]["name"] == "room"
     start = (hub / "start-learner.sh").read_text()
     assert "git clone" in start and "jupyterhub-singleuser" in start
+    assert 'COURSE="$HOME/seckill"' in start and '--ServerApp.root_dir="$HOME"' in start
+    assert c.Spawner.default_url == "/lab/tree/seckill/notebooks"
     subprocess.run(["sh", "-n", str(hub / "start-learner.sh")], check=True)
 
 

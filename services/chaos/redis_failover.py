@@ -48,7 +48,7 @@ def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: fl
         before_s: float = 3.0, cut_s: float = 0.6, after_s: float = 4.0, settle_s: float = 1.0) -> ChaosReport:
     report = ChaosReport("redis-failover", TITLE)
     s = settings()
-    primary = redis_lib.Redis(host=HOST, port=s.ports.redis, decode_responses=True, socket_timeout=2)
+    primary = redis_lib.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=2)
     link = sentinel.replication_link(s)  # a host relay natively; the replica's REPLICAOF on docker
     failover_s = None
     lost: set[str] = set()
@@ -81,7 +81,7 @@ def run(tier: str = "flask", product_id: int = 9401, stock: int = 3000, rate: fl
 
                 # what the new primary forgot: users told "success" during the cut
                 new_primary = redis_lib.Redis(host=HOST, port=s.ports.redis_replica, decode_responses=True,
-                                              socket_timeout=2)
+                                              password=s.redis_password or None, socket_timeout=2)
                 acknowledged = traffic.successful_users((0, t_kill))
                 kept = set(new_primary.smembers(f"buyers:{product_id}")) if failover_s is not None else set()
                 lost = acknowledged - kept

@@ -49,6 +49,9 @@ NOTEBOOK_LOAD = dict(users=400, spawn_rate=400, duration_s=6, requests_per_user=
 HEADROOM = 1.3          # memory: page cache, the hub, spikes
 LOAD_OVERLAP = 0.25     # share of a room load-testing in the same minute (a lab step staggered by reading)
 MB = 1024 * 1024
+# The learner's clone of the course: ~/seckill, under a JupyterLab whose root is the home folder
+# (start-learner.sh clones it on the first start; the nbgitpuller link pulls into it).
+COURSE_DIR = "seckill"
 
 
 class WorkshopError(SeckillError):
@@ -309,8 +312,9 @@ def plan_text(p: dict[str, Any]) -> str:
 HUB_CONFIG = '''\
 # JupyterHub for a seckill workshop, written by `seckill workshop init` ({when}).
 # Start it as root (local users need it):  jupyterhub -f {config}
-# Learners log in with their Unix account (PAM); each gets a JupyterLab in ~/seckill, a clone of
-# the course, using the course installed once in {venv}.
+# Learners log in with their Unix account (PAM); each gets a JupyterLab on their home, with a
+# clone of the course in ~/{course}, using the course installed once in {venv}. The nbgitpuller
+# link (nbgitpuller-link.txt) pulls the instructor's later commits into that same clone.
 c = get_config()  # noqa: F821 (JupyterHub provides it)
 
 c.JupyterHub.bind_url = {bind_url!r}
@@ -324,7 +328,7 @@ c.JupyterHub.authenticator_class = {authenticator!r}
 c.Authenticator.allowed_users = set({learners!r})
 c.Authenticator.admin_users = set({admins!r})
 {extra_auth}
-c.Spawner.default_url = "/lab/tree/notebooks"
+c.Spawner.default_url = "/lab/tree/{course}/notebooks"
 c.Spawner.cmd = [{start!r}]            # clones the course on first start, then jupyterhub-singleuser
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 180
@@ -344,22 +348,32 @@ c.JupyterHub.load_roles = [{{"name": "user", "scopes": ["self", "access:services
 START_LEARNER = '''\
 #!/bin/sh
 # A learner's JupyterLab under the hub: their own clone of the course, the shared installation.
+# The server's root is the home folder, as nbgitpuller expects: its link clones or pulls into
+# ~/{course} (targetpath), the clone made here on the first start.
 set -e
-COURSE="$HOME/seckill"
+COURSE="$HOME/{course}"
 if [ ! -d "$COURSE/.git" ]; then
-    git clone --quiet {repo} "$COURSE"
+    git clone --quiet --branch {branch} {repo} "$COURSE"
 fi
 cd "$COURSE"
 export PATH="{venv}/bin:$PATH"
 export SECKILL_LABS_DIR="$COURSE/labs" SECKILL_RESULTS_DIR="$COURSE/results"
-exec "{venv}/bin/jupyterhub-singleuser" "$@"
+exec "{venv}/bin/jupyterhub-singleuser" --ServerApp.root_dir="$HOME" "$@"
 '''
 
 
 def nbgitpuller_link(hub_url: str, repo: str, branch: str = "main", path: str = "notebooks/00_start_here.ipynb") -> str:
-    """The link to hand out: it pulls ``repo`` into the learner's home and opens ``path`` in JupyterLab."""
-    name = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
-    query = urllib.parse.urlencode({"repo": repo, "branch": branch, "urlpath": f"lab/tree/{name}/{path}"})
+    """The link to hand out: it clones or pulls ``repo`` into ~/COURSE_DIR and opens ``path`` there in JupyterLab.
+
+    ``/hub/user-redirect/`` sends each learner to their own server (``/user/<name>/``), starting it if
+    needed; nbgitpuller's ``git-pull`` page then clones ``branch`` of ``repo`` into the server's root
+    (the home folder) under ``targetpath``, or, when that clone exists, fetches and merges (a
+    learner's own edits win where both changed the same lines), and finally opens ``urlpath``.
+    ``targetpath`` is given, not left to nbgitpuller: its default is the URL's last part, ``.git``
+    included, which would be a second clone beside the one the learner's server works in.
+    """
+    query = urllib.parse.urlencode({"repo": repo, "branch": branch, "targetpath": COURSE_DIR,
+                                    "urlpath": f"lab/tree/{COURSE_DIR}/{path}"})
     return f"{hub_url.rstrip('/')}/hub/user-redirect/git-pull?{query}"
 
 
@@ -379,7 +393,8 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
     room_dir.chmod(0o1777)  # anyone may add their own file; the sticky bit: no one removes another's
     venv = Path(venv or sys.prefix)
     start = directory / "start-learner.sh"
-    start.write_text(START_LEARNER.format(repo=_shell_quote(repo), venv=venv))
+    start.write_text(START_LEARNER.format(repo=_shell_quote(repo), branch=_shell_quote(branch), venv=venv,
+                                          course=COURSE_DIR))
     start.chmod(0o755)
     env = {"SECKILL_WORKSHOP": "1", "SECKILL_ROOM_LOG": str(room_dir), "SECKILL_IMPL": "labs",
            **(settings_env or {})}
@@ -398,7 +413,7 @@ def init(directory: Path, *, learners: list[str], admins: list[str], repo: str, 
         bind_url=hub_url, cookie=str(directory / "jupyterhub_cookie_secret"),
         db=f"sqlite:///{directory / 'jupyterhub.sqlite'}", pid=str(directory / "jupyterhub.pid"),
         authenticator=auth[authenticator], learners=sorted(learners), admins=sorted(admins), extra_auth=extra,
-        start=str(start), environment=env, dashboard_port=dashboard_port, hub_api_port=hub_api_port,
+        start=str(start), environment=env, course=COURSE_DIR, dashboard_port=dashboard_port, hub_api_port=hub_api_port,
         proxy_api_port=proxy_api_port, python=str(venv / "bin" / "python"), proxy_command=proxy_command,
         room=str(room_dir)))
     link = nbgitpuller_link(hub_url, repo, branch)

@@ -47,7 +47,7 @@ import redis as redis_lib
 from seckill.system import autopipeline, broker, gateway_fastapi, impl, nginx, order_service, sale
 from seckill.measure import cpu_budget, charts, invariants, openloop, profiler, results
 from seckill.stack import db, docker_backend, processes
-from seckill import stack
+from seckill import credentials, stack
 from seckill.system import tiers as ladder  # `tiers` is run()'s argument: the names of the tiers to measure
 from seckill.measure.burst import run_coroutine
 from seckill.config import Settings, settings
@@ -614,12 +614,14 @@ def redis_lua_ceiling(quick: bool = False, progress: bool | TextIO | None = True
     keys = [f"stock:{REDIS_LUA_PRODUCT}", f"buyers:{REDIS_LUA_PRODUCT}"]
     calls = 20_000 if quick else 100_000
     start = 10**9
+    login: list[str] = []  # workshop mode: a user of this run's own, not the stack's password in `ps`
     try:
         sha = r.script_load(stock_mod.RESERVE_ONCE_LUA)
         r.delete(*keys)
         r.set(keys[0], start)
+        login = credentials.redis_tool_login(r, s.redis_password, keys)
         _say(progress, f"ceiling: the stock Lua script under redis-benchmark, {calls:,} calls …")
-        command = [*_tool("redis-benchmark", "redis-tools"), "-h", "127.0.0.1", "-p", str(s.ports.redis),
+        command = [*_tool("redis-benchmark", "redis-tools"), "-h", "127.0.0.1", "-p", str(s.ports.redis), *login,
                    "-n", str(calls), "-c", "50", "-r", "1000000", "--csv",
                    "EVALSHA", sha, "2", *keys, "user:__rand_int__"]
         try:
@@ -635,6 +637,7 @@ def redis_lua_ceiling(quick: bool = False, progress: bool | TextIO | None = True
                              "the ceiling is only reported when the script did its work")
         return ops
     finally:
+        credentials.drop_redis_tool_login(r, login)
         r.delete(*keys)
         r.close()
 

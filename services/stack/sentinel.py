@@ -21,6 +21,13 @@ separate machines, so that one Sentinel cut off from the primary cannot
 promote a replica on its own (a split brain). Both processes carry the
 checkout's marker, so ``seckill down`` stops them with everything else.
 
+In workshop mode (Redis with a password, see seckill.credentials) the two
+carry the stack's password too: the replica authenticates to the primary
+(``masterauth``) and asks it of its own clients (``requirepass``, it becomes
+the primary); Sentinel authenticates to both (``sentinel auth-pass``) and asks
+it of its clients. The password goes into files of mode 0600 in the run dir
+(mode 0700), never onto a command line, which every user can read in /proc.
+
 Replication is asynchronous: the primary acknowledges a write before the
 replica has it. Whatever the primary acknowledged in its last moments and
 had not yet sent is gone after the failover; that is what the lab measures.
@@ -41,7 +48,7 @@ from typing import TextIO
 
 import redis as redis_lib
 
-from seckill.stack import docker_backend, installer, processes
+from seckill.stack import docker_backend, installer, processes, servers
 from seckill import stack
 from seckill.config import HOST, Settings
 from seckill.errors import SeckillError
@@ -56,9 +63,10 @@ class SentinelError(SeckillError):
     """The replica or Sentinel could not be started or did not do its job; the message says why."""
 
 
-def _client(port: int, **kwargs) -> redis_lib.Redis:
-    return redis_lib.Redis(host=HOST, port=port, socket_connect_timeout=1, socket_timeout=2,
-                           decode_responses=True, **kwargs)
+def _client(port: int, password: str = "", **kwargs) -> redis_lib.Redis:
+    """A client of one of the family (primary, replica, Sentinel): all share the stack's password."""
+    return redis_lib.Redis(host=HOST, port=port, password=password or None, socket_connect_timeout=1,
+                           socket_timeout=2, decode_responses=True, **kwargs)
 
 
 def sentinel_address(s: Settings) -> str:
@@ -163,12 +171,13 @@ class ReplicaCut:
     port = None           # the replica follows the primary directly until the cut
     dropped_bytes = None  # not counted: nothing is sent at all
 
-    def __init__(self, replica_port: int):
+    def __init__(self, replica_port: int, password: str = ""):
         self.replica_port = replica_port
+        self.password = password
         self._cut = False
 
     def cut(self) -> None:
-        _client(self.replica_port).replicaof(HOST, self.NOWHERE)
+        _client(self.replica_port, self.password).replicaof(HOST, self.NOWHERE)
         self._cut = True
 
     @property
@@ -182,12 +191,12 @@ class ReplicaCut:
 def replication_link(s: Settings) -> "ReplicationLink | ReplicaCut":
     """What the lab cuts: a host relay natively, the replica's REPLICAOF on the docker backend."""
     if stack.backend() == "docker":
-        return ReplicaCut(s.ports.redis_replica)
+        return ReplicaCut(s.ports.redis_replica, s.redis_password)
     return ReplicationLink(s.ports.redis)
 
 
 def _docker_start(s: Settings, out: TextIO | None) -> None:
-    _client(s.ports.redis).config_set("repl-diskless-sync-delay", 0)
+    _client(s.ports.redis, s.redis_password).config_set("repl-diskless-sync-delay", 0)
     docker_backend.remove((SENTINEL, REPLICA), s=s)  # both start afresh, as the native ones do
     t0 = time.monotonic()
     docker_backend.start(REPLICA, s=s)
@@ -221,13 +230,14 @@ def start(s: Settings, out: TextIO | None = None, replicate_via: int | None = No
             raise SentinelError(f"port {port} for {name} is taken by {processes.who_listens(port)}; "
                                 f"stop it or set {env_var} to a free port")
     # the first full sync at once, not after Redis's default 5 s wait for more replicas
-    _client(s.ports.redis).config_set("repl-diskless-sync-delay", 0)
+    _client(s.ports.redis, s.redis_password).config_set("repl-diskless-sync-delay", 0)
     data = s.run_dir / "redis-replica"
     shutil.rmtree(data, ignore_errors=True)  # a replica starts from a full sync anyway
     data.mkdir(parents=True)
     t0 = time.monotonic()
+    auth = [str(servers.private_file(data / "auth.conf", servers.redis_auth_conf(s)))] if s.redis_password else []
     processes.start(s.run_dir, REPLICA, [
-        _redis_binary(), "--bind", HOST, "--port", str(s.ports.redis_replica), "--dir", str(data),
+        _redis_binary(), *auth, "--bind", HOST, "--port", str(s.ports.redis_replica), "--dir", str(data),
         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "", "--set-proc-title", "no",
         "--replicaof", HOST, str(replicate_via or s.ports.redis)],
         port=s.ports.redis_replica, ready=lambda: replica_synced(s), timeout=30)
@@ -237,7 +247,9 @@ def start(s: Settings, out: TextIO | None = None, replicate_via: int | None = No
     conf_dir = s.run_dir / "redis-sentinel"
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "sentinel.conf"  # written afresh: Sentinel rewrites it with what it learns
-    conf.write_text("\n".join([
+    auth = [f"sentinel auth-pass {s.redis_master} {s.redis_password}",  # to talk to primary and replica
+            f"requirepass {s.redis_password}"] if s.redis_password else []  # and to be talked to
+    servers.private_file(conf, "\n".join([
         f"bind {HOST}", f"port {s.ports.sentinel}", "daemonize no", 'logfile ""', "set-proc-title no",
         f"dir {conf_dir}", "sentinel resolve-hostnames no",
         f"sentinel monitor {s.redis_master} {HOST} {s.ports.redis} 1",   # quorum 1: one Sentinel decides
@@ -245,7 +257,7 @@ def start(s: Settings, out: TextIO | None = None, replicate_via: int | None = No
         # also how long Sentinel tolerates a replica that follows the primary through
         # another address (our ReplicationLink) before it "corrects" it: longer than the lab
         f"sentinel failover-timeout {s.redis_master} {FAILOVER_TIMEOUT_MS}",
-        f"sentinel parallel-syncs {s.redis_master} 1", ""]))
+        f"sentinel parallel-syncs {s.redis_master} 1", *auth, ""]))
     t0 = time.monotonic()
     processes.start(s.run_dir, SENTINEL, [_redis_binary(), str(conf), "--sentinel"],
                     port=s.ports.sentinel, ready=lambda: sentinel_knows_replica(s), timeout=30)
@@ -255,7 +267,7 @@ def start(s: Settings, out: TextIO | None = None, replicate_via: int | None = No
 
 def replica_synced(s: Settings, port: int | None = None) -> bool:
     try:
-        info = _client(port or s.ports.redis_replica).info("replication")
+        info = _client(port or s.ports.redis_replica, s.redis_password).info("replication")
     except redis_lib.RedisError:
         return False
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
@@ -263,7 +275,7 @@ def replica_synced(s: Settings, port: int | None = None) -> bool:
 
 def sentinel_knows_replica(s: Settings) -> bool:
     try:
-        replicas = _client(s.ports.sentinel).sentinel_slaves(s.redis_master)
+        replicas = _client(s.ports.sentinel, s.redis_password).sentinel_slaves(s.redis_master)
     except redis_lib.RedisError:
         return False
     return any(int(r.get("port", 0)) == s.ports.redis_replica and not r.get("is_disconnected")
@@ -273,16 +285,16 @@ def sentinel_knows_replica(s: Settings) -> bool:
 def primary_port(s: Settings) -> int | None:
     """The port of the primary Sentinel names now (None when Sentinel does not answer)."""
     try:
-        addr = _client(s.ports.sentinel).sentinel_get_master_addr_by_name(s.redis_master)
+        addr = _client(s.ports.sentinel, s.redis_password).sentinel_get_master_addr_by_name(s.redis_master)
     except redis_lib.RedisError:
         return None
     return int(addr[1]) if addr else None
 
 
-def writable(port: int) -> bool:
+def writable(port: int, password: str = "") -> bool:
     """Does a write succeed on this port now (a primary that answers)?"""
     try:
-        return bool(_client(port).set("failover:probe", time.time(), ex=60))
+        return bool(_client(port, password).set("failover:probe", time.time(), ex=60))
     except redis_lib.RedisError:
         return False
 
@@ -292,7 +304,7 @@ def wait_for_promotion(s: Settings, old_port: int, timeout_s: float = 30.0, inte
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         port = primary_port(s)
-        if port and port != old_port and writable(port):
+        if port and port != old_port and writable(port, s.redis_password):
             return time.monotonic() - t0
         time.sleep(interval_s)
     return None
@@ -328,8 +340,8 @@ def fail_back(s: Settings, out: TextIO | None = None) -> None:
     """
     _stop(s, SENTINEL)
     current = s.ports.redis_replica
-    original = _client(s.ports.redis)
-    if current != s.ports.redis and _client(current).info("replication").get("role") == "master":
+    original = _client(s.ports.redis, s.redis_password)
+    if current != s.ports.redis and _client(current, s.redis_password).info("replication").get("role") == "master":
         original.replicaof(HOST, current)
         if not processes.wait_until(lambda: replica_synced(s, s.ports.redis), timeout=30):
             raise SentinelError(f"the original Redis did not sync from port {current}; see `seckill logs redis`")

@@ -48,7 +48,7 @@ def redis_server(s: Settings) -> NativeServer:
         cmd = [installer.find("redis") or "redis-server"]
         if s.redis_password:
             # In a private file, not on the command line: /proc/<pid>/cmdline is world-readable.
-            cmd.append(str(_private_file(data / "auth.conf", f"requirepass {s.redis_password}\n")))
+            cmd.append(str(private_file(data / "auth.conf", redis_auth_conf(s))))
         cmd += ["--bind", HOST, "--port", str(s.ports.redis),
                "--dir", str(data), "--dbfilename", "dump.rdb",
                "--save", "60 1000",          # snapshot now and then, and on shutdown
@@ -68,7 +68,16 @@ def redis_server(s: Settings) -> NativeServer:
     return NativeServer("redis", s.ports.redis, signal.SIGTERM, prepare, ready, timeout=30)
 
 
-def _private_file(path: Path, text: str) -> Path:
+def redis_auth_conf(s: Settings) -> str:
+    """Workshop mode: every Redis of the stack asks for the password and, as a replica, gives it.
+
+    ``masterauth`` lets the primary follow a promoted replica (the failover lab's fail-back, or
+    Sentinel turning a returning primary into a replica) without a second configuration.
+    """
+    return f"requirepass {s.redis_password}\nmasterauth {s.redis_password}\n"
+
+
+def private_file(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` readable by its owner only (mode 0600 from the start)."""
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -130,7 +139,7 @@ def postgres_server(s: Settings) -> NativeServer:
         home = postgres_home(s)
         data = home / "data"
         if not (data / "PG_VERSION").exists():
-            pwfile = _private_file(home / "pwfile", s.pg_password + "\n")
+            pwfile = private_file(home / "pwfile", s.pg_password + "\n")
             if user:
                 shutil.chown(pwfile, user=user)
             initdb = [installer.sibling("postgres", "initdb"), "-D", str(data), "-U", s.pg_user,
@@ -186,7 +195,7 @@ def rabbitmq_server(s: Settings) -> NativeServer:
         if s.amqp_user != "guest":
             # workshop mode: the broker's first boot creates this user instead of guest/guest
             conf += f"default_user = {s.amqp_user}\ndefault_pass = {s.amqp_password}\n"
-        _private_file(base / "rabbitmq.conf", conf)
+        private_file(base / "rabbitmq.conf", conf)
         (base / "enabled_plugins").write_text("[].\n")
         env = {
             "HOME": str(base / "home"),  # the Erlang cookie lives here

@@ -620,7 +620,8 @@ def redis_for(s: Settings) -> redis_lib.Redis:
         return redis_client(s.redis_url)
     from redis.sentinel import Sentinel
 
-    options = fast_fail_options()
+    # the stack's password (workshop mode) for Sentinel and for the primary it names
+    options = {**fast_fail_options(), "password": s.redis_password or None}
     sentinel = Sentinel([sentinel_address(s)], sentinel_kwargs=dict(options), **options)
     return sentinel.master_for(s.redis_master, decode_responses=True, health_check_interval=30,
                                max_connections=512)

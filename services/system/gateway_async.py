@@ -445,5 +445,6 @@ def async_redis_for(s: Settings):
         return client_class.from_url(s.redis_url, max_connections=1024, **options)
     from redis.asyncio.sentinel import Sentinel
 
+    options["password"] = s.redis_password or None  # workshop mode: Sentinel's and the primary's
     sentinel = Sentinel([sentinel_address(s)], sentinel_kwargs=dict(options), **options)
     return sentinel.master_for(s.redis_master, redis_class=client_class, max_connections=1024)
