@@ -57,3 +57,20 @@ def test_the_test_catches_a_check_taken_when_the_queue_first_empties(s, flask_ti
         return invariants.check_sale(s, PRODUCT, [])
     check = _buying_meanwhile(s, flask_tier, old_way)
     assert check.orders < BUYERS, check
+
+
+def _check(**numbers) -> invariants.SaleCheck:
+    base = dict(product_id=1, initial_stock=100, pg_stock=70, redis_stock=70, orders=30, distinct_users=30,
+                rejections=0, confirmed_to_users=30, lost=0, unexpected=0, queue_depth=0)
+    return invariants.SaleCheck(**{**base, **numbers})
+
+
+def test_each_problem_is_named_for_what_it_is():
+    assert _check().ok and _check().problems() == []
+    (under,) = _check(redis_stock=61).problems()  # reservations whose requests were abandoned: not a loss
+    assert under.startswith("undersold 9:") and "reconcile --fix" in under
+    (risk,) = _check(redis_stock=75).problems()
+    assert "5 more in stock than PostgreSQL (an oversell risk)" in risk
+    assert _check(redis_stock=61, held_locally=9).problems() == []  # leased by live T4 instances
+    assert _check(orders=101, distinct_users=101, pg_stock=0, redis_stock=0).problems()[0] == "oversold 1"
+    assert "lost 2 confirmed order(s)" in _check(lost=2).problems()

@@ -53,9 +53,32 @@ class SaleCheck:
                 and self.pg_stock == self.initial_stock - self.orders
                 and (self.redis_stock is None or self.redis_stock + self.held_locally == self.pg_stock))
 
+    def problems(self) -> list[str]:
+        """What is wrong, one plain line each (empty when ok); a Redis copy below PostgreSQL is named
+        as what it is — reservations without an order, an undersell that reconcile returns — not as a loss."""
+        found = []
+        if self.oversold:
+            found.append(f"oversold {self.oversold}")
+        if self.lost:
+            found.append(f"lost {self.lost} confirmed order(s)")
+        if self.duplicate_users:
+            found.append(f"{self.duplicate_users} user(s) with two orders")
+        if self.pg_stock != self.initial_stock - self.orders:
+            found.append(f"PostgreSQL's stock {self.pg_stock} ≠ {self.initial_stock} − {self.orders} orders")
+        if self.redis_stock is not None:
+            gap = self.pg_stock - (self.redis_stock + self.held_locally)
+            if gap > 0:
+                found.append(f"undersold {gap}: Redis holds reservations with no order (requests abandoned "
+                             "before their order was queued, or stranded leases); `seckill reconcile --fix` "
+                             "returns them")
+            elif gap < 0:
+                found.append(f"Redis shows {-gap} more in stock than PostgreSQL (an oversell risk); "
+                             "`seckill reconcile --fix` lowers it")
+        return found
+
     def as_dict(self) -> dict:
         return {**asdict(self), "oversold": self.oversold, "duplicate_users": self.duplicate_users,
-                "ok": self.ok}
+                "ok": self.ok, "problems": self.problems()}
 
 
 def written_order_ids(s: Settings, product_id: int) -> set[str]:

@@ -176,11 +176,13 @@ class AsyncOrderProducer:
         """
         message = aio_pika.Message(json.dumps(order).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=str(order["order_id"]))
-        try:
-            channel = await asyncio.wait_for(self._open(), timeout=self.timeout_s)
-        except Exception as exc:  # no connection (refused, handshake timed out): nothing was sent
-            await self._discard()
-            raise PublishError(f"cannot reach the broker for order {order['order_id']}: {exc!r}") from exc
+        channel = self._channel
+        if channel is None or channel.is_closed:  # the lock (and a timer) only when a channel must be opened
+            try:
+                channel = await asyncio.wait_for(self._open(), timeout=self.timeout_s)
+            except Exception as exc:  # no connection (refused, handshake timed out): nothing was sent
+                await self._discard()
+                raise PublishError(f"cannot reach the broker for order {order['order_id']}: {exc!r}") from exc
         # The publish runs as a task of its own and only the WAIT is bounded. aio-pika's own
         # timeout would also cancel a publish still queued behind others on this channel
         # (never written): the buyer would be told "pending" for a message that is then never
