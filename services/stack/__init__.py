@@ -152,7 +152,11 @@ def up(out: TextIO | None = STDOUT) -> dict[str, str]:
 @contextlib.contextmanager
 def _exclusive(s: Settings):
     """One `up`/`down` at a time per checkout (a notebook and a terminal may race)."""
-    s.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+    except PermissionError:  # e.g. a course installed once for everyone (/opt/seckill), run outside workshop mode
+        raise StackError(f"cannot create the run dir {s.run_dir} (permission denied); export "
+                         "SECKILL_WORKSHOP=1 (a run dir in your home) or SECKILL_RUN_DIR=<a folder of yours>") from None
     with open(s.run_dir / "stack.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
