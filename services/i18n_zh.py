@@ -583,6 +583,14 @@ ZH: dict[str, str] = {
     "no service called {service!r}; choose one of: {', '.join(sorted(known))}":
         "没有叫 {service!r} 的服务；可选的有：{', '.join(sorted(known))}",
     "only redis keeps a snapshot to forget, not {service!r}": "只有 redis 有可以丢弃的快照，{service!r} 没有",
+    "cannot create the run dir {s.run_dir} (permission denied); export "
+    "SECKILL_WORKSHOP=1 (a run dir in your home) or SECKILL_RUN_DIR=<a folder of yours>":
+        "无法创建运行目录 {s.run_dir}（没有权限）；请 export SECKILL_WORKSHOP=1（运行目录放在你的家目录下）"
+        "或 SECKILL_RUN_DIR=<你自己的目录>",
+    "PostgreSQL on port {s.ports.postgres} refuses this stack's password: its data was "
+    "made with another one; `seckill reset` starts it afresh (and wipes its data)":
+        "端口 {s.ports.postgres} 上的 PostgreSQL 不接受本栈的密码：它的数据是用另一个密码建的；"
+        "`seckill reset` 会从头再来（并清空它的数据）",
     "port {server.port} for {server.name} is taken by {processes.who_listens(server.port)}; stop it "
     "or `export {env_var}={processes.free_port_near(server.port)}`":
         "{server.name} 要用的端口 {server.port} 被 {processes.who_listens(server.port)} 占用了；"

@@ -18,6 +18,12 @@ One event (a line, kept under 4 KiB so one O_APPEND write() is never interleaved
 
 Writing never fails the learner's command: a room log that cannot be written is reported once on
 stderr and skipped (the learner's own results/ keep everything).
+
+Zero to JupyterHub (docs/workshop.md): every learner's pod runs as the same uid (1000), so a file's
+owner names nobody. There each pod mounts only its own sub-directory of the shared room volume
+(``subPath: "{username}"``), and the dashboard, started with ``SECKILL_ROOM_BY_DIR=1``, names a row by
+that directory. Off by default: in a 1777 room on one host anyone may make a directory named after
+someone else.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "SECKILL_ROOM_LOG"
+BY_DIR_ENV = "SECKILL_ROOM_BY_DIR"  # the dashboard's side: one sub-directory per learner (Zero to JupyterHub)
 MAX_LINE = 4000  # below PIPE_BUF-sized writes that O_APPEND keeps whole on local filesystems
 _warned = False
 
@@ -89,9 +96,22 @@ def load_event(summary: dict, inv: dict) -> dict:
 
 # -- reading (the dashboard) ----------------------------------------------------------------
 
+def by_directory() -> bool:
+    """SECKILL_ROOM_BY_DIR=1: learners are the room's sub-directories (each pod mounts only its own)."""
+    return (os.environ.get(BY_DIR_ENV) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def read(root: Path) -> dict[str, list[dict]]:
-    """Every learner's events, by the user that owns each file; a broken line is skipped."""
+    """Every learner's events, by the user that owns each file; a broken line is skipped.
+
+    With SECKILL_ROOM_BY_DIR=1, by sub-directory instead: ``<root>/<learner>/*.jsonl`` (oldest first).
+    """
     rooms: dict[str, list[dict]] = {}
+    if by_directory():
+        for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+            events = [e for file in sorted(folder.glob("*.jsonl")) for e in _events(file)]
+            rooms[folder.name] = sorted(events, key=lambda e: float(e.get("t") or 0))
+        return rooms
     for file in sorted(Path(root).glob("*.jsonl")):
         try:
             owner = pwd.getpwuid(file.stat().st_uid).pw_name
@@ -99,17 +119,21 @@ def read(root: Path) -> dict[str, list[dict]]:
             owner = str(file.stat().st_uid)
         if file.stem != owner and owner != "root":
             continue  # a file named after someone else: not theirs, never shown as theirs
-        events = []
-        try:
-            text = file.read_text(errors="replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "kind" in event:
-                events.append(event)
-        rooms[file.stem] = events
+        rooms[file.stem] = _events(file)
     return rooms
+
+
+def _events(file: Path) -> list[dict]:
+    try:
+        text = file.read_text(errors="replace")
+    except OSError:
+        return []
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "kind" in event:
+            events.append(event)
+    return events

@@ -176,22 +176,45 @@ def standin_tag(variable: str) -> str:
     return f"seckill-standin/{directory.name}:{_digest(directory)}"
 
 
+def build(tag: str, context: Path, dockerfile: Path | None = None, out=sys.stderr, timeout: float = 1200,
+          args: dict[str, str] | None = None) -> float:
+    """``docker build`` FROM our Debian base (apt and pip through the host's network); returns seconds."""
+    base = base_image(out)
+    t0 = time.monotonic()
+    print(f"• building {tag} from Debian packages …", file=out, flush=True)
+    extra = [a for k, v in (args or {}).items() for a in ("--build-arg", f"{k}={v}")]
+    result = _docker("build", "--network", "host", "--build-arg", f"BASE={base}", *extra, "-t", tag,
+                     *(["-f", str(dockerfile)] if dockerfile else []), str(context), check=False, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"building {tag} failed: {result.stdout[-2000:]}\n{result.stderr[-1000:]}")
+    print(f"• built {tag} in {time.monotonic() - t0:.0f} s", file=out, flush=True)
+    return time.monotonic() - t0
+
+
 def build_images(out=sys.stderr) -> dict[str, str]:
     """Build what is missing; return the image variables that select the stand-ins."""
     chosen = {}
     for variable, directory in STANDINS.items():
         tag = standin_tag(variable)
         if not _has_image(tag):
-            base = base_image(out)
-            t0 = time.monotonic()
-            print(f"• building {tag} from Debian packages …", file=out, flush=True)
-            result = _docker("build", "--network", "host", "--build-arg", f"BASE={base}", "-t", tag,
-                             str(directory), check=False, timeout=1200)
-            if result.returncode != 0:
-                raise RuntimeError(f"building {tag} failed: {result.stderr[-2000:]}")
-            print(f"• built {tag} in {time.monotonic() - t0:.0f} s", file=out, flush=True)
+            build(tag, directory, out=out)
         chosen[variable] = tag
     return chosen
+
+
+SINGLEUSER_TAG = "seckill/singleuser:test"
+
+
+def build_singleuser(out=sys.stderr) -> float:
+    """The Zero to JupyterHub image of docker/singleuser from this checkout; returns the build's seconds.
+
+    Built every time: the engine's layer cache keeps the servers' and the Python packages' layers
+    while only the course changed (seconds), so the image always holds this checkout.
+    """
+    # the CAs this machine added to its trust store (e.g. a proxy's between it and PyPI): pip in the build needs them
+    local_cas = "".join(p.read_text() for p in sorted(Path("/usr/local/share/ca-certificates").glob("*.crt")))
+    return build(SINGLEUSER_TAG, REPO, REPO / "docker/singleuser/Dockerfile", out=out, timeout=2400,
+                 args={"EXTRA_CA_CERTS": local_cas} if local_cas else None)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the Compose schema offline; unknown keys are rejected.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,3 +70,49 @@ def test_every_image_is_a_variable_defaulting_to_the_official_image():
     text = (REPO / "docker-compose.yml").read_text()
     for variable, default in docker_backend.IMAGE_VARIABLES.items():
         assert f"${{{variable}:-{default}}}" in text, variable
+
+
+def test_workshop_credentials_reach_the_services_and_defaults_stay_single_learner(tmp_path, monkeypatch):
+    """What compose_env hands over in workshop mode lands in the three services; without it, the old defaults."""
+    import yaml
+
+    from seckill.config import settings
+    from seckill.stack import docker_backend
+
+    def services(env: dict[str, str]) -> dict:
+        result = subprocess.run([COMPOSE, "-f", str(REPO / "docker-compose.yml"), "config"], capture_output=True,
+                                text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        return yaml.safe_load(result.stdout)["services"]
+
+    single = services(docker_backend.compose_env(settings()))
+    assert single["redis"]["environment"]["REDIS_PASSWORD"] in ("", None)
+    assert single["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_USER"] == "guest"
+    assert single["postgres"]["environment"]["POSTGRES_PASSWORD"] == "seckill"
+
+    monkeypatch.setenv("SECKILL_WORKSHOP", "1")
+    monkeypatch.setenv("SECKILL_RUN_DIR", str(tmp_path / "learner"))
+    s = settings()
+    shared = services(docker_backend.compose_env(s))
+    assert shared["redis"]["environment"]["REDIS_PASSWORD"] == s.redis_password
+    assert shared["rabbitmq"]["environment"] == {"RABBITMQ_DEFAULT_USER": s.amqp_user,
+                                                 "RABBITMQ_DEFAULT_PASS": s.amqp_password}
+    assert shared["postgres"]["environment"]["POSTGRES_PASSWORD"] == s.pg_password
+    # the password goes through a file the container writes, never onto redis-server's command line
+    assert s.redis_password not in json.dumps(shared["redis"]["command"])
+    assert docker_backend.project_name(s).startswith("seckill-") and docker_backend.project_name(s) != "seckill"
+
+
+def test_a_foreground_compose_command_carries_no_secret(tmp_path, monkeypatch):
+    """nginx and the tools run as `env VAR=… docker compose run …`: a command line anyone may read."""
+    from seckill.config import settings
+    from seckill.stack import docker_backend
+
+    monkeypatch.setattr(docker_backend, "compose_command", lambda: ["docker", "compose"])
+    monkeypatch.setenv("SECKILL_WORKSHOP", "1")
+    monkeypatch.setenv("SECKILL_RUN_DIR", str(tmp_path / "learner"))
+    s = settings()
+    line = " ".join(docker_backend.foreground_command("nginx", s) + docker_backend.tool_command("wrk", s=s))
+    assert f"SECKILL_REDIS_PORT={s.ports.redis}" in line
+    for secret in (s.redis_password, s.amqp_password, s.pg_password, s.admin_token):
+        assert secret not in line

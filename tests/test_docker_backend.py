@@ -222,7 +222,10 @@ def contract(compose: dict) -> dict[str, dict]:
         image = service["image"]
         entry = used.setdefault(image, {"services": [], "environment": set(), "executables": set()})
         entry["services"].append(name)
-        entry["environment"] |= set(service.get("environment") or {})
+        # a variable the service's own shell command or health check reads is the compose file's
+        # business (Redis's password, written to a file by `sh -c`), not the image's contract
+        own = json.dumps([service.get("command"), service.get("entrypoint"), service.get("healthcheck")])
+        entry["environment"] |= {v for v in service.get("environment") or {} if v not in own}
         for key in ("command", "entrypoint"):
             words = service.get(key)
             if words:

@@ -87,6 +87,29 @@ def test_a_file_named_after_another_learner_is_not_shown_as_theirs(tmp_path, mon
     assert "alice" not in rooms and set(rooms) == {"bob", "carol"}
 
 
+def test_per_learner_directories_name_the_learner_only_when_the_dashboard_is_told(tmp_path, monkeypatch):
+    """Zero to JupyterHub: every pod is uid 1000 and mounts only room/<its user>/ (docs/workshop.md)."""
+    root = tmp_path / "room"
+    for learner in ("alice", "bob"):
+        (root / learner).mkdir(parents=True)
+    _as(monkeypatch, root / "alice", "alice")
+    room.record("stack", up=True, ports={"redis": 1, "postgres": 2, "amqp": 3})  # ports of alice's pod, not ours
+    room.record("load", **_load("flask", 1.0))
+    _as(monkeypatch, root / "bob", "jovyan")  # the file's name is the pod's idea; the mount names the learner
+    room.record("grade", lab="stock", passed=True, score="5/5")
+    for file in root.rglob("*.jsonl"):
+        os.chown(file, 1000, 100)
+    monkeypatch.delenv(room.BY_DIR_ENV, raising=False)
+    assert room.read(root) == {}, "sub-directories read without SECKILL_ROOM_BY_DIR: on one host anyone makes one"
+    monkeypatch.setenv(room.BY_DIR_ENV, "1")
+    assert set(room.read(root)) == {"alice", "bob"}
+    snap = dashboard.snapshot(root)
+    rows = {r["learner"]: r for r in snap["learners"]}
+    assert rows["alice"]["stack_up"] is True, "probed a pod's ports from the dashboard's own loopback"
+    assert rows["bob"]["labs"] == {"stock": {"passed": True, "score": "5/5"}}
+    assert [r["learner"] for r in snap["leaderboard"]] == ["alice"]
+
+
 def test_leaderboard_ranks_clean_runs_by_sell_through_then_tier_and_disqualifies_broken_ones(tmp_path, monkeypatch):
     rooms = room.read(_room(tmp_path, monkeypatch))
     ranked, disqualified = dashboard.leaderboard(rooms)

@@ -40,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
+import psycopg
+
 from seckill.stack import db, docker_backend, installer, processes, servers
 from seckill import room
 from seckill.errors import SeckillError
@@ -129,10 +131,19 @@ def up(out: TextIO | None = STDOUT) -> dict[str, str]:
     s = settings()
     if backend() == "docker":
         with _exclusive(s):
+            if s.workshop:
+                s.run_dir.chmod(0o700)  # credentials.json and the logs: this user's alone, as on native
             _docker(docker_backend.up, s, out)
     else:
         _up_native(s, out)
-    db.apply_schema(s.postgres_url)
+    try:
+        db.apply_schema(s.postgres_url)
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" not in str(exc):
+            raise
+        # e.g. credentials.json regenerated, or workshop mode switched, while the data (a volume) stayed
+        raise StackError(f"PostgreSQL on port {s.ports.postgres} refuses this stack's password: its data was "
+                         "made with another one; `seckill reset` starts it afresh (and wipes its data)") from None
     room.record("stack", up=True, ports={"redis": s.ports.redis, "postgres": s.ports.postgres,
                                           "amqp": s.ports.amqp})
     return s.urls()
@@ -141,7 +152,11 @@ def up(out: TextIO | None = STDOUT) -> dict[str, str]:
 @contextlib.contextmanager
 def _exclusive(s: Settings):
     """One `up`/`down` at a time per checkout (a notebook and a terminal may race)."""
-    s.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+    except PermissionError:  # e.g. a course installed once for everyone (/opt/seckill), run outside workshop mode
+        raise StackError(f"cannot create the run dir {s.run_dir} (permission denied); export "
+                         "SECKILL_WORKSHOP=1 (a run dir in your home) or SECKILL_RUN_DIR=<a folder of yours>") from None
     with open(s.run_dir / "stack.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -14,6 +14,16 @@ service (host processes: learners edit ``labs/``) talk to them unchanged.
 Each checkout's run directory is its own Compose project (``seckill`` for the
 default ``.run``, ``seckill-<hash>`` otherwise), so a test run on one engine
 never touches the learner's containers.
+
+Workshop mode (``SECKILL_WORKSHOP=1``) is the same as on the native backend: the
+learner's port block, and their generated credentials (credentials.py) handed to
+the containers: Redis ``requirepass``, RabbitMQ's default user instead of guest,
+PostgreSQL's password. The project is ``seckill-<user>-<hash of the run dir>``,
+so two learners on one engine share no container, network or volume, and
+``docker ps`` shows whose is whose. The secrets travel in the environment of
+``docker compose`` (readable by its user only), never on a command line. Anyone
+who may use the engine's socket is root on that host: on a shared host the
+passwords keep learners out of each other's ports, not out of the engine.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import re
 import shutil
 import subprocess
 import time
@@ -41,6 +53,9 @@ IMAGE_VARIABLES = {
     "SECKILL_NGINX_IMAGE": "nginx:1.22",
     "SECKILL_TOOLS_IMAGE": "seckill/tools:bookworm",
 }
+# The learner's credentials (workshop mode), as docker-compose.yml reads them. Never on a command line:
+# foreground_command (an `env VAR=… docker compose run` line for processes.start) leaves them out.
+SECRET_VARIABLES = ("SECKILL_REDIS_PASSWORD", "SECKILL_AMQP_USER", "SECKILL_AMQP_PASSWORD", "SECKILL_PG_PASSWORD")
 START_TIMEOUT_S = 180.0  # a first start pulls nothing (images are there) but RabbitMQ takes ~10 s
 
 
@@ -99,20 +114,40 @@ def compose_command() -> list[str] | None:
 
 
 def project_name(s: Settings) -> str:
-    """One Compose project per run directory: the learner's stack and a test run never meet."""
-    if s.run_dir == (REPO_ROOT / ".run").resolve():
+    """One Compose project per run directory: the learner's stack and a test run never meet.
+
+    ``seckill`` for the checkout's .run/, ``seckill-<hash>`` for another run dir, and in workshop
+    mode ``seckill-<user>-<hash>`` (the hash keeps two run dirs of one user apart too).
+    """
+    if s.run_dir == (REPO_ROOT / ".run").resolve() and not s.workshop:
         return "seckill"
-    return "seckill-" + hashlib.sha1(str(s.run_dir).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(str(s.run_dir).encode()).hexdigest()[:8]
+    if s.workshop:
+        return f"seckill-{_user_label()}-{digest}"
+    return "seckill-" + digest
+
+
+def _user_label() -> str:
+    """This Unix user's name as a Compose project may spell it (lower-case letters, digits, - and _)."""
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = ""
+    return re.sub(r"[^a-z0-9_-]", "", name.lower())[:24] or f"uid{os.getuid()}"
 
 
 def compose_env(s: Settings) -> dict[str, str]:
-    """The environment docker-compose.yml is interpolated with (ports, images, nginx dir)."""
+    """The environment docker-compose.yml is interpolated with (ports, credentials, images, nginx dir)."""
     env = dict(os.environ)
     env.update({
         "SECKILL_REDIS_PORT": str(s.ports.redis), "SECKILL_POSTGRES_PORT": str(s.ports.postgres),
         "SECKILL_AMQP_PORT": str(s.ports.amqp), "SECKILL_REDIS_REPLICA_PORT": str(s.ports.redis_replica),
         "SECKILL_SENTINEL_PORT": str(s.ports.sentinel), "SECKILL_REDIS_MASTER": s.redis_master,
         "SECKILL_NGINX_DIR": str(s.run_dir / "nginx"),
+        "SECKILL_PG_SHARED_BUFFERS_MB": str(s.pg_shared_buffers_mb),
+        # the learner's own (workshop mode) or the single-learner defaults: "" is no Redis password
+        "SECKILL_REDIS_PASSWORD": s.redis_password, "SECKILL_AMQP_USER": s.amqp_user,
+        "SECKILL_AMQP_PASSWORD": s.amqp_password, "SECKILL_PG_PASSWORD": s.pg_password,
     })
     for name, default in IMAGE_VARIABLES.items():
         env[name] = os.environ.get(name) or default
@@ -302,7 +337,8 @@ def foreground_command(service: str, s: Settings | None = None) -> list[str]:
     if base is None:
         raise DockerError("neither `docker compose` nor `docker-compose` works; install one or use "
                           "SECKILL_BACKEND=native")
-    variables = [f"{k}={v}" for k, v in compose_env(s).items() if k.startswith("SECKILL_") or k == "DOCKER_HOST"]
+    variables = [f"{k}={v}" for k, v in compose_env(s).items()
+                 if (k.startswith("SECKILL_") and k not in SECRET_VARIABLES) or k == "DOCKER_HOST"]
     return ["env", *variables, *base, "-p", project_name(s), "-f", str(COMPOSE_FILE),
             *[a for p in PROFILES for a in ("--profile", p)], "run", "--rm", "--no-deps", "-T", service]
 
