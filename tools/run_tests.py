@@ -29,9 +29,12 @@ PYTHON = sys.executable
 # Docker (9) beside it; the graders (about 7) moved beside the notebooks to even the two out.
 SIDE_SUITES = [("notebooks", "Notebooks (both editions) and graders",
                 ("tests/test_notebooks.py", "tests/test_graders.py"), "11"),
-               # every test that starts the tests' dockerd: one engine at a time, in one process
-               ("docker", "Docker-backend suite", ("tests/test_docker_backend.py", "tests/test_docker_workshop.py",
-                                                   "tests/test_singleuser_image.py"), "10")]
+               # every test that starts the tests' dockerd: one engine at a time, in one process; the bench
+               # (about 5 min: a quick bench of every tier, the seed scenario, the speed-ups) rides along, as
+               # the Docker suite is the shortest of the three (about 11 min) and the native one the longest
+               ("docker", "Docker-backend suite and the bench",
+                ("tests/test_docker_backend.py", "tests/test_docker_workshop.py", "tests/test_singleuser_image.py",
+                 "tests/test_bench.py"), "10")]
 
 
 def main(argv: list[str]) -> int:
