@@ -701,6 +701,8 @@ ZH: dict[str, str] = {
         "从 redis-benchmark 的输出里读不出速率：{text.strip()[:160] or '(nothing)'}",
     "items must be a whole number from 1 to 1,000,000, not {items!r}":
         "商品件数必须是 1 到 1,000,000 之间的整数，而不是 {items!r}",
+    "reconcile found differences in a settled sale of {n:,}: {report}":
+        "对一场已经结清、共 {n:,} 件的秒杀做对账，却发现了差异：{report}",
     "rounds must be from 1 to 5, not {rounds!r}":
         "rounds 必须在 1 到 5 之间，而不是 {rounds!r}",
     "py-spy is not installed: `pip install py-spy` (in the course's .venv: make tools)":

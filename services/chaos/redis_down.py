@@ -96,6 +96,10 @@ def run(tier: str = "flask", sold_out_product: int = 9201, open_product: int = 9
         for d in everything.discrepancies:
             report.event(f"reconcile: {d.line()}")
 
+        # The rebuild's moment again, from every answer: a request sent just before the first success seen
+        # above may still have been waiting then (a loaded machine) and succeeded later; it belongs after.
+        t_fix = t_fixed = min((a.t for a in traffic.snapshot() if a.outcome == "success"
+                               and a.product_id == open_product and a.t >= t_up), default=t_fixed)
         down = traffic.within((t_down, t_up))
         # from the moment the start was asked: Redis may answer (empty) before start_service returns,
         # which on the docker backend waits for the container's health check
