@@ -1,4 +1,4 @@
-"""`make test`: three pytest processes side by side — the native suite, notebooks + graders, the Docker backend.
+"""`make test`: three pytest processes side by side — the native suite, the notebooks, Docker + bench + graders.
 
 Why three: much of the suite waits — for servers to start and stop, for fixed
 load-test and failure-lab windows, for containers — rather than computes. Run one
@@ -6,7 +6,7 @@ after the other they took 34 minutes in CI on 2 cores (the notebooks, 24 runs in
 both editions, about 40 % of it); side by side, about the time of the longest.
 They cannot collide: each runs in its own test slot (own ports, own run dir
 .run/testN, own stack; the Docker suite its own dockerd and Compose project),
-notebooks and graders in slot 11, the Docker suite in slot 10.
+the notebooks in slot 11, the Docker suite (with the bench and the graders) in slot 10.
 
     python tools/run_tests.py            # all three; exit 0 only when all pass
     python tools/run_tests.py ARGS...    # plain pytest ARGS (e.g. one file), nothing beside it
@@ -25,16 +25,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # (name, title, test files, test slot): each runs beside the native suite, which leaves them out. The
-# split is by measured time (fresh clone, 2 cores): native 25.6 min with notebooks (15.5) and
-# Docker (9) beside it; the graders (about 7) moved beside the notebooks to even the two out.
-SIDE_SUITES = [("notebooks", "Notebooks (both editions) and graders",
-                ("tests/test_notebooks.py", "tests/test_graders.py"), "11"),
+# split is by measured time (fresh clone, 2 cores, three processes at once): native 21.9 min; notebooks
+# about 21 and graders about 7, which sat together and made the longest (about 30); the Docker suite 9.5
+# plus the bench 6. So the graders ride with the Docker suite and the bench, and the notebooks run alone.
+SIDE_SUITES = [("notebooks", "Notebooks (both editions)", ("tests/test_notebooks.py",), "11"),
                # every test that starts the tests' dockerd: one engine at a time, in one process; the bench
-               # (about 5 min: a quick bench of every tier, the seed scenario, the speed-ups) rides along, as
-               # the Docker suite is the shortest of the three (about 11 min) and the native one the longest
-               ("docker", "Docker-backend suite and the bench",
+               # and the graders ride along (see above)
+               ("docker", "Docker-backend suite, the bench and the graders",
                 ("tests/test_docker_backend.py", "tests/test_docker_workshop.py", "tests/test_singleuser_image.py",
-                 "tests/test_bench.py"), "10")]
+                 "tests/test_bench.py", "tests/test_graders.py"), "10")]
 
 
 def main(argv: list[str]) -> int:
