@@ -6,7 +6,9 @@ after the other they took 34 minutes in CI on 2 cores (the notebooks, 24 runs in
 both editions, about 40 % of it); side by side, about the time of the longest.
 They cannot collide: each runs in its own test slot (own ports, own run dir
 .run/testN, own stack; the Docker suite its own dockerd and Compose project),
-the notebooks in slot 11, the Docker suite (with the bench and the graders) in slot 10.
+the notebooks in slot 11, the Docker suite (with the bench and the graders) in slot 12. Not slot 10:
+its stack's ports (18379 …) are test_stack_lifecycle's own, and its gateway (20000) is root's
+automatic workshop block.
 
     python tools/run_tests.py            # all three; exit 0 only when all pass
     python tools/run_tests.py ARGS...    # plain pytest ARGS (e.g. one file), nothing beside it
@@ -33,7 +35,7 @@ SIDE_SUITES = [("notebooks", "Notebooks (both editions)", ("tests/test_notebooks
                # and the graders ride along (see above)
                ("docker", "Docker-backend suite, the bench and the graders",
                 ("tests/test_docker_backend.py", "tests/test_docker_workshop.py", "tests/test_singleuser_image.py",
-                 "tests/test_bench.py", "tests/test_graders.py"), "10")]
+                 "tests/test_bench.py", "tests/test_graders.py"), "12")]
 
 
 def main(argv: list[str]) -> int:
