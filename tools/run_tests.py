@@ -1,4 +1,4 @@
-"""`make test`: three pytest processes side by side — the native suite, the notebooks, Docker + bench + graders.
+"""`make test`: three pytest processes side by side — the native suite, the notebooks, Docker + the graders.
 
 Why three: much of the suite waits — for servers to start and stop, for fixed
 load-test and failure-lab windows, for containers — rather than computes. Run one
@@ -6,7 +6,7 @@ after the other they took 34 minutes in CI on 2 cores (the notebooks, 24 runs in
 both editions, about 40 % of it); side by side, about the time of the longest.
 They cannot collide: each runs in its own test slot (own ports, own run dir
 .run/testN, own stack; the Docker suite its own dockerd and Compose project),
-the notebooks in slot 11, the Docker suite (with the bench and the graders) in slot 12. Not slot 10:
+the notebooks in slot 11, the Docker suite (with the graders) in slot 12. Not slot 10:
 its stack's ports (18379 …) are test_stack_lifecycle's own, and its gateway (20000) is root's
 automatic workshop block.
 
@@ -27,15 +27,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # (name, title, test files, test slot): each runs beside the native suite, which leaves them out. The
-# split is by measured time (fresh clone, 2 cores, three processes at once): native 21.9 min; notebooks
-# about 21 and graders about 7, which sat together and made the longest (about 30); the Docker suite 9.5
-# plus the bench 6. So the graders ride with the Docker suite and the bench, and the notebooks run alone.
+# split is by measured time (fresh clone, 2 cores, three processes at once): the native suite about 28 min
+# with the bench's tests in it; the notebooks about 21 alone (with the graders beside them they reached
+# about 30); the Docker suite about 10 plus the graders' 7. The bench's tests stay in the native process:
+# beside it they loaded both cores with wrk for minutes and broke locust's and the lifecycle's tests.
 SIDE_SUITES = [("notebooks", "Notebooks (both editions)", ("tests/test_notebooks.py",), "11"),
-               # every test that starts the tests' dockerd: one engine at a time, in one process; the bench
-               # and the graders ride along (see above)
-               ("docker", "Docker-backend suite, the bench and the graders",
+               # every test that starts the tests' dockerd: one engine at a time, in one process; the
+               # graders ride along (see above)
+               ("docker", "Docker-backend suite and the graders",
                 ("tests/test_docker_backend.py", "tests/test_docker_workshop.py", "tests/test_singleuser_image.py",
-                 "tests/test_bench.py", "tests/test_graders.py"), "12")]
+                 "tests/test_graders.py"), "12")]
 
 
 def main(argv: list[str]) -> int:
