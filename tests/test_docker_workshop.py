@@ -18,7 +18,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pika
 import psutil
 import psycopg
 import pytest
@@ -26,6 +25,7 @@ import redis
 
 import docker_engine
 from conftest import SLOT, TEST_ENV
+from learner_access import assert_postgres_refuses_b, assert_rabbitmq_refuses_b, assert_redis_refuses_b
 from test_docker_backend import engine  # noqa: F401  (the fixture: the tests' own dockerd and stand-ins)
 
 from seckill.config import BLOCK_SIZE, Settings, settings
@@ -126,35 +126,19 @@ def test_two_learners_share_no_container_network_volume_or_port(room):
 def test_learner_b_cannot_use_learner_a_redis(room):
     learners, _ = room
     a, b = learners["a"], learners["b"]
-    for password in (b.redis_password, None):
-        client = redis.Redis(host="127.0.0.1", port=a.ports.redis, password=password, socket_timeout=3)
-        with pytest.raises(redis.AuthenticationError):
-            client.get("stock:1")
-        with pytest.raises(redis.AuthenticationError):
-            client.flushdb()
-        client.close()
-    own = redis.Redis.from_url(a.redis_url, socket_timeout=3)
-    assert own.ping() and own.set("workshop:probe", "a")  # A's own credentials do work
-    own.close()
+    assert_redis_refuses_b(a, b)
 
 
 def test_learner_b_cannot_use_learner_a_rabbitmq(room):
     learners, _ = room
     a, b = learners["a"], learners["b"]
-    for user, password in ((b.amqp_user, b.amqp_password), ("guest", "guest")):
-        url = f"amqp://{user}:{password}@127.0.0.1:{a.ports.amqp}/%2F?connection_attempts=1&socket_timeout=3"
-        with pytest.raises(pika.exceptions.AMQPConnectionError):
-            pika.BlockingConnection(pika.URLParameters(url)).close()
-    pika.BlockingConnection(pika.URLParameters(a.amqp_url)).close()
+    assert_rabbitmq_refuses_b(a, b)
 
 
 def test_learner_b_cannot_use_learner_a_postgres(room):
     learners, _ = room
     a, b = learners["a"], learners["b"]
-    for password in (b.pg_password, "seckill"):
-        url = f"postgresql://{a.pg_user}:{password}@127.0.0.1:{a.ports.postgres}/{a.pg_database}"
-        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(url, connect_timeout=5).close()
+    assert_postgres_refuses_b(a, b)
     with psycopg.connect(a.postgres_url, connect_timeout=5) as conn:
         assert conn.execute("SELECT count(*) FROM products").fetchone()[0] >= 0  # `seckill up` made the schema
 

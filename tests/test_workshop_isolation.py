@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pika
 import psycopg
 import pytest
 import redis
@@ -25,6 +24,7 @@ from seckill.system import tiers
 from seckill.config import BLOCK_SIZE, ConfigError, Ports, port_base, settings
 
 from conftest import SLOT, TEST_ENV
+from learner_access import assert_postgres_refuses_b, assert_rabbitmq_refuses_b, assert_redis_refuses_b
 
 PORT_VARS = [k for k in TEST_ENV if k.endswith("_PORT")]
 
@@ -137,35 +137,19 @@ def test_each_learner_has_own_ports_run_dir_and_private_secrets(two_learners):
 def test_learner_b_cannot_read_or_write_learner_a_redis(two_learners):
     _, ls = two_learners
     a, b = ls["a"], ls["b"]
-    for password in (b.redis_password, None):
-        client = redis.Redis(host="127.0.0.1", port=a.ports.redis, password=password, socket_timeout=3)
-        with pytest.raises(redis.AuthenticationError):
-            client.get("stock:1")
-        with pytest.raises(redis.AuthenticationError):
-            client.flushdb()
-        client.close()
-    own = redis.Redis.from_url(a.redis_url, socket_timeout=3)
-    assert own.ping() and own.set("workshop:probe", "a")  # A's own credentials do work
-    own.close()
+    assert_redis_refuses_b(a, b)
 
 
 def test_learner_b_cannot_connect_to_learner_a_rabbitmq(two_learners):
     _, ls = two_learners
     a, b = ls["a"], ls["b"]
-    for user, password in ((b.amqp_user, b.amqp_password), ("guest", "guest")):
-        url = f"amqp://{user}:{password}@127.0.0.1:{a.ports.amqp}/%2F?connection_attempts=1&socket_timeout=3"
-        with pytest.raises(pika.exceptions.AMQPConnectionError):
-            pika.BlockingConnection(pika.URLParameters(url)).close()
-    pika.BlockingConnection(pika.URLParameters(a.amqp_url)).close()
+    assert_rabbitmq_refuses_b(a, b)
 
 
 def test_learner_b_cannot_connect_to_learner_a_postgres(two_learners):
     _, ls = two_learners
     a, b = ls["a"], ls["b"]
-    for password in (b.pg_password, "seckill"):
-        url = f"postgresql://{a.pg_user}:{password}@127.0.0.1:{a.ports.postgres}/{a.pg_database}"
-        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(url, connect_timeout=5).close()
+    assert_postgres_refuses_b(a, b)
     hba = (a.run_dir / "postgres" / "data" / "pg_hba.conf").read_text()
     rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
     assert rules and all(rule[-1] != "trust" for rule in rules), "pg_hba.conf still trusts someone"
