@@ -118,10 +118,11 @@ MAX_RECONCILE_SIZE = 1_000_000
 def _sold_out_sale(s, r, product: int, n: int, run: str) -> None:
     """A sale of ``n`` items, all sold and settled: n orders in PostgreSQL (COPY), n buyers in Redis, stock 0."""
     from seckill.measure import bench
+    from seckill.stack import db
     from seckill.system.sale import sale_key
 
     bench._fresh_product(s, product, stock=n)
-    with bench.db.connect(s.postgres_url, autocommit=True) as conn:
+    with db.connect(s.postgres_url, autocommit=True) as conn:
         with conn.cursor().copy("COPY orders (order_id, user_id, product_id, created_at) FROM STDIN") as copy:
             for i in range(n):
                 copy.write_row((f"scale-{run}-{i}", f"u-{run}-{i}", product, "2026-01-01T00:00:00Z"))
