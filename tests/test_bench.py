@@ -278,6 +278,23 @@ def test_scale_table_shows_growth_per_order():
 
 # -- the seed scenario and the speed-ups, small ------------------------------------------------
 
+def test_seed_half_peak_line_is_the_50_percent_step_against_the_goal():
+    """The goal's latency ("p99 < 50 ms at half the peak") is read from the 50 % step, not the chosen rate's:
+    wrong versions that read the last step, or ignore its errors, fail here."""
+    def record(half_p99, errors=0.0):
+        steps = [{"fraction": 0.25, "rate": 120.0, "seconds": 4.0, "p50_ms": 5.0, "p99_ms": 9.0, "error_rate": 0.0},
+                 {"fraction": 0.50, "rate": 250.0, "seconds": 10.0, "p50_ms": 8.0, "p99_ms": half_p99,
+                  "error_rate": errors},
+                 {"fraction": 0.75, "rate": 370.0, "seconds": 4.0, "p50_ms": 30.0, "p99_ms": 900.0, "error_rate": 0.0}]
+        return {"goal": {"p99_ms": 50.0, "durable_within_s": 10.0}, "sustained_probe": {"steps": steps}}
+
+    line = bench.half_peak_line(record(31.5))
+    assert "31.5 ms at 250 req/s for 10 s" in line and "meets the goal" in line, line
+    assert "misses the goal" in bench.half_peak_line(record(80.0))
+    assert "misses the goal" in bench.half_peak_line(record(20.0, errors=0.01)), "errors count against the goal"
+    assert "not measured" in bench.half_peak_line({"goal": {"p99_ms": 50.0}, "sustained_probe": None})
+
+
 def test_seed_scenario_small_reports_its_figures_and_where_the_cpu_went(stack_urls, results_dir):
     record = bench.seed_scenario(rate=200, items=300, progress=False, save=False, profile=True)
     text = bench.seed_table(record)
