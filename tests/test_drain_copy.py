@@ -22,6 +22,8 @@ def copy_consumer(amqp_url, pg_dsn, fresh_queue):
     consumer = bench._copy_staged(reference)(amqp_url, pg_dsn, queue=fresh_queue, prefetch=50, batch_size=20)
     yield consumer
     consumer.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # products 1-3 left behind would be sales without
+        conn.execute("TRUNCATE orders, order_rejections, products")  # Redis stock to later tests (503)
 
 
 def fresh(pg_dsn: str, **stock: int) -> None:

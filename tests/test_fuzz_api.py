@@ -34,7 +34,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.generation import GenerationMode
 
 from seckill.measure import invariants
-from seckill.system import tiers
+from seckill.system import fastjson, tiers
 from seckill.system.gateway_fastapi import create_app
 from seckill.system.sale import create_sale
 
@@ -152,9 +152,10 @@ def generated():
 
 # -- the run, per tier ------------------------------------------------------------------------
 
-@pytest.fixture(params=["fastapi", "flask"])
+@pytest.fixture(params=["fastapi", "flask", "fastapi+fast-json"])
 def tier(request, s, stack_urls):
-    state = tiers.up(request.param, limits=FUZZ_LIMITS, out=None)
+    name, _, speedup = request.param.partition("+")  # fastapi+fast-json: the same tier with orjson (fastjson.py)
+    state = tiers.up(name, limits=FUZZ_LIMITS, out=None, extra_env={fastjson.ENV: "1"} if speedup else None)
     now = datetime.now(timezone.utc)
     create_sale(s, OPEN, STOCK, force=True)
     create_sale(s, SOON, STOCK, starts_at=now + timedelta(hours=1))
