@@ -5,9 +5,15 @@ request body, the reply, the order message for the queue (and, for a late
 confirm, the pending marker in Redis). ``dumps`` and ``loads`` here are those
 calls; callers stay plain and the environment picks the engine:
 
-* ``SECKILL_FAST_JSON=1``: orjson (Rust) writes and reads.
-* ``SECKILL_FAST_JSON=0`` (the default): the standard library, in the compact
-  form Starlette's JSONResponse writes.
+* ``SECKILL_FAST_JSON=1`` (the default): orjson (Rust) writes and reads.
+* ``SECKILL_FAST_JSON=0``: the standard library, in the compact form
+  Starlette's JSONResponse writes.
+
+On by default because it measured faster: ``seckill bench --speedups`` on the
+local-stock tier, 2 shared cores, three runs of 3-5 rounds each, gave on/off
+×1.06, ×1.34, ×1.39 in items/s (medians) and 1-15 % less gateway CPU per
+item; in-process, the JSON work of one buy (read the body, write the order
+message and the reply) takes about 7 µs with orjson against 28 µs.
 
 Both sides give the same result, which is what makes the switch a fair A/B
 (``seckill bench --speedups``):
@@ -35,12 +41,12 @@ import json
 import os
 from typing import Any
 
-ENV = "SECKILL_FAST_JSON"  # 1/on: orjson; 0/off (default): the standard library
+ENV = "SECKILL_FAST_JSON"  # 1/on (default): orjson; 0/off: the standard library (the bench's A/B switch)
 
 
 def enabled(environ=os.environ) -> bool:
-    """Does the environment ask for orjson? ("1", "true", "on", "yes"; anything else is off)."""
-    return environ.get(ENV, "0").strip().lower() in ("1", "true", "on", "yes")
+    """orjson unless the environment says "0", "false", "off" or "no" (like SECKILL_BUY_FAST_LANE)."""
+    return environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def _std_dumps(obj: Any) -> bytes:

@@ -65,7 +65,7 @@ SALE_OK = {"type": "object", "required": ["product_id", "stock_left"],
 
 class FastJSONResponse(JSONResponse):
     """Starlette's JSONResponse with its body written by fastjson: the same compact UTF-8 bytes,
-    by orjson when SECKILL_FAST_JSON=1 (``seckill bench --speedups`` measures it off and on)."""
+    by orjson unless SECKILL_FAST_JSON=0 (``seckill bench --speedups`` measures it off and on)."""
 
     def render(self, content) -> bytes:
         return fastjson.dumps(content)
