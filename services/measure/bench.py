@@ -13,7 +13,7 @@ answers "how much faster is each design, on this machine, today?" in one run:
     row (what the design that skips Redis is capped by);
   * two hand-offs behind the fast path, each against its naive version:
     :func:`drain` (orders/s into PostgreSQL, batched vs one row per
-    transaction) and :func:`confirms` (publishes/s with a confirm awaited per
+    transaction, and batched by COPY) and :func:`confirms` (publishes/s with a confirm awaited per
     message vs confirms pipelined, many in flight).
 
 Ratios are only ever taken between figures of the same run: the two cores of a
@@ -198,6 +198,8 @@ def _copy_staged(consumer_mod):
             return {order_id for (order_id,) in cur.fetchall()}
 
         def handle_batch(self, orders: list[dict]) -> list[bool]:
+            # The steps of solutions/consumer.py's handle_batch (see its comments); only step 2,
+            # the insert, is insert_orders here.
             orders = [consumer_mod.validate_order(order) for order in orders]
             if not orders:
                 return []
