@@ -34,7 +34,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.generation import GenerationMode
 
 from seckill.measure import invariants
-from seckill.system import tiers
+from seckill.system import fastjson, tiers
 from seckill.system.gateway_fastapi import create_app
 from seckill.system.sale import create_sale
 
@@ -152,9 +152,10 @@ def generated():
 
 # -- the run, per tier ------------------------------------------------------------------------
 
-@pytest.fixture(params=["fastapi", "flask"])
+@pytest.fixture(params=["fastapi", "flask", "fastapi+std-json"])
 def tier(request, s, stack_urls):
-    state = tiers.up(request.param, limits=FUZZ_LIMITS, out=None)
+    name, _, std = request.param.partition("+")  # fastapi+std-json: with the standard library, not orjson (fastjson.py)
+    state = tiers.up(name, limits=FUZZ_LIMITS, out=None, extra_env={fastjson.ENV: "0"} if std else None)
     now = datetime.now(timezone.utc)
     create_sale(s, OPEN, STOCK, force=True)
     create_sale(s, SOON, STOCK, starts_at=now + timedelta(hours=1))

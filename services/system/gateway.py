@@ -25,7 +25,6 @@ Rules that keep the books right:
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import math
 import os
@@ -41,7 +40,7 @@ from typing import Any, Callable
 
 import redis as redis_lib
 
-from seckill.system import impl
+from seckill.system import fastjson, impl
 from seckill.config import Limits, Settings
 from seckill.system.sale import SaleCatalog, order_key
 from seckill.system.sold_out import SoldOutMemory
@@ -413,9 +412,9 @@ def bucket_retry_after(rate: float) -> int:
     return max(1, math.ceil(1.0 / rate)) if rate > 0 else 60
 
 
-def pending_marker(order: dict) -> str:
-    """What order:{id} holds in Redis until the order is written: whose reservation backs it."""
-    return json.dumps({"product_id": order["product_id"], "user_id": order["user_id"]})
+def pending_marker(order: dict) -> bytes:
+    """What order:{id} holds in Redis until the order is written: whose reservation backs it (JSON)."""
+    return fastjson.dumps({"product_id": order["product_id"], "user_id": order["user_id"]})
 
 
 def still_reserved(marker: str | bytes | None, is_buyer: Callable[[int, str], Any]) -> bool:
@@ -423,7 +422,7 @@ def still_reserved(marker: str | bytes | None, is_buyer: Callable[[int, str], An
     if marker is None:
         return False
     try:
-        data = json.loads(marker)
+        data = fastjson.loads(marker)
         return bool(is_buyer(int(data["product_id"]), str(data["user_id"])))
     except (ValueError, TypeError, KeyError):
         return True  # an old plain "pending" marker: nothing to check against
@@ -547,8 +546,8 @@ def parse_user(body: bytes) -> tuple[str | None, Reply | None]:
     if len(body) > MAX_BODY:
         return None, error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = fastjson.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: [[[[… too deep
         return None, error(400, "invalid_json", 'the body must be JSON like {"user_id": "u123"}')
     if not isinstance(data, dict):
         return None, error(422, "invalid_body", 'the body must be a JSON object like {"user_id": "u123"}')

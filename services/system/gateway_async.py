@@ -35,7 +35,6 @@ tests/test_unknown_outcomes.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -45,7 +44,7 @@ import redis.asyncio as aioredis
 import redis as redis_lib
 
 from seckill.stack import db
-from seckill.system import autopipeline, impl
+from seckill.system import autopipeline, fastjson, impl
 from seckill.config import Limits, Settings
 from seckill.system.gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after,
                                     limited, new_order, order_reply, parse_request, pending, pending_marker,
@@ -74,7 +73,7 @@ class PublishUnknown(PublishError):
 def _marker_fields(marker) -> tuple[int, str] | None:
     """(product_id, user_id) from a pending marker (gateway.pending_marker), None for an old plain one."""
     try:
-        data = json.loads(marker)
+        data = fastjson.loads(marker)
         return int(data["product_id"]), str(data["user_id"])
     except (ValueError, TypeError, KeyError):
         return None
@@ -174,7 +173,7 @@ class AsyncOrderProducer:
         sent but the confirm did not come in time or the connection broke while
         waiting: then the broker may have queued it.
         """
-        message = aio_pika.Message(json.dumps(order).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message = aio_pika.Message(fastjson.dumps(order), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=str(order["order_id"]))
         channel = self._channel
         if channel is None or channel.is_closed:  # the lock (and a timer) only when a channel must be opened
