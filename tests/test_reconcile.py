@@ -246,3 +246,78 @@ def test_a_slow_broker_is_waited_for_not_taken_for_an_empty_queue(s, stack_urls)
         assert broker.queue_depth(s.amqp_url, s.queue) == 2_000
     finally:
         broker.purge(s.amqp_url, s.queue)
+
+
+# -- many buyers: reported as a count and a bounded sample, fixed a page at a time ----------
+
+def big_sale(s, r, pid: int, stock: int, orders: int) -> list[str]:
+    """A sale of ``stock`` where ``orders`` users bought (PostgreSQL by COPY, Redis by SADD): all agree."""
+    from seckill.stack import db
+
+    create_sale(s, pid, stock, force=True, redis=r)
+    users = [f"many-{i:05d}" for i in range(orders)]
+    with db.connect(s.postgres_url, autocommit=True) as conn:
+        with conn.cursor().copy("COPY orders (order_id, user_id, product_id, created_at) FROM STDIN") as copy:
+            for user in users:
+                copy.write_row((f"o-{pid}-{user}", user, pid, "2026-01-01T00:00:00Z"))
+        conn.execute("UPDATE products SET stock = stock - %s WHERE id = %s", (orders, pid))
+    r.sadd(f"buyers:{pid}", *users)
+    r.decrby(f"stock:{pid}", orders)
+    return users
+
+
+def test_thousands_of_missing_buyers_are_counted_sampled_and_all_restored(s, redis_client):
+    """2,500 buyers Redis forgot: the report names the first SAMPLE (1,000) and counts all 2,500; --fix
+    restores every one (pages of 1,000, so three pages)."""
+    pid = 7005
+    users = big_sale(s, redis_client, pid, stock=3_000, orders=2_500)
+    redis_client.delete(f"buyers:{pid}")
+
+    found = run(s, redis_client, pid)
+    missing = found.of(pid, "buyers_missing")
+    assert missing is not None and missing.count == 2_500 and missing.expected == set(users[:reconcile.SAMPLE])
+    assert f"buyers missing — 2,500 users ({', '.join(users[:3])}, …)" in missing.line()
+    data = missing.as_dict()
+    assert data["count"] == 2_500 and data["expected"] == users[:reconcile.SAMPLE]
+    assert found.products[pid]["pg_orders"] == 2_500 and found.products[pid]["redis_buyers"] == 0
+
+    fixed = run(s, redis_client, pid, fix=True)
+    assert fixed.consistent, str(fixed)
+    assert redis_client.scard(f"buyers:{pid}") == 2_500
+    assert redis_client.smembers(f"buyers:{pid}") == set(users)
+    assert run(s, redis_client, pid).discrepancies == []
+
+
+def test_extra_buyers_beyond_a_page_return_only_the_items_missing_from_stock(s, redis_client):
+    """1,500 buyers with no order (crash-between leaks of 1,200 items, and 300 that took no item): every
+    one leaves buyers:{id}, but only 1,200 items go back — returning all 1,500 would oversell 300."""
+    pid = 7006
+    users = big_sale(s, redis_client, pid, stock=3_000, orders=1_000)
+    ghosts = [f"ghost-{i:05d}" for i in range(1_500)]
+    redis_client.sadd(f"buyers:{pid}", *ghosts)
+    redis_client.decrby(f"stock:{pid}", 1_200)
+
+    found = run(s, redis_client, pid)
+    assert {d.kind for d in found.discrepancies} == {"stock_low", "buyers_extra"}, str(found)
+    assert found.of(pid, "buyers_extra").count == 1_500 and found.products[pid]["redis_buyers"] == 2_500
+
+    fixed = run(s, redis_client, pid, fix=True)
+    assert fixed.consistent, str(fixed)
+    assert "1200 items returned to stock" in fixed.of(pid, "buyers_extra").note
+    assert int(redis_client.get(f"stock:{pid}")) == 3_000 - 1_000
+    assert redis_client.smembers(f"buyers:{pid}") == set(users)
+
+
+def test_buyer_names_copy_must_escape_are_compared_exactly(s, redis_client, sale):
+    """Names with a tab, a backslash, a newline or a carriage return travel to PostgreSQL (COPY text
+    format) unharmed: bought ones agree, a planted one is found under its own name."""
+    odd = ["tab\tuser", "back\\slash", "new\nline", "cr\ruser", "\\.", "ünïcødé"]
+    cache = impl.load("stock", "solutions").StockCache(redis_client)
+    for user in odd[:-1]:
+        assert cache.reserve_once(sale, user) == "ok"
+    write_orders(s, [new_order(u, sale) for u in odd[:-1]])
+    assert run(s, redis_client, sale).discrepancies == []
+
+    assert cache.reserve_once(sale, odd[-1]) == "ok"  # reserved, no order
+    found = run(s, redis_client, sale)
+    assert found.of(sale, "buyers_extra").redis == {odd[-1]}, str(found)
