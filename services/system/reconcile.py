@@ -18,11 +18,36 @@ Queued orders are read without being lost: a consumer that never acknowledges,
 then closes its channel, so RabbitMQ puts every message back (the order
 service may see them again, marked redelivered; its insert is idempotent).
 
+Bounded memory, whatever the sale
+---------------------------------
+A sold-out sale of 1,000,000 items has a million buyers in PostgreSQL and a
+million in Redis; holding both in Python sets to compare them took 411 MB, and
+a 200,000-order backlog 76 MB more. So the sets never come into this process.
+A run keeps one PostgreSQL connection and lets the database compare them in
+TEMP tables (gone with the connection):
+
+  rc_expected  the buyers of PostgreSQL's orders, copied server-side in the
+               same REPEATABLE READ snapshot as the stock, then the queued
+               orders' buyers (not refused, no order yet; once per user)
+  rc_queued    the queue: read_queue hands each window of 1,000 messages to a
+               COPY while they are still unacknowledged
+  rc_redis     buyers:{id}: SSCAN pages of 1,000, each one COPY write
+
+PostgreSQL counts them and runs the anti-joins (expected and not in Redis;
+in Redis and not expected), spilling to disk past work_mem. A report keeps
+each difference's count and its first 1,000 names; --fix streams a whole
+difference through a server-side cursor, 1,000 users at a time, and the first
+look's extra buyers wait in a TEMP table for the second look. This process
+holds a page, not the sale (``seckill bench --scale``: the same peak at 10,000
+and 1,000,000); the time stays linear.
+
 Safe while a sale runs: what it guarantees
 -------------------------------------------
-The snapshot reads PostgreSQL, then the queue, then leases, then Redis. An order
-moves the other way (Redis → gateway → queue → order service → PostgreSQL), so
-an order in flight during the snapshot is seen in Redis but nowhere after it:
+The snapshot reads PostgreSQL (stock and orders as of one moment), then the
+queue (and which of its orders PostgreSQL has refused meanwhile), then leases,
+then Redis; the comparing comes after, on what was read. An order moves the
+other way (Redis → gateway → queue → order service → PostgreSQL), so an order
+in flight during the snapshot is seen in Redis but nowhere after it:
 in-flight work can only make Redis look *too low* (and show its buyer as
 "extra"), never too high. Hence the fixes:
 
@@ -360,266 +385,6 @@ EXTRA_SQL = f"SELECT d.user_id FROM ({EXTRA_ALL}) d WHERE d.product_id = %(pid)s
 # extra now and at the first look: the only buyers whose item may go back
 CONFIRMED_SQL = (f"{EXTRA_SQL} AND EXISTS "
                  "(SELECT 1 FROM rc_extra_1 f WHERE f.product_id = d.product_id AND f.user_id = d.user_id)")
-PAGE = 1_000  # members per SSCAN call: about a millisecond of Redis each
-
-
-class ReconcileError(SeckillError):
-    """Reconciliation cannot run (a store is down, no such product); the message says what to do."""
-
-
-@dataclass
-class Users:
-    """A set of users too large to hold, as it is reported: how many, and the first ``SAMPLE`` by name.
-
-    ``len()`` is the whole count and ``in`` asks the sample: the sets themselves stay in
-    PostgreSQL (see the module doc), so a report of a million missing buyers is a few kB.
-    """
-    count: int = 0
-    sample: set[str] = field(default_factory=set)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def __contains__(self, user: object) -> bool:
-        return user in self.sample
-
-    def __iter__(self):
-        return iter(sorted(self.sample))
-
-
-SAMPLE = 1_000  # users named per discrepancy in a report; the count is always the whole one
-
-
-@dataclass
-class Discrepancy:
-    product_id: int
-    kind: str
-    redis: Any
-    expected: Any
-    fixed: bool = False
-    note: str = ""
-    count: int | None = None  # buyers_*: how many users in all (redis/expected name at most SAMPLE of them)
-
-    def line(self) -> str:
-        def show(v):
-            if isinstance(v, (set, list, tuple)):
-                items = sorted(map(str, v))
-                total = len(items) if self.count is None else self.count
-                return f"{total:,} users" + (f" ({', '.join(items[:3])}{', …' if total > 3 else ''})"
-                                             if items else "")
-            return "missing" if v is None else str(v)
-
-        verdict = "fixed" if self.fixed else "not fixed"
-        if self.kind.startswith("buyers_"):
-            users = self.expected if self.kind == "buyers_missing" else self.redis
-            text = f"product {self.product_id}: {self.kind.replace('_', ' ')} — {show(users)} → {verdict}"
-        else:
-            text = (f"product {self.product_id}: {self.kind.replace('_', ' ')} — Redis {show(self.redis)}, "
-                    f"expected {show(self.expected)} → {verdict}")
-        return text + (f" ({self.note})" if self.note else "")
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        for key in ("redis", "expected"):
-            if isinstance(data[key], (set, list, tuple)):
-                data[key] = sorted(map(str, data[key]))
-        data["meaning"] = KINDS.get(self.kind, "")
-        return data
-
-
-@dataclass
-class Snapshot:
-    """One product as the stores saw it, read in the order PostgreSQL → queue → leases → Redis.
-
-    Buyers are counted, not held: the sets being compared wait in TEMP tables of the
-    run's PostgreSQL connection (see the module doc); the differences come as ``Users``.
-    """
-    product_id: int
-    pg_stock: int
-    initial_stock: int
-    pg_orders: int              # users with an order in PostgreSQL
-    queued_units: int           # queued orders that will still take an item (one per user)
-    queue_complete: bool
-    held_live: int              # leased by live local-stock instances
-    stranded: int               # leased by dead ones
-    redis_stock: int | None
-    redis_buyers: int           # members of buyers:{id}
-    missing_buyers: Users       # expected (an order, or a queued one) and not in buyers:{id}
-    extra_buyers: Users         # in buyers:{id} with neither behind them
-    sale_present: bool
-    window: tuple[Any, Any] = (None, None)
-
-    @property
-    def expected_stock(self) -> int:
-        return max(0, self.pg_stock - self.queued_units - self.held_live - self.stranded)
-
-    @property
-    def expected_buyers(self) -> int:
-        """Users with an order in PostgreSQL or one still queued (each counted once)."""
-        return self.pg_orders + self.queued_units
-
-    def numbers(self) -> dict:
-        return {"pg_stock": self.pg_stock, "initial_stock": self.initial_stock, "pg_orders": self.pg_orders,
-                "queued": self.queued_units, "held_by_live_instances": self.held_live,
-                "stranded": self.stranded, "expected_stock": self.expected_stock,
-                "redis_stock": self.redis_stock, "redis_buyers": self.redis_buyers,
-                "expected_buyers": self.expected_buyers, "queue_complete": self.queue_complete}
-
-
-@dataclass
-class ReconcileReport:
-    fix: bool
-    discrepancies: list[Discrepancy] = field(default_factory=list)
-    products: dict[int, dict] = field(default_factory=dict)   # numbers of the first snapshot
-    after: dict[int, dict] = field(default_factory=dict)      # numbers after the fixes (with --fix)
-    queued_read: int = 0
-    elapsed_s: float = 0.0
-
-    @property
-    def remaining(self) -> list[Discrepancy]:
-        return [d for d in self.discrepancies if not d.fixed]
-
-    @property
-    def consistent(self) -> bool:
-        """True when nothing is left to fix (all agreed, or every discrepancy was repaired)."""
-        return not self.remaining
-
-    def of(self, product_id: int, kind: str) -> Discrepancy | None:
-        return next((d for d in self.discrepancies if d.product_id == product_id and d.kind == kind), None)
-
-    def as_dict(self) -> dict:
-        return {"fix": self.fix, "consistent": self.consistent,
-                "discrepancies": [d.as_dict() for d in self.discrepancies],
-                "products": {str(k): v for k, v in self.products.items()},
-                "after": {str(k): v for k, v in self.after.items()},
-                "queued_read": self.queued_read, "elapsed_s": round(self.elapsed_s, 2)}
-
-    def __str__(self) -> str:
-        lines = [d.line() for d in self.discrepancies]
-        n = len(self.products)
-        if not self.discrepancies:
-            lines.append(f"Redis agrees with PostgreSQL and the queue ({n} product{'s' if n != 1 else ''} checked)")
-        elif self.consistent:
-            lines.append(f"fixed {len(self.discrepancies)} discrepanc{'ies' if len(self.discrepancies) != 1 else 'y'}; "
-                         "Redis agrees with PostgreSQL again")
-        else:
-            lines.append(f"{len(self.remaining)} discrepanc{'ies' if len(self.remaining) != 1 else 'y'} left"
-                         + ("" if self.fix else "; run `seckill reconcile --fix` to repair them"))
-        return "\n".join(lines)
-
-
-# -- reading the truth ----------------------------------------------------------------------
-
-READ_WINDOW = 1000  # messages one channel holds while read_queue reads (see there)
-
-
-def read_queue(s: Settings, timeout_s: float = 30.0, idle_s: float = 0.5, window: int = READ_WINDOW,
-               sink: Callable[[list[dict]], None] | None = None) -> tuple[list[dict], bool]:
-    """The orders waiting in the queue, read without taking them: (orders, complete).
-
-    A consumer that never acknowledges, then closes its connection: RabbitMQ puts
-    every message back, each in its original place. Messages another consumer (the
-    order service) holds at that moment are not seen; they are in flight, which
-    reconcile allows for. ``complete`` is False when ``timeout_s`` cut the read short.
-    Each order is a dict of the three fields reconcile needs (order_id, user_id,
-    product_id), in queue order; malformed messages are skipped, as the order service does.
-
-    With ``sink``, each window's orders go to ``sink(orders)`` as soon as the window
-    is read (before the next is asked for, while the messages are still unacknowledged)
-    and the returned list stays empty: this process then holds one window, whatever
-    the backlog (reconcile writes them to PostgreSQL). Without it they are returned,
-    all of them: fine for a test's few hundred, not for a 200,000-order backlog.
-
-    The broker never pushes more than ``window`` messages at once either: each channel
-    has a prefetch of ``window`` and, as nothing is acknowledged, stops receiving once
-    it holds that many (200,000 queued orders took 253 MB when it could); the next
-    window comes on a new channel. If ``sink`` raises, the read stops and every
-    message still goes back.
-    """
-    import json
-
-    params = pika.URLParameters(s.amqp_url)
-    try:
-        conn = pika.BlockingConnection(params)
-    except pika.exceptions.AMQPError as exc:
-        raise ReconcileError(f"RabbitMQ is not reachable ({exc!r}); start it with `seckill up`") from None
-    orders: list[dict] = []
-    complete = True
-    try:
-        probe = conn.channel()  # asks the queue how many messages are still ready (not held by anyone)
-        try:
-            depth = probe.queue_declare(s.queue, passive=True).method.message_count
-        except pika.exceptions.ChannelClosedByBroker:
-            return [], True  # no queue yet: nothing queued
-        if depth == 0:
-            return [], True
-        # a channel per window; far below RabbitMQ's channel_max (2,047) even for millions of orders
-        window = max(window, -(-depth // 1000))
-        deadline = time.monotonic() + timeout_s
-        seen = 0
-        ch = conn.channel()
-        while seen < depth and complete:
-            ch.basic_qos(prefetch_count=window)
-            taken = 0
-            for method, _props, body in ch.consume(s.queue, auto_ack=False, inactivity_timeout=idle_s):
-                if method is None:
-                    if time.monotonic() > deadline:
-                        complete = False
-                        break
-                    # Quiet for idle_s: either nothing is left for us (the rest is held, unacknowledged,
-                    # by the order service: in flight) or the broker is just slow (a loaded machine).
-                    # Only the queue can tell: messages still ready mean keep waiting.
-                    if probe.queue_declare(s.queue, passive=True).method.message_count == 0:
-                        break
-                    continue
-                seen += 1
-                taken += 1
-                try:
-                    order = json.loads(body)
-                    if isinstance(order, dict) and {"order_id", "user_id", "product_id"} <= order.keys():
-                        orders.append({k: order[k] for k in ("order_id", "user_id", "product_id")})
-                except ValueError:
-                    pass  # the order service drops malformed messages; so do we
-                if time.monotonic() > deadline:
-                    complete = False
-                if taken >= window or seen >= depth or not complete:
-                    break
-            if sink is not None and orders:
-                sink(orders)
-                orders = []
-            if taken < window:
-                break  # the queue ran dry before this window filled
-            ch = conn.channel()  # this one is full of unacknowledged messages: go on on a fresh one
-    finally:
-        if conn.is_open:
-            conn.close()  # unacknowledged: every message goes back to the queue
-    return orders, complete
-
-
-# The run's three sets, in TEMP tables of its one PostgreSQL connection (gone when it closes):
-#   rc_expected  the truth's buyers: PostgreSQL's orders (ordered) ∪ queued orders not refused
-#   rc_queued    the queue as read_queue saw it (order_id, user_id, product_id), before the refusals
-#   rc_redis     buyers:{id} as SSCAN saw it (a member may appear twice: SSCAN can repeat one)
-#   rc_extra_1   the first look's extra buyers, for the second look's "extra in both" rule
-TEMP_TABLES = """
-CREATE TEMP TABLE IF NOT EXISTS rc_expected (product_id bigint, user_id text, ordered boolean);
-CREATE TEMP TABLE IF NOT EXISTS rc_queued (order_id text, user_id text, product_id bigint);
-CREATE TEMP TABLE IF NOT EXISTS rc_redis (product_id bigint, user_id text);
-CREATE TEMP TABLE IF NOT EXISTS rc_extra_1 (product_id bigint, user_id text);
-"""
-
-# expected, not in Redis / in Redis, not expected: anti-joins PostgreSQL runs (hash joins, spilling
-# to disk past work_mem), so neither side is ever held by this process
-MISSING_SQL = ("SELECT e.user_id FROM rc_expected e WHERE e.product_id = %(pid)s AND NOT EXISTS "
-               "(SELECT 1 FROM rc_redis r WHERE r.product_id = e.product_id AND r.user_id = e.user_id)")
-EXTRA_SQL = ("SELECT DISTINCT r.user_id FROM rc_redis r WHERE r.product_id = %(pid)s AND NOT EXISTS "
-             "(SELECT 1 FROM rc_expected e WHERE e.product_id = r.product_id AND e.user_id = r.user_id)")
-# extra now and at the first look: the only buyers whose item may go back
-CONFIRMED_SQL = (f"SELECT x.user_id FROM ({EXTRA_SQL}) x WHERE EXISTS "
-                 "(SELECT 1 FROM rc_extra_1 f WHERE f.product_id = %(pid)s AND f.user_id = x.user_id)")
 PAGE = 1_000  # users per page when a difference is streamed (a named cursor) and fixed
 
 
