@@ -34,12 +34,15 @@ TEMP tables (gone with the connection):
   rc_redis     buyers:{id}: SSCAN pages of 1,000, each one COPY write
 
 PostgreSQL counts them and runs the anti-joins (expected and not in Redis;
-in Redis and not expected), spilling to disk past work_mem. A report keeps
-each difference's count and its first 1,000 names; --fix streams a whole
-difference through a server-side cursor, 1,000 users at a time, and the first
-look's extra buyers wait in a TEMP table for the second look. This process
-holds a page, not the sale (``seckill bench --scale``: the same peak at 10,000
-and 1,000,000); the time stays linear.
+in Redis and not expected) in C, its own memory bounded by temp_buffers and
+work_mem: a million buyers are about 57 MB of temp files per table, spilled
+to disk. A report keeps each difference's count and its first 1,000 names;
+--fix streams a whole difference through a server-side cursor, 1,000 users at
+a time, and the first look's extra buyers wait in a TEMP table for the second
+look. This process holds a page, not the sale: ``seckill bench --scale``
+measured the same peak (+0.1 MB) at 10,000 and 1,000,000 buyers (7.6 s), and
+a ``--fix`` that restored all 1,000,000 buyers of an emptied set took 15 s
+and no more memory. The time stays linear.
 
 Safe while a sale runs: what it guarantees
 -------------------------------------------
