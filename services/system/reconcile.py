@@ -417,8 +417,8 @@ def _connect(s: Settings):
 def _pg_products(conn, product_id: int | None) -> dict[int, dict]:
     """Products (stock, window) and their orders' buyers, into rc_expected: one snapshot of PostgreSQL."""
     with conn.transaction():
-        # REPEATABLE READ: stock and orders as of one moment (an order committed between the two reads
-        # would be counted in neither or in both)
+        # REPEATABLE READ: stock and orders as of one moment (with two separate reads, an order committed
+        # between them would be among the orders but not yet off the stock)
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if product_id is None:
             rows = conn.execute("SELECT id, stock, initial_stock, starts_at, ends_at FROM products "
