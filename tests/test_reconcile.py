@@ -321,3 +321,50 @@ def test_buyer_names_copy_must_escape_are_compared_exactly(s, redis_client, sale
     assert cache.reserve_once(sale, odd[-1]) == "ok"  # reserved, no order
     found = run(s, redis_client, sale)
     assert found.of(sale, "buyers_extra").redis == {odd[-1]}, str(found)
+
+
+def _drain_slowly(url: str, queue: str, stop: threading.Event, acked: list[str]) -> None:
+    """Another consumer, as the order service during a sale: one message at a time, acknowledged after 20 ms."""
+    import pika
+    import time
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=1)
+        for method, _props, body in channel.consume(queue, auto_ack=False, inactivity_timeout=0.05):
+            if stop.is_set():
+                break
+            if method is not None:
+                time.sleep(0.02)
+                channel.basic_ack(method.delivery_tag)
+                acked.append(json.loads(body)["order_id"])
+    finally:
+        connection.close()
+
+
+def test_a_read_beside_a_draining_consumer_ends_complete_without_waiting_for_its_messages(s, stack_urls):
+    """While the order service drains, the messages it holds are in flight: once nothing is ready the read
+    ends, complete (it waits for missing messages only when nobody else consumes: then they must be on
+    their way to it, and ending early once saw 1,996 of 2,000 and called it complete)."""
+    import time
+
+    broker.purge(s.amqp_url, s.queue)
+    publish(s, [new_order(f"drained-{i:03d}", 7007) for i in range(300)])
+    stop, acked = threading.Event(), []
+    other = threading.Thread(target=_drain_slowly, args=(s.amqp_url, s.queue, stop, acked), daemon=True)
+    other.start()
+    try:
+        for _ in range(500):
+            if acked:
+                break
+            time.sleep(0.01)
+        assert acked, "the other consumer took nothing"
+        seen, complete = reconcile.read_queue(s, window=40, timeout_s=8, idle_s=0.05)
+        assert complete, "the read waited for the other consumer's messages until its timeout"
+        ids = [o["order_id"] for o in seen]
+        assert len(ids) == len(set(ids)) and 0 < len(ids) < 300, len(ids)
+    finally:
+        stop.set()
+        other.join(timeout=10)
+        broker.purge(s.amqp_url, s.queue)
