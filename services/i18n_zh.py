@@ -815,8 +815,8 @@ ZH: dict[str, str] = {
         "没有叫 {part_id!r} 的部分；现有的部分是：{', '.join(PART_SECONDS)}",
     "after read_queue the queue's first messages came back out of order: {first[:10]} …":
         "read_queue 之后，队列最前面的几条消息顺序乱了：{first[:10]} …",
-    "read_queue saw {len(orders)} of {n} queued orders (complete={complete})":
-        "队列里有 {n} 个订单，read_queue 只看到 {len(orders)} 个（complete={complete}）",
+    "read_queue saw {seen} of {n} queued orders (complete={complete})":
+        "队列里有 {n} 个订单，read_queue 只看到 {seen} 个（complete={complete}）",
     "the drain handled {handled} and wrote {written} of {n} orders":
         "{n} 个订单里，消费处理了 {handled} 个、写入了 {written} 个",
     "the {kind} step at {n:,} orders failed: {(done.stderr.strip().splitlines() or ['(no "

@@ -246,3 +246,125 @@ def test_a_slow_broker_is_waited_for_not_taken_for_an_empty_queue(s, stack_urls)
         assert broker.queue_depth(s.amqp_url, s.queue) == 2_000
     finally:
         broker.purge(s.amqp_url, s.queue)
+
+
+# -- many buyers: reported as a count and a bounded sample, fixed a page at a time ----------
+
+def big_sale(s, r, pid: int, stock: int, orders: int) -> list[str]:
+    """A sale of ``stock`` where ``orders`` users bought (PostgreSQL by COPY, Redis by SADD): all agree."""
+    from seckill.stack import db
+
+    create_sale(s, pid, stock, force=True, redis=r)
+    users = [f"many-{i:05d}" for i in range(orders)]
+    with db.connect(s.postgres_url, autocommit=True) as conn:
+        with conn.cursor().copy("COPY orders (order_id, user_id, product_id, created_at) FROM STDIN") as copy:
+            for user in users:
+                copy.write_row((f"o-{pid}-{user}", user, pid, "2026-01-01T00:00:00Z"))
+        conn.execute("UPDATE products SET stock = stock - %s WHERE id = %s", (orders, pid))
+    r.sadd(f"buyers:{pid}", *users)
+    r.decrby(f"stock:{pid}", orders)
+    return users
+
+
+def test_thousands_of_missing_buyers_are_counted_sampled_and_all_restored(s, redis_client):
+    """2,500 buyers Redis forgot: the report names the first SAMPLE (1,000) and counts all 2,500; --fix
+    restores every one (pages of 1,000, so three pages)."""
+    pid = 7005
+    users = big_sale(s, redis_client, pid, stock=3_000, orders=2_500)
+    redis_client.delete(f"buyers:{pid}")
+
+    found = run(s, redis_client, pid)
+    missing = found.of(pid, "buyers_missing")
+    assert missing is not None and missing.count == 2_500 and missing.expected == set(users[:reconcile.SAMPLE])
+    assert f"buyers missing — 2,500 users ({', '.join(users[:3])}, …)" in missing.line()
+    data = missing.as_dict()
+    assert data["count"] == 2_500 and data["expected"] == users[:reconcile.SAMPLE]
+    assert found.products[pid]["pg_orders"] == 2_500 and found.products[pid]["redis_buyers"] == 0
+
+    fixed = run(s, redis_client, pid, fix=True)
+    assert fixed.consistent, str(fixed)
+    assert redis_client.scard(f"buyers:{pid}") == 2_500
+    assert redis_client.smembers(f"buyers:{pid}") == set(users)
+    assert run(s, redis_client, pid).discrepancies == []
+
+
+def test_extra_buyers_beyond_a_page_return_only_the_items_missing_from_stock(s, redis_client):
+    """1,500 buyers with no order (crash-between leaks of 1,200 items, and 300 that took no item): every
+    one leaves buyers:{id}, but only 1,200 items go back — returning all 1,500 would oversell 300."""
+    pid = 7006
+    users = big_sale(s, redis_client, pid, stock=3_000, orders=1_000)
+    ghosts = [f"ghost-{i:05d}" for i in range(1_500)]
+    redis_client.sadd(f"buyers:{pid}", *ghosts)
+    redis_client.decrby(f"stock:{pid}", 1_200)
+
+    found = run(s, redis_client, pid)
+    assert {d.kind for d in found.discrepancies} == {"stock_low", "buyers_extra"}, str(found)
+    assert found.of(pid, "buyers_extra").count == 1_500 and found.products[pid]["redis_buyers"] == 2_500
+
+    fixed = run(s, redis_client, pid, fix=True)
+    assert fixed.consistent, str(fixed)
+    assert "1200 items returned to stock" in fixed.of(pid, "buyers_extra").note
+    assert int(redis_client.get(f"stock:{pid}")) == 3_000 - 1_000
+    assert redis_client.smembers(f"buyers:{pid}") == set(users)
+
+
+def test_buyer_names_copy_must_escape_are_compared_exactly(s, redis_client, sale):
+    """Names with a tab, a backslash, a newline or a carriage return travel to PostgreSQL (COPY text
+    format) unharmed: bought ones agree, a planted one is found under its own name."""
+    odd = ["tab\tuser", "back\\slash", "new\nline", "cr\ruser", "\\.", "ünïcødé"]
+    cache = impl.load("stock", "solutions").StockCache(redis_client)
+    for user in odd[:-1]:
+        assert cache.reserve_once(sale, user) == "ok"
+    write_orders(s, [new_order(u, sale) for u in odd[:-1]])
+    assert run(s, redis_client, sale).discrepancies == []
+
+    assert cache.reserve_once(sale, odd[-1]) == "ok"  # reserved, no order
+    found = run(s, redis_client, sale)
+    assert found.of(sale, "buyers_extra").redis == {odd[-1]}, str(found)
+
+
+def _drain_slowly(url: str, queue: str, stop: threading.Event, acked: list[str]) -> None:
+    """Another consumer, as the order service during a sale: one message at a time, acknowledged after 20 ms."""
+    import pika
+    import time
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=1)
+        for method, _props, body in channel.consume(queue, auto_ack=False, inactivity_timeout=0.05):
+            if stop.is_set():
+                break
+            if method is not None:
+                time.sleep(0.02)
+                channel.basic_ack(method.delivery_tag)
+                acked.append(json.loads(body)["order_id"])
+    finally:
+        connection.close()
+
+
+def test_a_read_beside_a_draining_consumer_ends_complete_without_waiting_for_its_messages(s, stack_urls):
+    """While the order service drains, the messages it holds are in flight: once nothing is ready the read
+    ends, complete (it waits for missing messages only when nobody else consumes: then they must be on
+    their way to it, and ending early once saw 1,996 of 2,000 and called it complete)."""
+    import time
+
+    broker.purge(s.amqp_url, s.queue)
+    publish(s, [new_order(f"drained-{i:03d}", 7007) for i in range(300)])
+    stop, acked = threading.Event(), []
+    other = threading.Thread(target=_drain_slowly, args=(s.amqp_url, s.queue, stop, acked), daemon=True)
+    other.start()
+    try:
+        for _ in range(500):
+            if acked:
+                break
+            time.sleep(0.01)
+        assert acked, "the other consumer took nothing"
+        seen, complete = reconcile.read_queue(s, window=40, timeout_s=8, idle_s=0.05)
+        assert complete, "the read waited for the other consumer's messages until its timeout"
+        ids = [o["order_id"] for o in seen]
+        assert len(ids) == len(set(ids)) and 0 < len(ids) < 300, len(ids)
+    finally:
+        stop.set()
+        other.join(timeout=10)
+        broker.purge(s.amqp_url, s.queue)
