@@ -103,7 +103,7 @@ def run(tier: str = "flask", product_id: int = 9301, stock: int = 100, crashes: 
         redis_agrees(report, s, product_id)
 
     report.metrics.update({
-        "crashes": crashes, "leaked": leaked, "extra_buyers": len(extra.redis) if extra else 0,
+        "crashes": crashes, "leaked": leaked, "extra_buyers": (extra.count if extra.count is not None else len(extra.redis)) if extra else 0,
         # requests in flight in the dying process: reserved and never published, or queued and never answered
         "collateral_leaks": max(0, leaked - crashes), "written_unanswered": check.unexpected,
         "client_saw": client_saw, "no_answer": counts.get("failed", 0),
