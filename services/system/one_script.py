@@ -1,0 +1,141 @@
+"""One Redis round trip per buy: the user limit, the IP limit and reserve_once in one script.
+
+Why: the async gateway's buy awaits three scripts in sequence — the user
+layer's fixed-window count, the IP layer's, then reserve_once. Auto-pipelining
+(autopipeline.py) lets many buyers share each round trip, but every buyer
+still waits three times and pays redis-py's per-command cost three times. Sent
+as one script, a buy waits once and costs one command.
+
+The script is built FROM the implementation's own scripts, so the lab
+interface does not change and a learner's mistake still shows: each source
+becomes the body of a Lua local function whose parameters are named ``KEYS``
+and ``ARGV`` (shadowing Redis's globals), and a few lines after them call the
+user layer, then the IP layer, then — only when both allow — reserve_once::
+
+    local function fixed_window(KEYS, ARGV, ...)  <FIXED_WINDOW_LUA>  end
+    local function reserve_once(KEYS, ARGV, ...)  <RESERVE_ONCE_LUA>  end
+    for layer = 1, 2 do ... fixed_window({KEYS[layer]}, {ARGV[1]}) ... end
+    return {0, reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})}
+
+A chunk is a valid function body (a ``return`` at its end returns from the
+function), and the ``...`` keeps a chunk that reads its varargs valid.
+
+The answers are exactly those of the separate path (AsyncLayeredLimiter.check,
+then reserve_once): same order, same verdict, retry-after from the layer's
+PTTL, and a limited request never reserves. When a layer's count is not a Lua
+number (a stub returns nothing; a script may return a string), the script stops
+right after that count and hands it to Python, which judges it as the separate
+path does (``int(count)``: the same TypeError for a stub) and, when it passes,
+finishes the buy with the separate scripts.
+
+Tier local-stock sells from its own lease (local_stock.AsyncLocalStock), not
+with reserve_once, so there the script holds the two limit layers only: two
+round trips per buy instead of three.
+
+``SECKILL_ONE_SCRIPT=1`` turns it on (:func:`enabled`); the bench's
+``--speedups`` measures it off and on in one run (name ``one-script``).
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "SECKILL_ONE_SCRIPT"
+
+_FUNCTION = "local function {name}(KEYS, ARGV, ...)\n{body}\nend\n"
+
+_LIMITS = """
+-- KEYS[1] the user's counter, KEYS[2] the IP's; ARGV[1] window ms, ARGV[2] user limit, ARGV[3] IP limit
+for layer = 1, 2 do
+    local count = fixed_window({KEYS[layer]}, {ARGV[1]})
+    if type(count) ~= 'number' then
+        return {-layer, count}  -- not a number: Python judges it (nil truncates the table to {-layer})
+    end
+    -- Redis hands a Lua number to Python truncated toward zero; judge the same value
+    if count >= 0 then count = math.floor(count) else count = math.ceil(count) end
+    if count > tonumber(ARGV[1 + layer]) then
+        return {layer, redis.call('PTTL', KEYS[layer])}
+    end
+end
+"""
+
+_RESERVE = """
+-- both layers allow: KEYS[3] stock, KEYS[4] buyers, ARGV[4] user id
+return {0, reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})}
+"""
+
+
+def enabled() -> bool:
+    """On when ``SECKILL_ONE_SCRIPT`` is 1/true/on/yes (the bench's A/B switch)."""
+    return os.environ.get(ENV, "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def combined_source(fixed_window_lua: str, reserve_once_lua: str | None = None) -> str:
+    """The one script: both limit layers, then (when given) reserve_once, from the scripts' own sources.
+
+    Replies: ``{0, reserve_once's reply}`` (both layers allow; ``{0}`` without
+    reserve_once or when it returned nil), ``{layer, pttl_ms}`` (layer 1 user,
+    2 IP, over its limit: nothing reserved), ``{-layer, count}`` (that layer's
+    count is not a number; the layers after it and reserve_once did not run).
+    """
+    source = _FUNCTION.format(name="fixed_window", body=fixed_window_lua)
+    if reserve_once_lua is not None:
+        source += _FUNCTION.format(name="reserve_once", body=reserve_once_lua)
+    return source + _LIMITS + (_RESERVE if reserve_once_lua is not None else "return {0}\n")
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class AsyncOneScript:
+    """``limit_and_reserve``: AsyncLayeredLimiter.check then stock.reserve_once, in one round trip.
+
+    ``limiter`` is the gateway's AsyncLayeredLimiter (its layers, window and
+    key prefix; its separate scripts finish a buy whose count was not a number).
+    With ``stock_module`` (the implementation's stock, for AsyncStock) the
+    reservation runs in the same script; without it (tier local-stock) the
+    script holds the two layers and ``stock.reserve_once`` follows.
+    """
+
+    source = staticmethod(combined_source)  # (the tests' wrong versions replace it)
+
+    def __init__(self, redis, limiter, stock, fixed_window_lua: str, reserve_once_lua: str | None = None):
+        self.limiter = limiter
+        self.stock = stock
+        self.reserves = reserve_once_lua is not None
+        self._script = redis.register_script(self.source(fixed_window_lua, reserve_once_lua))
+        (_, self.user_limit), (_, self.ip_limit) = limiter.layers
+
+    async def limit_and_reserve(self, product_id: int, user_id: str, client_ip: str):
+        """(verdict, reserve_once's outcome); the outcome is None when a layer said no (nothing reserved).
+
+        Raises what the separate path raises (redis errors; TypeError/ValueError
+        from ``int()`` of a count that is not an integer).
+        """
+        prefix = self.limiter.prefix
+        keys = [f"{prefix}:user:{user_id}", f"{prefix}:ip:{client_ip}"]
+        args = [self.limiter.window_ms, self.user_limit, self.ip_limit]
+        if self.reserves:
+            keys += [f"stock:{product_id}", f"buyers:{product_id}"]
+            args.append(user_id)
+        reply = await self._script(keys=keys, args=args)
+        code = int(reply[0])
+        verdict = self.limiter.verdict
+        if code > 0:  # a layer over its limit
+            ttl_ms = int(reply[1])
+            return verdict(False, self.limiter.layers[code - 1][0], ttl_ms / 1000 if ttl_ms > 0 else 0.0), None
+        if code < 0:  # layer -code counted, but not a number: judge it in Python, as the separate path does
+            layer = -code - 1
+            name, limit = self.limiter.layers[layer]
+            if int(reply[1] if len(reply) > 1 else None) > limit:
+                ttl_ms = await self.limiter.redis.pttl(keys[layer])
+                return verdict(False, name, ttl_ms / 1000 if ttl_ms > 0 else 0.0), None
+            passed = await self.limiter.check(user_id, client_ip, first=layer + 1)
+            if not passed.allowed:
+                return passed, None
+            return passed, await self.stock.reserve_once(product_id, user_id)
+        allowed = verdict(True, None, 0.0)
+        if not self.reserves:
+            return allowed, await self.stock.reserve_once(product_id, user_id)
+        return allowed, _text(reply[1] if len(reply) > 1 else None)

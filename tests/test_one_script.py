@@ -1,0 +1,252 @@
+"""One script for the limits and the reservation (one_script.py) answers as the separate path does.
+
+The same seeded sequence of buys goes to the separate path (AsyncLayeredLimiter.check, then
+AsyncStock.reserve_once: three scripts) and to AsyncOneScript (one script), each on its own keys in the
+real Redis, and every answer is compared call by call: user limited, IP limited with its retry-after,
+sold out, already bought, reserved. After every call the stock and the buyers must be the same on both
+sides, so a limited request that reserved shows at once. The wrong versions each test must catch are in
+WRONG below, and the tests of the tests run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+import redis.asyncio as aioredis
+
+from seckill.config import Limits
+from seckill.system import impl, one_script
+from seckill.system.autopipeline import AutoPipelineRedis
+from seckill.system.gateway_async import AsyncLayeredLimiter, AsyncStock
+from seckill.system.one_script import AsyncOneScript, combined_source
+
+RATE_LIMIT = impl.load("rate_limit", "solutions")
+STOCK = impl.load("stock", "solutions")
+LIMITS = Limits(user_limit=3, ip_limit=9, window_s=60)  # a window no run outlasts: retry-after stays comparable
+STOCKS = {1: 3, 2: 40}  # product: items (1 sells out; 2 cannot: the IPs allow 36 buys a window)
+STEPS = 150
+
+
+def _wrong(name: str, replacements: list[tuple[str, str]]):
+    """A subclass of AsyncOneScript whose script has ONE mistake (a text replacement of the right one)."""
+    def source(fixed_window_lua, reserve_once_lua=None):
+        text = combined_source(fixed_window_lua, reserve_once_lua)
+        for right, wrong in replacements:
+            assert right in text, f"{name}: {right!r} is no longer in the script"
+            text = text.replace(right, wrong)
+        return text
+    return type(name, (AsyncOneScript,), {"source": staticmethod(source)})
+
+
+WRONG = {
+    "reserves before checking the limits": _wrong("ReserveFirst", [
+        ("for layer = 1, 2 do", "local reserved = reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})\nfor layer = 1, 2 do"),
+        ("return {0, reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})}", "return {0, reserved}")]),
+    "checks the IP before the user": _wrong("IpFirst", [("for layer = 1, 2 do", "for _, layer in ipairs({2, 1}) do")]),
+    "ignores the IP layer": _wrong("NoIpLayer", [("for layer = 1, 2 do", "for layer = 1, 1 do")]),
+    "blocks at the limit, not above it": _wrong("OffByOne", [("if count > tonumber", "if count >= tonumber")]),
+}
+
+# The learner may return the count as a string: the script hands it to Python, which judges it as the
+# separate path's int() does (the fallback branch of AsyncOneScript.limit_and_reserve).
+STRING_COUNT = RATE_LIMIT.FIXED_WINDOW_LUA.replace("return count", "return tostring(count)")
+
+
+class Counting(AutoPipelineRedis):
+    """The gateway's client, counting the commands asked for."""
+
+    commands = 0
+
+    async def execute_command(self, *args, **options):
+        type(self).commands += 1
+        return await super().execute_command(*args, **options)
+
+
+def _client(url: str, cls=Counting):
+    return cls.from_url(url, decode_responses=False, socket_connect_timeout=1, socket_timeout=10,
+                        max_connections=64)
+
+
+def _paths(r, cls=AsyncOneScript, fixed_window=RATE_LIMIT.FIXED_WINDOW_LUA, reserves=True,
+           rate_limit=RATE_LIMIT, stock=STOCK):
+    """(separate, combined): each an async (product, user, ip) -> (verdict, outcome), on keys of its own."""
+    rate_limit = type("rl", (), {"FIXED_WINDOW_LUA": fixed_window, "LimitVerdict": rate_limit.LimitVerdict})
+    a_limiter = AsyncLayeredLimiter(r, rate_limit, LIMITS, prefix="rlA")
+    a_stock = AsyncStock(r, stock)
+
+    async def separate(product_id, user_id, ip):
+        verdict = await a_limiter.check(user_id, ip)
+        if not verdict.allowed:
+            return verdict, None
+        return verdict, await a_stock.reserve_once(product_id + 100, user_id)
+
+    b_limiter = AsyncLayeredLimiter(r, rate_limit, LIMITS, prefix="rlB")
+    b = cls(r, b_limiter, AsyncStock(r, stock), fixed_window, stock.RESERVE_ONCE_LUA if reserves else None)
+
+    async def combined(product_id, user_id, ip):
+        return await b.limit_and_reserve(product_id + 200, user_id, ip)
+    return separate, combined
+
+
+async def _state(r, side: int) -> dict:
+    out = {}
+    for product in STOCKS:
+        out[product] = (await r.get(f"stock:{product + side}"),
+                        sorted(await r.smembers(f"buyers:{product + side}")))
+    return out
+
+
+def _kind(verdict, outcome) -> str:
+    return f"limited:{verdict.layer}" if not verdict.allowed else str(outcome)
+
+
+async def _compare(url: str, seed: int, **paths) -> tuple[list, set]:
+    """Mismatches (step, what, separate, combined) over one seeded sequence, and the kinds of answer seen."""
+    r = _client(url)
+    await r.flushdb()
+    for product, items in STOCKS.items():
+        for side in (100, 200):
+            await r.set(f"stock:{product + side}", items)
+    separate, combined = _paths(r, **paths)
+    rng = random.Random(seed)
+    users, ips = [f"u{i}" for i in range(16)], [f"10.0.0.{i}" for i in range(4)]
+    wrong, kinds = [], set()
+    try:
+        for step in range(STEPS):
+            call = (rng.choice(list(STOCKS)), rng.choice(users), rng.choice(ips))
+            (va, oa), (vb, ob) = await separate(*call), await combined(*call)
+            kinds.add(_kind(va, oa))
+            if (va.allowed, va.layer, oa) != (vb.allowed, vb.layer, ob):
+                wrong.append((step, call, _kind(va, oa), _kind(vb, ob)))
+            elif not va.allowed and not (0 < vb.retry_after <= LIMITS.window_s
+                                         and abs(va.retry_after - vb.retry_after) < 1.0):
+                wrong.append((step, call, f"retry after {va.retry_after}", f"retry after {vb.retry_after}"))
+            if await _state(r, 100) != await _state(r, 200):
+                wrong.append((step, call, "stock and buyers", "differ"))
+    finally:
+        await r.aclose()
+    return wrong, kinds
+
+
+EVERY_KIND = {"limited:user", "limited:ip", "ok", "sold_out", "already_bought"}
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("reserves", [True, False], ids=["with-reserve", "limits-only"])
+def test_same_answers_as_the_separate_path(stack_urls, seed, reserves):
+    wrong, kinds = asyncio.run(_compare(stack_urls["redis"], seed, reserves=reserves))
+    assert wrong == []
+    assert kinds == EVERY_KIND, f"the sequence missed {EVERY_KIND - kinds}: it proves less than it says"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_count_returned_as_a_string_is_judged_as_the_separate_path_judges_it(stack_urls, seed):
+    wrong, kinds = asyncio.run(_compare(stack_urls["redis"], seed, fixed_window=STRING_COUNT))
+    assert wrong == [] and kinds == EVERY_KIND
+
+
+@pytest.mark.parametrize("mistake", WRONG)
+def test_the_test_catches_each_wrong_script(stack_urls, mistake):
+    caught = [asyncio.run(_compare(stack_urls["redis"], seed, cls=WRONG[mistake]))[0] != [] for seed in range(6)]
+    assert all(caught), f"'{mistake}' passed seeds {[s for s, c in enumerate(caught) if not c]}"
+
+
+def _limited_run(url: str, cls) -> tuple[list, int, int]:
+    """One greedy user (3 allowed, 3 over), then 9 bots on its IP (6 allowed, 3 over the IP's 9)."""
+    async def run():
+        r = _client(url)
+        await r.flushdb()
+        await r.set("stock:201", 100)
+        _, combined = _paths(r, cls=cls)
+        got = [await combined(1, "greedy", "10.9.9.9") for _ in range(6)]
+        got += [await combined(1, f"bot{i}", "10.9.9.9") for i in range(9)]
+        stock, buyers = await r.get("stock:201"), await r.smembers("buyers:201")
+        await r.aclose()
+        return [v.layer for v, outcome in got if not v.allowed], int(stock), len(buyers)
+    return asyncio.run(run())
+
+
+def test_a_limited_request_never_reserves(stack_urls):
+    assert _limited_run(stack_urls["redis"], AsyncOneScript) == (["user"] * 3 + ["ip"] * 3, 100 - 7, 7)
+    wrong = _limited_run(stack_urls["redis"], WRONG["reserves before checking the limits"])  # the test's test
+    assert wrong != (["user"] * 3 + ["ip"] * 3, 100 - 7, 7)
+
+
+def test_one_command_per_buy(stack_urls, redis_client):
+    """The point of it: one command per buy (the separate path, three, is the test's own check)."""
+    async def per_buy(reserves: bool, one: bool) -> float:
+        r = _client(stack_urls["redis"])
+        await r.set("stock:101", 1000)
+        await r.set("stock:201", 1000)
+        separate, combined = _paths(r, reserves=reserves)
+        buy = combined if one else separate
+        await buy(1, "warm", "10.1.1.1")  # loads the scripts (NOSCRIPT, SCRIPT LOAD)
+        Counting.commands = 0
+        for i in range(5):
+            await buy(1, f"u{i}", f"10.1.1.{i}")
+        await r.aclose()
+        return Counting.commands / 5
+    assert asyncio.run(per_buy(True, True)) == 1
+    assert asyncio.run(per_buy(False, True)) == 2  # local-stock: the two layers, then its own claim
+    assert asyncio.run(per_buy(True, False)) == 3
+
+
+def test_the_learners_stub_scripts_fail_the_same_way(stack_urls, redis_client):
+    """labs/ skeletons: FIXED_WINDOW_LUA returns nothing, so both paths raise int(None)'s TypeError."""
+    labs_rl, labs_stock = impl.load("rate_limit", "labs"), impl.load("stock", "labs")
+
+    async def run(fixed_window):
+        r = _client(stack_urls["redis"])
+        await r.set("stock:101", 10)
+        await r.set("stock:201", 10)
+        separate, combined = _paths(r, fixed_window=fixed_window, rate_limit=labs_rl, stock=labs_stock)
+        out = []
+        for buy in (separate, combined):
+            try:
+                out.append(await buy(1, "u1", "10.2.2.2"))
+            except Exception as exc:
+                out.append(repr(exc))
+        out.append((await r.get("stock:101"), await r.get("stock:201")))
+        await r.aclose()
+        return out
+    a, b, stocks = asyncio.run(run(labs_rl.FIXED_WINDOW_LUA))
+    assert a == b and a.startswith("TypeError(") and stocks == (b"10", b"10"), (a, b, stocks)
+    # the learner's limit written, reserve_once still the stub: both see its nil
+    a, b, stocks = asyncio.run(run(RATE_LIMIT.FIXED_WINDOW_LUA))
+    assert a[1] is None and b[1] is None and a[0].allowed and b[0].allowed and stocks == (b"10", b"10")
+
+
+def test_every_script_of_the_course_is_a_valid_function_body(redis_client):
+    """SCRIPT LOAD compiles the combined script from the solutions' and the labs' sources."""
+    for piece in ("solutions", "labs"):
+        rl, st = impl.load("rate_limit", piece), impl.load("stock", piece)
+        for source in (combined_source(rl.FIXED_WINDOW_LUA, st.RESERVE_ONCE_LUA), combined_source(rl.FIXED_WINDOW_LUA)):
+            assert len(redis_client.script_load(source)) == 40
+
+
+def test_the_switch(monkeypatch):
+    monkeypatch.delenv(one_script.ENV, raising=False)
+    assert not one_script.enabled()
+    for on in ("1", "on", "true", "yes"):
+        monkeypatch.setenv(one_script.ENV, on)
+        assert one_script.enabled()
+    monkeypatch.setenv(one_script.ENV, "0")
+    assert not one_script.enabled()
+
+
+def test_plain_client_too(stack_urls):
+    """Without auto-pipelining (SECKILL_REDIS_AUTOPIPELINE=0) the answers are the same."""
+    async def run():
+        r = _client(stack_urls["redis"], cls=aioredis.Redis)
+        await r.set("stock:101", 3)
+        await r.set("stock:201", 3)
+        separate, combined = _paths(r)
+        got = []
+        for user in ("a", "b", "a", "c", "d"):
+            got.append([_kind(*await buy(1, user, "10.3.3.3")) for buy in (separate, combined)])
+        await r.aclose()
+        return got
+    got = asyncio.run(run())
+    assert all(a == b for a, b in got) and [a for a, _ in got] == ["ok", "ok", "already_bought", "ok", "sold_out"]
