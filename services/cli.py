@@ -437,15 +437,26 @@ def doctor(as_json: bool) -> None:
               help="With --scenario seed: flame graphs of the gateway and the order service (py-spy), in results/.")
 @click.option("--speedups", "speedups_run", is_flag=True,
               help="Each speed-up of the top tier off and on, twice, in one run (items/s, CPU per item).")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="With --speedups: only this speed-up (repeatable), e.g. one-script.")
 @click.option("--scale", "scale_run", is_flag=True,
               help="How the drain and reconcile's queue read grow: 2,000, 20,000 and 200,000 queued orders.")
 @friendly
 def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scenario: str | None,
-                  rate: float | None, items: int, profile: bool, speedups_run: bool, scale_run: bool) -> None:
+                  rate: float | None, items: int, profile: bool, speedups_run: bool, only: tuple[str, ...],
+                  scale_run: bool) -> None:
     """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
     from seckill.measure import bench
 
+    if only and not speedups_run:
+        raise UserError("--only chooses among the speed-ups; add --speedups")
     if speedups_run:
+        unknown = ", ".join(name for name in only if name not in bench.SPEEDUPS)
+        if unknown:
+            known = ", ".join(bench.SPEEDUPS)
+            raise UserError(f"no speed-up named {unknown}; choose from {known}")
+        if only:  # this process measures only those (bench.speedups reads the table when it runs)
+            bench.SPEEDUPS = {name: bench.SPEEDUPS[name] for name in dict.fromkeys(only)}
         record = bench.speedups(rounds=1 if quick else 2, duration_s=2.0 if quick else 4.0, progress=True)
         emit(record, as_json, bench.speedups_table(record))
         return

@@ -940,6 +940,7 @@ SPEEDUPS = {
                            "the gateway's Redis commands of one event-loop turn share one round trip"),
     "buy-fast-lane": (gateway_fastapi.FAST_LANE_ENV, "0", "1",
                       "POST /api/seckill/{id} goes straight from ASGI to its handler, past FastAPI's router"),
+    "one-script": ("SECKILL_ONE_SCRIPT", "0", "1", "the user limit, the IP limit and the reservation run as one Redis script"),
 }
 SPEEDUP_PRODUCT = 990_500
 
