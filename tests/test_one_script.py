@@ -11,13 +11,16 @@ WRONG below, and the tests of the tests run them.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import urllib.error
+import urllib.request
 
 import pytest
 import redis.asyncio as aioredis
 
 from seckill.config import Limits
-from seckill.system import impl, one_script
+from seckill.system import impl, one_script, tiers
 from seckill.system.autopipeline import AutoPipelineRedis
 from seckill.system.gateway_async import AsyncLayeredLimiter, AsyncStock
 from seckill.system.one_script import AsyncOneScript, combined_source
@@ -250,3 +253,61 @@ def test_plain_client_too(stack_urls):
         return got
     got = asyncio.run(run())
     assert all(a == b for a, b in got) and [a for a, _ in got] == ["ok", "ok", "already_bought", "ok", "sold_out"]
+
+
+# -- the tiers, switched on -----------------------------------------------------------------------------
+
+TIER_LIMITS = {"bucket_capacity": 100_000.0, "bucket_rate": 100_000.0, "user_limit": 2, "ip_limit": 5}
+# (user, client IP) in order: bought, already bought, user over 2, bought, bought (the last of 3), sold out,
+# the IP's 6th counted request, a sold-out answer on another IP
+TIER_CALLS = [("a", "10.7.0.1"), ("a", "10.7.0.1"), ("a", "10.7.0.1"), ("b", "10.7.0.1"), ("c", "10.7.0.1"),
+              ("d", "10.7.0.1"), ("g", "10.7.0.1"), ("e", "10.7.0.2")]
+
+
+def _post(base_url: str, product_id: int, user: str, ip: str) -> tuple[int, str, str | None]:
+    request = urllib.request.Request(f"{base_url}/api/seckill/{product_id}", data=json.dumps({"user_id": user}).encode(),
+                                     headers={"Content-Type": "application/json", "X-Forwarded-For": ip})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, "ok", None
+    except urllib.error.HTTPError as err:
+        body = json.loads(err.read())
+        return err.code, body.get("layer") or body.get("error"), err.headers.get("Retry-After")
+
+
+def _evalsha_calls(redis_client) -> int:
+    return int(redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("name", ["fastapi", "local-stock"])
+def test_the_tier_answers_the_same_with_one_script_and_sends_one_script_per_buy(s, stack_urls, redis_client, name):
+    from seckill.system.sale import create_sale
+
+    got, scripts = {}, {}
+    for flag in ("0", "1"):
+        state = tiers.up(name, limits=TIER_LIMITS, out=None, extra_env={one_script.ENV: flag}, load_test=True)
+        try:
+            # local-stock: each worker leases its own slice, so a sold-out answer depends on the worker a
+            # request lands on; there the stock is ample (its sold-out flag is test_local_stock's)
+            create_sale(s, 601, 3 if name == "fastapi" else 100, force=True)
+            create_sale(s, 602, 100, force=True)
+            for key in redis_client.scan_iter("rl:*"):  # the other run's counters
+                redis_client.delete(key)
+            _post(state["base_url"], 602, "warm-up", "10.7.9.9")  # loads the script(s) into Redis
+            redis_client.config_resetstat()
+            got[flag] = [_post(state["base_url"], 601, user, ip) for user, ip in TIER_CALLS]
+            scripts[flag] = _evalsha_calls(redis_client)
+        finally:
+            tiers.down(out=None)
+    assert got["1"] == got["0"], got
+    expected = [(200, "ok", None), (409, "already_bought", None), (429, "user", "10"), (200, "ok", None),
+                (200, "ok", None), (409, "sold_out", None), (429, "ip", "10"), (409, "sold_out", None)]
+    if name == "local-stock":
+        expected[4:6] = [(200, "ok", None)] * 2
+        expected[7] = (200, "ok", None)
+    assert [(status, what) for status, what, _ in got["1"]] == [(status, what) for status, what, _ in expected]
+    assert all(after is None or 0 < int(after) <= 10 for _, _, after in got["1"])
+    if name == "fastapi":  # one script per request, where the separate path runs up to three
+        assert scripts["1"] == len(TIER_CALLS) < scripts["0"], scripts
+    else:  # the limits in one script, then the lease's claim for the buys that pass them
+        assert scripts["1"] < scripts["0"], scripts
