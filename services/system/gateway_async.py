@@ -9,7 +9,8 @@ The decisions are exactly the Flask tier's (the shared steps live in
 gateway.py); only the I/O is async:
   * Redis: redis.asyncio, running the *same Lua sources* as the chosen
     implementation's StockCache and RedisRateLimiter (so SECKILL_IMPL=labs runs
-    the learner's scripts here too);
+    the learner's scripts here too); with SECKILL_ONE_SCRIPT=1 the limits and
+    reserve_once go as one script built from those sources (one_script.py);
   * RabbitMQ: aio-pika with publisher confirms. Many requests publish on one
     channel at once and each awaits its own confirm, so the confirms are
     pipelined: the broker confirms a whole run of messages with one frame
@@ -124,7 +125,7 @@ class AsyncLayeredLimiter:
 
     async def check(self, user_id: str, client_ip: str, first: int = 0):
         """The verdict of the layers from ``first`` on (0: both; one_script passes 1 after judging the user)."""
-        for (layer, limit), who in list(zip(self.layers, (user_id, client_ip)))[first:]:
+        for (layer, limit), who in zip(self.layers[first:], (user_id, client_ip)[first:]):
             key = f"{self.prefix}:{layer}:{who}"
             if int(await self._count(keys=[key], args=[self.window_ms])) > limit:
                 ttl_ms = await self.redis.pttl(key)
