@@ -23,7 +23,8 @@ from seckill.config import Limits
 from seckill.system import impl, one_script, tiers
 from seckill.system.autopipeline import AutoPipelineRedis
 from seckill.system.gateway_async import AsyncLayeredLimiter, AsyncStock
-from seckill.system.one_script import AsyncOneScript, combined_source
+from seckill.system.local_stock import AsyncLocalStock
+from seckill.system.one_script import AsyncLocalOneScript, AsyncOneScript, combined_source
 
 RATE_LIMIT = impl.load("rate_limit", "solutions")
 STOCK = impl.load("stock", "solutions")
@@ -33,24 +34,41 @@ STEPS = 150
 
 
 def _wrong(name: str, replacements: list[tuple[str, str]]):
-    """A subclass of AsyncOneScript whose script has ONE mistake (a text replacement of the right one)."""
+    """A class maker: AsyncOneScript (or a subclass) whose script has ONE mistake (a text replacement)."""
     def source(fixed_window_lua, reserve_once_lua=None):
         text = combined_source(fixed_window_lua, reserve_once_lua)
         for right, wrong in replacements:
+            if reserve_once_lua is None and "reserve_once" in right + wrong:
+                continue  # the limits-only script (local-stock, no unit held) has no reserve_once to misplace
             assert right in text, f"{name}: {right!r} is no longer in the script"
             text = text.replace(right, wrong)
         return text
-    return type(name, (AsyncOneScript,), {"source": staticmethod(source)})
+    return lambda base=AsyncOneScript: type(name, (base,), {"source": staticmethod(source)})
 
 
+class KeepsTheUnitWhenLimited(AsyncLocalOneScript):
+    """Wrong (local-stock): the unit taken from ``held`` before the script is not given back when limited."""
+
+    async def limit_and_reserve(self, product_id, user_id, client_ip):
+        held = self.stock._product(product_id).held
+        verdict, outcome = await super().limit_and_reserve(product_id, user_id, client_ip)
+        if not verdict.allowed and held > 0:
+            self.stock._product(product_id).held -= 1
+        return verdict, outcome
+
+
+RESERVE = "reserve_once({unpack(KEYS, 3)}, {unpack(ARGV, 4)})"
 WRONG = {
     "reserves before checking the limits": _wrong("ReserveFirst", [
-        ("for layer = 1, 2 do", "local reserved = reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})\nfor layer = 1, 2 do"),
-        ("return {0, reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})}", "return {0, reserved}")]),
+        ("for layer = 1, 2 do", f"local reserved = {RESERVE}\nfor layer = 1, 2 do"),
+        (f"return {{0, {RESERVE}}}", "return {0, reserved}")]),
     "checks the IP before the user": _wrong("IpFirst", [("for layer = 1, 2 do", "for _, layer in ipairs({2, 1}) do")]),
     "ignores the IP layer": _wrong("NoIpLayer", [("for layer = 1, 2 do", "for layer = 1, 1 do")]),
     "blocks at the limit, not above it": _wrong("OffByOne", [("if count > tonumber", "if count >= tonumber")]),
 }
+WRONG_LOCAL = {**{name: make(AsyncLocalOneScript) for name, make in WRONG.items()},
+               "keeps the unit when limited": KeepsTheUnitWhenLimited}
+WRONG = {name: make() for name, make in WRONG.items()}
 
 # The learner may return the count as a string: the script hands it to Python, which judges it as the
 # separate path's int() does (the fallback branch of AsyncOneScript.limit_and_reserve).
@@ -72,12 +90,16 @@ def _client(url: str, cls=Counting):
                         max_connections=64)
 
 
-def _paths(r, cls=AsyncOneScript, fixed_window=RATE_LIMIT.FIXED_WINDOW_LUA, reserves=True,
-           rate_limit=RATE_LIMIT, stock=STOCK):
-    """(separate, combined): each an async (product, user, ip) -> (verdict, outcome), on keys of its own."""
+def _paths(r, cls=None, fixed_window=RATE_LIMIT.FIXED_WINDOW_LUA, mode="reserve", rate_limit=RATE_LIMIT, stock=STOCK):
+    """(separate, combined): each an async (product, user, ip) -> (verdict, outcome), on keys of its own.
+
+    mode: "reserve" (tier fastapi: reserve_once in the script), "limits-only" (the script holds the layers,
+    AsyncStock.reserve_once follows), "local" (tier local-stock: AsyncLocalOneScript, leases of 2 units).
+    """
     rate_limit = type("rl", (), {"FIXED_WINDOW_LUA": fixed_window, "LimitVerdict": rate_limit.LimitVerdict})
     a_limiter = AsyncLayeredLimiter(r, rate_limit, LIMITS, prefix="rlA")
-    a_stock = AsyncStock(r, stock)
+    local = mode == "local"
+    a_stock = AsyncLocalStock(r, slice_size=2, instance="A") if local else AsyncStock(r, stock)
 
     async def separate(product_id, user_id, ip):
         verdict = await a_limiter.check(user_id, ip)
@@ -86,7 +108,11 @@ def _paths(r, cls=AsyncOneScript, fixed_window=RATE_LIMIT.FIXED_WINDOW_LUA, rese
         return verdict, await a_stock.reserve_once(product_id + 100, user_id)
 
     b_limiter = AsyncLayeredLimiter(r, rate_limit, LIMITS, prefix="rlB")
-    b = cls(r, b_limiter, AsyncStock(r, stock), fixed_window, stock.RESERVE_ONCE_LUA if reserves else None)
+    if local:
+        b = (cls or AsyncLocalOneScript)(r, b_limiter, AsyncLocalStock(r, slice_size=2, instance="B"), fixed_window)
+    else:
+        b = (cls or AsyncOneScript)(r, b_limiter, AsyncStock(r, stock), fixed_window,
+                                    stock.RESERVE_ONCE_LUA if mode == "reserve" else None)
 
     async def combined(product_id, user_id, ip):
         return await b.limit_and_reserve(product_id + 200, user_id, ip)
@@ -96,8 +122,8 @@ def _paths(r, cls=AsyncOneScript, fixed_window=RATE_LIMIT.FIXED_WINDOW_LUA, rese
 async def _state(r, side: int) -> dict:
     out = {}
     for product in STOCKS:
-        out[product] = (await r.get(f"stock:{product + side}"),
-                        sorted(await r.smembers(f"buyers:{product + side}")))
+        out[product] = (await r.get(f"stock:{product + side}"), sorted(await r.smembers(f"buyers:{product + side}")),
+                        sorted(await r.hvals(f"leases:{product + side}")))  # local-stock: units leased
     return out
 
 
@@ -108,7 +134,9 @@ def _kind(verdict, outcome) -> str:
 async def _compare(url: str, seed: int, **paths) -> tuple[list, set]:
     """Mismatches (step, what, separate, combined) over one seeded sequence, and the kinds of answer seen."""
     r = _client(url)
-    await r.flushdb()
+    for pattern in ("rlA:*", "rlB:*", "stock:[12]0[0-9]", "buyers:[12]0[0-9]", "lease*:[12]0[0-9]*"):
+        async for key in r.scan_iter(pattern):
+            await r.delete(key)
     for product, items in STOCKS.items():
         for side in (100, 200):
             await r.set(f"stock:{product + side}", items)
@@ -137,9 +165,9 @@ EVERY_KIND = {"limited:user", "limited:ip", "ok", "sold_out", "already_bought"}
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("reserves", [True, False], ids=["with-reserve", "limits-only"])
-def test_same_answers_as_the_separate_path(stack_urls, seed, reserves):
-    wrong, kinds = asyncio.run(_compare(stack_urls["redis"], seed, reserves=reserves))
+@pytest.mark.parametrize("mode", ["reserve", "limits-only", "local"])
+def test_same_answers_as_the_separate_path(stack_urls, seed, mode):
+    wrong, kinds = asyncio.run(_compare(stack_urls["redis"], seed, mode=mode))
     assert wrong == []
     assert kinds == EVERY_KIND, f"the sequence missed {EVERY_KIND - kinds}: it proves less than it says"
 
@@ -150,9 +178,10 @@ def test_a_count_returned_as_a_string_is_judged_as_the_separate_path_judges_it(s
     assert wrong == [] and kinds == EVERY_KIND
 
 
-@pytest.mark.parametrize("mistake", WRONG)
-def test_the_test_catches_each_wrong_script(stack_urls, mistake):
-    caught = [asyncio.run(_compare(stack_urls["redis"], seed, cls=WRONG[mistake]))[0] != [] for seed in range(6)]
+@pytest.mark.parametrize("mode, mistake", [("reserve", m) for m in WRONG] + [("local", m) for m in WRONG_LOCAL])
+def test_the_test_catches_each_wrong_script(stack_urls, mode, mistake):
+    cls = (WRONG if mode == "reserve" else WRONG_LOCAL)[mistake]
+    caught = [asyncio.run(_compare(stack_urls["redis"], seed, cls=cls, mode=mode))[0] != [] for seed in range(6)]
     assert all(caught), f"'{mistake}' passed seeds {[s for s, c in enumerate(caught) if not c]}"
 
 
@@ -160,7 +189,9 @@ def _limited_run(url: str, cls) -> tuple[list, int, int]:
     """One greedy user (3 allowed, 3 over), then 9 bots on its IP (6 allowed, 3 over the IP's 9)."""
     async def run():
         r = _client(url)
-        await r.flushdb()
+        async for key in r.scan_iter("rlB:*"):
+            await r.delete(key)
+        await r.delete("buyers:201")
         await r.set("stock:201", 100)
         _, combined = _paths(r, cls=cls)
         got = [await combined(1, "greedy", "10.9.9.9") for _ in range(6)]
@@ -183,7 +214,7 @@ def test_one_command_per_buy(stack_urls, redis_client):
         r = _client(stack_urls["redis"])
         await r.set("stock:101", 1000)
         await r.set("stock:201", 1000)
-        separate, combined = _paths(r, reserves=reserves)
+        separate, combined = _paths(r, mode="reserve" if reserves else "limits-only")
         buy = combined if one else separate
         await buy(1, "warm", "10.1.1.1")  # loads the scripts (NOSCRIPT, SCRIPT LOAD)
         Counting.commands = 0
@@ -192,7 +223,7 @@ def test_one_command_per_buy(stack_urls, redis_client):
         await r.aclose()
         return Counting.commands / 5
     assert asyncio.run(per_buy(True, True)) == 1
-    assert asyncio.run(per_buy(False, True)) == 2  # local-stock: the two layers, then its own claim
+    assert asyncio.run(per_buy(False, True)) == 2  # the two layers in one script, then reserve_once
     assert asyncio.run(per_buy(True, False)) == 3
 
 
@@ -309,5 +340,5 @@ def test_the_tier_answers_the_same_with_one_script_and_sends_one_script_per_buy(
     assert all(after is None or 0 < int(after) <= 10 for _, _, after in got["1"])
     if name == "fastapi":  # one script per request, where the separate path runs up to three
         assert scripts["1"] == len(TIER_CALLS) < scripts["0"], scripts
-    else:  # the limits in one script, then the lease's claim for the buys that pass them
-        assert scripts["1"] < scripts["0"], scripts
+    else:  # one script per request, plus, per worker, its first buy's slice: limits, lease, claim
+        assert scripts["1"] <= len(TIER_CALLS) + 2 * 2 < scripts["0"], scripts

@@ -431,9 +431,10 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
         redis=r,
         stock=stock,
         limiter=limiter,
-        one_script=(one_script.AsyncOneScript(r, limiter, stock, rate_limit.FIXED_WINDOW_LUA,
-                                              None if local_stock else stock_module.RESERVE_ONCE_LUA)
-                    if one_script.enabled() else None),
+        one_script=(None if not one_script.enabled()
+                    else one_script.AsyncLocalOneScript(r, limiter, stock, rate_limit.FIXED_WINDOW_LUA) if local_stock
+                    else one_script.AsyncOneScript(r, limiter, stock, rate_limit.FIXED_WINDOW_LUA,
+                                                   stock_module.RESERVE_ONCE_LUA)),
         bucket=token_bucket.TokenBucket(limits.bucket_capacity, limits.bucket_rate),
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),
         sales=AsyncSaleCatalog(r),

@@ -29,8 +29,10 @@ path does (``int(count)``: the same TypeError for a stub) and, when it passes,
 finishes the buy with the separate scripts.
 
 Tier local-stock sells from its own lease (local_stock.AsyncLocalStock), not
-with reserve_once, so there the script holds the two limit layers only: two
-round trips per buy instead of three.
+with reserve_once: there the reservation is the lease's claim (CLAIM_LUA, the
+course's own script), wrapped the same way (:class:`AsyncLocalOneScript`).
+While the instance holds units the buy is one script; when it holds none, the
+script holds the two limit layers only and the stock leases a slice as before.
 
 ``SECKILL_ONE_SCRIPT=1`` turns it on (:func:`enabled`); the bench's
 ``--speedups`` measures it off and on in one run (name ``one-script``).
@@ -60,8 +62,8 @@ end
 """
 
 _RESERVE = """
--- both layers allow: KEYS[3] stock, KEYS[4] buyers, ARGV[4] user id
-return {0, reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})}
+-- both layers allow: reserve_once gets the keys from KEYS[3] on, the arguments from ARGV[4] on
+return {0, reserve_once({unpack(KEYS, 3)}, {unpack(ARGV, 4)})}
 """
 
 
@@ -93,9 +95,10 @@ class AsyncOneScript:
 
     ``limiter`` is the gateway's AsyncLayeredLimiter (its layers, window and
     key prefix; its separate scripts finish a buy whose count was not a number).
-    With ``stock_module`` (the implementation's stock, for AsyncStock) the
-    reservation runs in the same script; without it (tier local-stock) the
-    script holds the two layers and ``stock.reserve_once`` follows.
+    With ``reserve_once_lua`` (the implementation's, for AsyncStock) the
+    reservation runs in the same script; without it the script holds the two
+    layers and ``stock.reserve_once`` follows (AsyncLocalOneScript does that
+    when its instance holds no unit).
     """
 
     source = staticmethod(combined_source)  # (the tests' wrong versions replace it)
@@ -107,19 +110,25 @@ class AsyncOneScript:
         self._script = redis.register_script(self.source(fixed_window_lua, reserve_once_lua))
         (_, self.user_limit), (_, self.ip_limit) = limiter.layers
 
+    def _limit_keys_args(self, user_id: str, client_ip: str) -> tuple[list, list]:
+        prefix = self.limiter.prefix
+        return ([f"{prefix}:user:{user_id}", f"{prefix}:ip:{client_ip}"],
+                [self.limiter.window_ms, self.user_limit, self.ip_limit])
+
     async def limit_and_reserve(self, product_id: int, user_id: str, client_ip: str):
         """(verdict, reserve_once's outcome); the outcome is None when a layer said no (nothing reserved).
 
         Raises what the separate path raises (redis errors; TypeError/ValueError
         from ``int()`` of a count that is not an integer).
         """
-        prefix = self.limiter.prefix
-        keys = [f"{prefix}:user:{user_id}", f"{prefix}:ip:{client_ip}"]
-        args = [self.limiter.window_ms, self.user_limit, self.ip_limit]
+        keys, args = self._limit_keys_args(user_id, client_ip)
         if self.reserves:
             keys += [f"stock:{product_id}", f"buyers:{product_id}"]
             args.append(user_id)
-        reply = await self._script(keys=keys, args=args)
+        return await self._answer(await self._script(keys=keys, args=args), keys, product_id, user_id, client_ip)
+
+    async def _answer(self, reply, keys: list, product_id: int, user_id: str, client_ip: str):
+        """The script's reply as (verdict, outcome); see :func:`combined_source` for its shapes."""
         code = int(reply[0])
         verdict = self.limiter.verdict
         if code > 0:  # a layer over its limit
@@ -139,3 +148,45 @@ class AsyncOneScript:
         if not self.reserves:
             return allowed, await self.stock.reserve_once(product_id, user_id)
         return allowed, _text(reply[1] if len(reply) > 1 else None)
+
+
+class AsyncLocalOneScript(AsyncOneScript):
+    """Tier local-stock: the two limit layers and the lease's claim in one script.
+
+    ``stock`` is the process's local_stock.AsyncLocalStock. Its reserve_once
+    claims a unit of this instance's lease (CLAIM_LUA) when the instance holds
+    one, else leases a slice first. Here a buy the instance holds a unit for is
+    one script — limits, then the claim — with the stock's own bookkeeping
+    around it (the unit taken from ``held`` before the await, given back when a
+    layer says no or the user already bought); any other buy takes the base
+    path: the limits in one script, then ``stock.reserve_once``.
+    """
+
+    def __init__(self, redis, limiter, stock, fixed_window_lua: str):
+        from seckill.system.local_stock import CLAIM_LUA, leases_key
+
+        super().__init__(redis, limiter, stock, fixed_window_lua)
+        self._leases_key = leases_key
+        self._with_claim = redis.register_script(self.source(fixed_window_lua, CLAIM_LUA))
+
+    async def limit_and_reserve(self, product_id: int, user_id: str, client_ip: str):
+        state = self.stock._product(product_id)  # the stock's own per-product state (one event loop: no lock)
+        if state.held <= 0:  # a slice to lease first, or sold out: as before
+            return await super().limit_and_reserve(product_id, user_id, client_ip)
+        state.held -= 1  # taken before the await, as reserve_once does
+        keys, args = self._limit_keys_args(user_id, client_ip)
+        keys += [f"buyers:{product_id}", self._leases_key(product_id)]
+        args += [user_id, self.stock.instance]
+        reply = await self._with_claim(keys=keys, args=args)
+        if int(reply[0]) != 0:  # a layer said no (or judged in Python): the unit is ours again
+            state.held += 1
+            return await self._answer(reply, keys, product_id, user_id, client_ip)
+        allowed = self.limiter.verdict(True, None, 0.0)
+        outcome = _text(reply[1])
+        if outcome == "ok":
+            return allowed, "ok"
+        if outcome == "already_bought":
+            state.held += 1
+            return allowed, "already_bought"
+        state.held = 0  # 'stale': our lease is gone, so are the units we counted; reserve_once leases afresh
+        return allowed, await self.stock.reserve_once(product_id, user_id)
