@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import urllib.error
 import urllib.request
 
@@ -342,3 +343,24 @@ def test_the_tier_answers_the_same_with_one_script_and_sends_one_script_per_buy(
         assert scripts["1"] == len(TIER_CALLS) < scripts["0"], scripts
     else:  # one script per request, plus, per worker, its first buy's slice: limits, lease, claim
         assert scripts["1"] <= len(TIER_CALLS) + 2 * 2 < scripts["0"], scripts
+
+
+def test_a_lua_error_in_the_learners_script_names_its_own_line(stack_urls, redis_client):
+    """A runtime error at line 3 of reserve_once says user_script:3 on both paths (not its line in the one script)."""
+    broken = type("stock", (), {"RELEASE_LUA": STOCK.RELEASE_LUA, "RESERVE_ONCE_LUA": STOCK.RESERVE_ONCE_LUA.replace(
+        "if redis.call('SISMEMBER'", "if no_such_table.x == 1 then return 'x' end\nif redis.call('SISMEMBER'")})
+
+    async def run():
+        r = _client(stack_urls["redis"])
+        separate, combined = _paths(r, stock=broken)
+        out = []
+        for buy in (separate, combined):
+            try:
+                await buy(1, "u1", "10.4.4.4")
+                out.append("no error")
+            except Exception as exc:
+                out.append((type(exc).__name__, re.sub(r"script: \w+, ", "", str(exc))))
+        await r.aclose()
+        return out
+    a, b = asyncio.run(run())
+    assert a == b and "user_script:3:" in a[1] and "no_such_table" in a[1], (a, b)

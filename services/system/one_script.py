@@ -15,7 +15,7 @@ user layer, then the IP layer, then — only when both allow — reserve_once::
     local function fixed_window(KEYS, ARGV, ...)  <FIXED_WINDOW_LUA>  end
     local function reserve_once(KEYS, ARGV, ...)  <RESERVE_ONCE_LUA>  end
     for layer = 1, 2 do ... fixed_window({KEYS[layer]}, {ARGV[1]}) ... end
-    return {0, reserve_once({KEYS[3], KEYS[4]}, {ARGV[4]})}
+    return {0, reserve_once({unpack(KEYS, 3)}, {unpack(ARGV, 4)})}
 
 A chunk is a valid function body (a ``return`` at its end returns from the
 function), and the ``...`` keeps a chunk that reads its varargs valid.
@@ -41,6 +41,9 @@ script holds the two limit layers only and the stock leases a slice as before.
 from __future__ import annotations
 
 import os
+import re
+
+import redis as redis_lib
 
 ENV = "SECKILL_ONE_SCRIPT"
 
@@ -86,6 +89,21 @@ def combined_source(fixed_window_lua: str, reserve_once_lua: str | None = None) 
     return source + _LIMITS + (_RESERVE if reserve_once_lua is not None else "return {0}\n")
 
 
+def wrapped_lines(fixed_window_lua: str, reserve_once_lua: str | None = None) -> list[tuple[int, int]]:
+    """(first line, last line) of each wrapped source in :func:`combined_source`'s text, in order."""
+    spans, line = [], 1
+    for body in (fixed_window_lua, reserve_once_lua):
+        if body is None:
+            continue
+        lines = _FUNCTION.format(name="f", body=body).count("\n")  # the header, the body's lines, "end"
+        spans.append((line + 1, line + lines - 2))
+        line += lines
+    return spans
+
+
+_LINE = re.compile(r"user_script:(\d+)")
+
+
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
@@ -108,7 +126,29 @@ class AsyncOneScript:
         self.stock = stock
         self.reserves = reserve_once_lua is not None
         self._script = redis.register_script(self.source(fixed_window_lua, reserve_once_lua))
+        self._spans = wrapped_lines(fixed_window_lua, reserve_once_lua)
         (_, self.user_limit), (_, self.ip_limit) = limiter.layers
+
+    async def _run(self, script, spans: list[tuple[int, int]], keys: list, args: list):
+        """Run one of our scripts; a Lua error names the line of the learner's own script, as it would alone.
+
+        Inside the one script the learner's line 3 is line 3 plus the lines
+        above it; the message is rewritten so it says ``user_script:3``, as
+        the separate path's does.
+        """
+        try:
+            return await script(keys=keys, args=args)
+        except redis_lib.ResponseError as exc:
+            def own_line(match: re.Match) -> str:
+                line = int(match.group(1))
+                for first, last in spans:
+                    if first <= line <= last:
+                        return f"user_script:{line - first + 1}"
+                return match.group(0)
+            message = _LINE.sub(own_line, str(exc))
+            if message == str(exc):
+                raise
+            raise type(exc)(message) from exc
 
     def _limit_keys_args(self, user_id: str, client_ip: str) -> tuple[list, list]:
         prefix = self.limiter.prefix
@@ -125,7 +165,7 @@ class AsyncOneScript:
         if self.reserves:
             keys += [f"stock:{product_id}", f"buyers:{product_id}"]
             args.append(user_id)
-        return await self._answer(await self._script(keys=keys, args=args), keys, product_id, user_id, client_ip)
+        return await self._answer(await self._run(self._script, self._spans, keys, args), keys, product_id, user_id, client_ip)
 
     async def _answer(self, reply, keys: list, product_id: int, user_id: str, client_ip: str):
         """The script's reply as (verdict, outcome); see :func:`combined_source` for its shapes."""
@@ -168,6 +208,7 @@ class AsyncLocalOneScript(AsyncOneScript):
         super().__init__(redis, limiter, stock, fixed_window_lua)
         self._leases_key = leases_key
         self._with_claim = redis.register_script(self.source(fixed_window_lua, CLAIM_LUA))
+        self._claim_spans = wrapped_lines(fixed_window_lua, CLAIM_LUA)
 
     async def limit_and_reserve(self, product_id: int, user_id: str, client_ip: str):
         state = self.stock._product(product_id)  # the stock's own per-product state (one event loop: no lock)
@@ -177,7 +218,7 @@ class AsyncLocalOneScript(AsyncOneScript):
         keys, args = self._limit_keys_args(user_id, client_ip)
         keys += [f"buyers:{product_id}", self._leases_key(product_id)]
         args += [user_id, self.stock.instance]
-        reply = await self._with_claim(keys=keys, args=args)
+        reply = await self._run(self._with_claim, self._claim_spans, keys, args)
         if int(reply[0]) != 0:  # a layer said no (or judged in Python): the unit is ours again
             state.held += 1
             return await self._answer(reply, keys, product_id, user_id, client_ip)
