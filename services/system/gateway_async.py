@@ -9,8 +9,8 @@ The decisions are exactly the Flask tier's (the shared steps live in
 gateway.py); only the I/O is async:
   * Redis: redis.asyncio, running the *same Lua sources* as the chosen
     implementation's StockCache and RedisRateLimiter (so SECKILL_IMPL=labs runs
-    the learner's scripts here too); with SECKILL_ONE_SCRIPT=1 the limits and
-    reserve_once go as one script built from those sources (one_script.py);
+    the learner's scripts here too); the limits and reserve_once go as one
+    script built from those sources (one_script.py; SECKILL_ONE_SCRIPT=0: three);
   * RabbitMQ: aio-pika with publisher confirms. Many requests publish on one
     channel at once and each awaits its own confirm, so the confirms are
     pipelined: the broker confirms a whole run of messages with one frame
