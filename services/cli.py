@@ -426,7 +426,8 @@ def doctor(as_json: bool) -> None:
 @main.command("bench")
 @click.option("--json", "as_json", is_flag=True, help="Print the record instead of the table.")
 @click.option("--quick", is_flag=True, help="A short smoke run (2 s per tier, small drain and confirm runs).")
-@click.option("--tier", "tier_names", multiple=True, metavar="NAME", help="Only this tier (repeatable).")
+@click.option("--tier", "tier_names", multiple=True, metavar="NAME",
+              help="Only this tier (repeatable); with --speedups, the tier measured (default: the top one).")
 @click.option("--scenario", type=click.Choice(["seed"]), default=None,
               help="seed: the top tier sells 100,000 items to 100,000+ users, open loop (the source plan's goal).")
 @click.option("--rate", type=click.FloatRange(1, 100_000), default=None,
@@ -437,16 +438,30 @@ def doctor(as_json: bool) -> None:
               help="With --scenario seed: flame graphs of the gateway and the order service (py-spy), in results/.")
 @click.option("--speedups", "speedups_run", is_flag=True,
               help="Each speed-up of the top tier off and on, twice, in one run (items/s, CPU per item).")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="With --speedups: only this speed-up (repeatable), e.g. one-script.")
 @click.option("--scale", "scale_run", is_flag=True,
               help="How the drain and reconcile's queue read grow: 2,000, 20,000 and 200,000 queued orders.")
 @friendly
 def bench_command(as_json: bool, quick: bool, tier_names: tuple[str, ...], scenario: str | None,
-                  rate: float | None, items: int, profile: bool, speedups_run: bool, scale_run: bool) -> None:
+                  rate: float | None, items: int, profile: bool, speedups_run: bool, only: tuple[str, ...],
+                  scale_run: bool) -> None:
     """Every tier under the same wrk load, with this machine's ceilings; exit 1 if a tier oversold or lost."""
     from seckill.measure import bench
 
+    if only and not speedups_run:
+        raise UserError("--only chooses among the speed-ups; add --speedups")
     if speedups_run:
-        record = bench.speedups(rounds=1 if quick else 2, duration_s=2.0 if quick else 4.0, progress=True)
+        unknown = ", ".join(name for name in only if name not in bench.SPEEDUPS)
+        if unknown:
+            known = ", ".join(bench.SPEEDUPS)
+            raise UserError(f"no speed-up named {unknown}; choose from {known}")
+        if only:  # this process measures only those (bench.speedups reads the table when it runs)
+            bench.SPEEDUPS = {name: bench.SPEEDUPS[name] for name in dict.fromkeys(only)}
+        if len(tier_names) > 1:
+            raise UserError("--speedups measures one tier at a time; give --tier once")
+        record = bench.speedups(rounds=1 if quick else 2, duration_s=2.0 if quick else 4.0, progress=True,
+                                tier=tier_names[0] if tier_names else bench.SEED_TIER)
         emit(record, as_json, bench.speedups_table(record))
         return
 

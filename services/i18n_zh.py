@@ -543,6 +543,9 @@ ZH: dict[str, str] = {
     "unknown lab {lab!r}; the labs are: {', '.join(grader.LABS)}":
         "没有 {lab!r} 这个实验；现有的实验是：{', '.join(grader.LABS)}",
     "{scenario} does not take --tier; run it without": "{scenario} 不接受 --tier 参数；去掉它再运行",
+    "--only chooses among the speed-ups; add --speedups": "--only 是在各项提速里挑选；请加上 --speedups",
+    "no speed-up named {unknown}; choose from {known}": "没有名为 {unknown} 的提速项；可选：{known}",
+    "--speedups measures one tier at a time; give --tier once": "--speedups 一次只测一个档位；--tier 只给一次",
     "cannot listen on {host}:{port} ({exc.strerror}); give another --port":
         "无法在 {host}:{port} 上监听（{exc.strerror}）；换一个 --port",
     "no room log at {room_dir}; run `seckill workshop init` or give --room":

@@ -108,6 +108,34 @@ def test_unknown_tier_is_one_line_naming_the_tiers():
     assert "Traceback" not in outcome.output
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--only", "one-script"], "add --speedups"),
+    (["--speedups", "--only", "one-script", "--only", "warp-drive"], "no speed-up named warp-drive; choose from"),
+    (["--speedups", "--tier", "fastapi", "--tier", "flask"], "give --tier once"),
+])
+def test_speedups_options_misused_are_one_line_each(monkeypatch, args, says):
+    monkeypatch.setattr(bench, "speedups", lambda **kw: pytest.fail("measured despite a bad option"))
+    outcome = CliRunner().invoke(main, ["bench", *args])
+    line = outcome.output.strip()
+    assert outcome.exit_code == 1 and "\n" not in line and line.startswith("seckill: ") and says in line, line
+    if "warp-drive" in args:
+        assert all(name in line for name in bench.SPEEDUPS), line
+
+
+def test_speedups_only_measures_the_chosen_ones_on_the_chosen_tier(monkeypatch):
+    asked = {}
+
+    def fake(**kw):
+        asked.update(kw, names=list(bench.SPEEDUPS))
+        return {"tier": kw["tier"], "rounds": 1, "duration_s": 1.0, "speedups": [], "elapsed_s": 0.0}
+    monkeypatch.setattr(bench, "speedups", fake)
+    monkeypatch.setattr(bench, "SPEEDUPS", dict(bench.SPEEDUPS))  # the CLI narrows the table it is given
+    outcome = CliRunner().invoke(main, ["bench", "--speedups", "--quick", "--only", "one-script", "--tier", "fastapi",
+                                        "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    assert asked["names"] == ["one-script"] and asked["tier"] == "fastapi", asked
+
+
 def test_missing_wrk_says_how_to_install_it(monkeypatch):
     real_which = bench.shutil.which
     monkeypatch.setattr(bench.shutil, "which", lambda name: None if name == "wrk" else real_which(name))
@@ -334,7 +362,8 @@ def test_speedups_measure_each_one_off_and_on(stack_urls, results_dir):
     assert [(row["speedup"], row["variable"]) for row in record["speedups"]] == [
         (name, variable) for name, (variable, *_) in bench.SPEEDUPS.items()]
     assert {("redis-autopipeline", "SECKILL_REDIS_AUTOPIPELINE"), ("buy-fast-lane", "SECKILL_BUY_FAST_LANE"),
-            ("fast-json", "SECKILL_FAST_JSON")} <= {(row["speedup"], row["variable"]) for row in record["speedups"]}
+            ("fast-json", "SECKILL_FAST_JSON"), ("one-script", "SECKILL_ONE_SCRIPT")} <= \
+        {(row["speedup"], row["variable"]) for row in record["speedups"]}
     for row in record["speedups"]:
         for side in ("off", "on"):
             (run,) = row["runs"][side]

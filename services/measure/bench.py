@@ -1076,6 +1076,7 @@ SPEEDUPS = {
                       "POST /api/seckill/{id} goes straight from ASGI to its handler, past FastAPI's router"),
     "fast-json": (fastjson.ENV, "0", "1",
                   "orjson instead of the standard library for the buy body, the reply and the order message"),
+    "one-script": ("SECKILL_ONE_SCRIPT", "0", "1", "the user limit, the IP limit and the reservation run as one Redis script"),
 }
 SPEEDUP_PRODUCT = 990_500
 

@@ -9,7 +9,8 @@ The decisions are exactly the Flask tier's (the shared steps live in
 gateway.py); only the I/O is async:
   * Redis: redis.asyncio, running the *same Lua sources* as the chosen
     implementation's StockCache and RedisRateLimiter (so SECKILL_IMPL=labs runs
-    the learner's scripts here too);
+    the learner's scripts here too); the limits and reserve_once go as one
+    script built from those sources (one_script.py; SECKILL_ONE_SCRIPT=0: three);
   * RabbitMQ: aio-pika with publisher confirms. Many requests publish on one
     channel at once and each awaits its own confirm, so the confirms are
     pipelined: the broker confirms a whole run of messages with one frame
@@ -44,7 +45,7 @@ import redis.asyncio as aioredis
 import redis as redis_lib
 
 from seckill.stack import db
-from seckill.system import autopipeline, fastjson, impl
+from seckill.system import autopipeline, fastjson, impl, one_script
 from seckill.config import Limits, Settings
 from seckill.system.gateway import (ORDER_ID, PENDING_TTL_S, Reply, accepted, bucket_limited, bucket_retry_after,
                                     limited, new_order, order_reply, parse_request, pending, pending_marker,
@@ -121,8 +122,9 @@ class AsyncLayeredLimiter:
         self.layers = (("user", limits.user_limit), ("ip", limits.ip_limit))
         self.prefix = prefix
 
-    async def check(self, user_id: str, client_ip: str):
-        for (layer, limit), who in zip(self.layers, (user_id, client_ip)):
+    async def check(self, user_id: str, client_ip: str, first: int = 0):
+        """The verdict of the layers from ``first`` on (0: both; one_script passes 1 after judging the user)."""
+        for (layer, limit), who in zip(self.layers[first:], (user_id, client_ip)[first:]):
             key = f"{self.prefix}:{layer}:{who}"
             if int(await self._count(keys=[key], args=[self.window_ms])) > limit:
                 ttl_ms = await self.redis.pttl(key)
@@ -221,7 +223,7 @@ class AsyncGateway:
     def __init__(self, *, redis, stock, limiter, bucket, producer, sales, orders_db=None,
                  trusted_proxies=TrustedProxies(), bucket_rate: float = 1.0, clock=time.time,
                  sold_out: SoldOutMemory | None = None, crash_users: str | None = None,
-                 sale_in_db=None, rebuild=None, health_checks: dict | None = None):
+                 sale_in_db=None, rebuild=None, health_checks: dict | None = None, one_script=None):
         self.redis = redis
         self.stock = stock
         self.limiter = limiter
@@ -239,6 +241,7 @@ class AsyncGateway:
         self.stock_seen = ProductMemory()  # stock:{id} seen present (a sold-out answer is a real one)
         self.rebuild = rebuild            # rebuild.RedisRebuild (a thread), started when Redis lost a sale
         self.health_checks = health_checks or {}  # name -> async check that raises when down
+        self.one_script = one_script  # one_script.AsyncOneScript: limits and reservation in one round trip
         # a stock that keeps a local sold-out flag (local_stock.AsyncLocalStock) is asked first
         self._sold_out_locally = getattr(stock, "sold_out_locally", None)
 
@@ -265,10 +268,16 @@ class AsyncGateway:
             return reservation_problem(await self.stock.sold_out_answer(product_id, user_id))
         if not self.bucket.allow_request():
             return bucket_limited(self.bucket_retry_after)
-        verdict = await self.limiter.check(user_id, client)
-        if not verdict.allowed:
-            return limited(verdict)
-        problem = reservation_problem(await self.stock.reserve_once(product_id, user_id))
+        if self.one_script is not None:  # the same two steps, one round trip (one_script.py)
+            verdict, reserved = await self.one_script.limit_and_reserve(product_id, user_id, client)
+            if not verdict.allowed:
+                return limited(verdict)
+        else:
+            verdict = await self.limiter.check(user_id, client)
+            if not verdict.allowed:
+                return limited(verdict)
+            reserved = await self.stock.reserve_once(product_id, user_id)
+        problem = reservation_problem(reserved)
         if is_sold_out(problem) and await self._stock_lost(product_id):
             return await self._no_sale(product_id)  # "sold out" only because Redis lost the stock key
         remember_outcome(self.sold_out, product_id, problem)
@@ -384,6 +393,9 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
     limits = limits or s.limits
     r = async_redis_for(s)
     token_bucket = impl.running("token_bucket", impl_name)
+    rate_limit, stock_module = impl.running("rate_limit", impl_name), impl.running("stock", impl_name)
+    limiter = AsyncLayeredLimiter(r, rate_limit, limits)
+    stock = AsyncLocalStock(r, slice_size=limits.local_slice) if local_stock else AsyncStock(r, stock_module)
     state = {"conn": None}
     lock = asyncio.Lock()
 
@@ -416,9 +428,12 @@ def build(s: Settings, limits: Limits | None = None, impl_name: str | None = Non
 
     return AsyncGateway(
         redis=r,
-        stock=(AsyncLocalStock(r, slice_size=limits.local_slice) if local_stock
-               else AsyncStock(r, impl.running("stock", impl_name))),
-        limiter=AsyncLayeredLimiter(r, impl.running("rate_limit", impl_name), limits),
+        stock=stock,
+        limiter=limiter,
+        one_script=(None if not one_script.enabled()
+                    else one_script.AsyncLocalOneScript(r, limiter, stock, rate_limit.FIXED_WINDOW_LUA) if local_stock
+                    else one_script.AsyncOneScript(r, limiter, stock, rate_limit.FIXED_WINDOW_LUA,
+                                                   stock_module.RESERVE_ONCE_LUA)),
         bucket=token_bucket.TokenBucket(limits.bucket_capacity, limits.bucket_rate),
         producer=AsyncOrderProducer(s.amqp_url, queue=s.queue),
         sales=AsyncSaleCatalog(r),
