@@ -1079,6 +1079,7 @@ SPEEDUPS = {
     "one-script": ("SECKILL_ONE_SCRIPT", "0", "1", "the user limit, the IP limit and the reservation run as one Redis script"),
 }
 SPEEDUP_PRODUCT = 990_500
+ALL_TOGETHER = "all together"
 
 
 def speedups(rounds: int = 2, duration_s: float = 4.0, *, tier: str = SEED_TIER,
@@ -1089,6 +1090,9 @@ def speedups(rounds: int = 2, duration_s: float = 4.0, *, tier: str = SEED_TIER,
     stock it cannot sell out, so every request is a buy; the tier restarts for
     each measurement with the speed-up's variable set. Alternating off/on and
     taking each side's median keeps a noisy machine from favouring one side.
+    With more than one speed-up, a last row ``ALL_TOGETHER`` turns them all off
+    and all on at once: what they give together, which is not the product of
+    the single ratios (each one shrinks a share the others also shrink).
     Saved as speedups-<ts>.json.
     """
     if not 1 <= rounds <= 5:
@@ -1097,13 +1101,19 @@ def speedups(rounds: int = 2, duration_s: float = 4.0, *, tier: str = SEED_TIER,
     s = _ready()
     started = time.monotonic()
     rows = []
+    plan = [(name, what, variable, {variable: off}, {variable: on})
+            for name, (variable, off, on, what) in SPEEDUPS.items()]
+    if len(plan) > 1:  # what they give together: the course's version against the one without any of them
+        plan.append((ALL_TOGETHER, "every speed-up above at once", "all of the above",
+                     {v: off for v, off, _on, _w in SPEEDUPS.values()},
+                     {v: on for v, _off, on, _w in SPEEDUPS.values()}))
     try:
-        for name, (variable, off, on, what) in SPEEDUPS.items():
+        for name, what, variable, env_off, env_on in plan:
             runs: dict[str, list[dict]] = {"off": [], "on": []}
             for k in range(rounds):
-                for side, value in (("off", off), ("on", on)):
+                for side, env in (("off", env_off), ("on", env_on)):
                     _say(progress, f"speed-ups: {name} {side} (round {k + 1} of {rounds}) …")
-                    state = ladder.up(tier, limits=BENCH_LIMITS, out=None, extra_env={**LOADTEST_ENV, variable: value})
+                    state = ladder.up(tier, limits=BENCH_LIMITS, out=None, extra_env={**LOADTEST_ENV, **env})
                     url = f"{state['base_url']}/api/seckill/{SPEEDUP_PRODUCT}"
                     sale.create_sale(s, SPEEDUP_PRODUCT, 10**7, force=True)
                     run_wrk(url, QUICK, duration_s=1.0)  # warm-up: connections, leases, scripts
