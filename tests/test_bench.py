@@ -357,6 +357,22 @@ def test_profiling_without_a_tier_is_one_clear_error(s, tmp_path):
             pass
 
 
+def test_speedups_median_of_two_rounds_is_their_mean_and_the_table_shows_the_spread():
+    """Of two rounds the median is their mean; the wrong version (the upper one) gave 700 → 790, ×1.13, for
+    rounds whose means are 676 → 741, ×1.10."""
+    assert bench.items_median([{"items_per_s": 652.4}, {"items_per_s": 699.5}]) == 676.0
+    assert bench.items_median([{"items_per_s": 3.0}, {"items_per_s": 1.0}, {"items_per_s": 2.0}]) == 2.0
+    cpu = {"gateway": 1.0, "total": 2.0}
+    record = {"tier": "local-stock", "rounds": 2, "duration_s": 4.0, "speedups": [
+        {"speedup": "fast-json", "what": "orjson", "variable": "SECKILL_FAST_JSON", "ratio": 1.1,
+         "median": {"off": 676.0, "on": 741.0},
+         "runs": {"off": [{"items_per_s": 652.4, "cpu_ms_per_item": cpu}, {"items_per_s": 699.5, "cpu_ms_per_item": cpu}],
+                  "on": [{"items_per_s": 691.0, "cpu_ms_per_item": cpu}, {"items_per_s": 790.4, "cpu_ms_per_item": cpu}]}}]}
+    text = bench.speedups_table(record)
+    assert "rounds off 652–700, on 691–790 items/s" in text, text
+    assert all(line == line.rstrip() for line in text.splitlines()), "no trailing spaces"
+
+
 def test_speedups_measure_each_one_off_and_on(stack_urls, results_dir):
     record = bench.speedups(rounds=1, duration_s=1.0, progress=False, save=False)
     assert [(row["speedup"], row["variable"]) for row in record["speedups"]] == [

@@ -31,6 +31,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -1126,7 +1127,7 @@ def speedups(rounds: int = 2, duration_s: float = 4.0, *, tier: str = SEED_TIER,
                     runs[side].append({"items_per_s": _rate(sold, w.duration_s), "p99_ms": w.p99_ms,
                                        "cpu_ms_per_item": cpu})
                     ladder.down(out=None)
-            median = {side: sorted(r["items_per_s"] for r in got)[len(got) // 2] for side, got in runs.items()}
+            median = {side: items_median(got) for side, got in runs.items()}
             rows.append({"speedup": name, "what": what, "variable": variable, "runs": runs, "median": median,
                          "ratio": round(median["on"] / median["off"], 3) if median["off"] else None})
     finally:
@@ -1139,21 +1140,32 @@ def speedups(rounds: int = 2, duration_s: float = 4.0, *, tier: str = SEED_TIER,
     return record
 
 
+def items_median(runs: list[dict]) -> float:
+    """The median items/s of some rounds; with an even count the mean of the middle two (of two rounds, their mean:
+    taking the upper one, as ``sorted(x)[len(x) // 2]`` does, favours whichever side had the luckier round)."""
+    return round(statistics.median(r["items_per_s"] for r in runs), 1)
+
+
 def speedups_table(record: dict) -> str:
-    """One line per speed-up: items/s off and on (median), the ratio, CPU per item off → on."""
+    """One line per speed-up: items/s off and on (median of the rounds), the ratio, mean CPU per item off → on,
+    and the rounds' spread (a ratio inside it is noise)."""
     lines = [f"speed-ups on the {record['tier']} tier, each off and on {record['rounds']}× "
              f"({record['duration_s']:g} s of wrk each, every request a buy):",
-             f"{'speed-up':<20} {'off items/s':>11} {'on items/s':>10} {'ratio':>6}  "
+             f"{'speed-up':<20} {'off items/s':>11} | {'on items/s':>10} {'ratio':>6}  "
              f"{'gateway CPU ms/item':>19}  {'total CPU ms/item':>17}"]
     for row in record["speedups"]:
         def mean_cpu(side: str, name: str) -> float:
             got = [r["cpu_ms_per_item"].get(name, 0.0) for r in row["runs"][side]]
             return sum(got) / len(got)
-        lines.append(f"{row['speedup']:<20} {_fmt(row['median']['off']):>11} {_fmt(row['median']['on']):>10} "
+        def spread(side: str) -> str:
+            got = [r["items_per_s"] for r in row["runs"][side]]
+            return f"{_fmt(min(got))}–{_fmt(max(got))}" if len(got) > 1 else _fmt(got[0])
+        lines.append(f"{row['speedup']:<20} {_fmt(row['median']['off']):>11} | {_fmt(row['median']['on']):>10} "
                      f"{_fmt(row['ratio'], '.2f'):>6}  "
                      f"{mean_cpu('off', 'gateway'):>8.2f} → {mean_cpu('on', 'gateway'):<8.2f}  "
-                     f"{mean_cpu('off', 'total'):>7.2f} → {mean_cpu('on', 'total'):<7.2f}")
-        lines.append(f"  ({row['what']}; {row['variable']})")
+                     f"{mean_cpu('off', 'total'):>7.2f} → {mean_cpu('on', 'total'):.2f}")
+        # the spread of the rounds: a ratio inside it is this machine's noise, not the speed-up
+        lines.append(f"  ({row['what']}; {row['variable']}; rounds off {spread('off')}, on {spread('on')} items/s)")
     if record.get("path"):
         lines.append(f"saved: {record['path']}")
     return "\n".join(lines)

@@ -276,8 +276,10 @@ class ReconcileReport:
             lines.append(f"fixed {len(self.discrepancies)} discrepanc{'ies' if len(self.discrepancies) != 1 else 'y'}; "
                          "Redis agrees with PostgreSQL again")
         else:
-            lines.append(f"{len(self.remaining)} discrepanc{'ies' if len(self.remaining) != 1 else 'y'} left"
-                         + ("" if self.fix else "; run `seckill reconcile --fix` to repair them"))
+            n_left = len(self.remaining)
+            lines.append(f"{n_left} discrepanc{'ies' if n_left != 1 else 'y'} "
+                         + ("left after --fix" if self.fix else
+                            f"found; run `seckill reconcile --fix` to repair {'them' if n_left != 1 else 'it'}"))
         return "\n".join(lines)
 
 
