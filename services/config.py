@@ -48,6 +48,11 @@ def _float_env(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; unset it or give a value like {default}") from None
 
 
+def on_unless_off(name: str, environ=os.environ) -> bool:
+    """A speed-up's A/B switch: on unless ``name`` is 0/false/off/no (anything else, or unset, is on)."""
+    return environ.get(name, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
 def _bool_env(name: str, default: bool) -> bool:
     raw = (os.environ.get(name) or "").strip().lower()
     if raw == "":

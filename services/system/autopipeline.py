@@ -23,16 +23,17 @@ it off) and :class:`AutoPipelineRedis` in place of ``redis.asyncio.Redis``.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import redis.asyncio as aioredis
+
+from seckill.config import on_unless_off
 
 ENV = "SECKILL_REDIS_AUTOPIPELINE"
 
 
 def enabled() -> bool:
     """On unless ``SECKILL_REDIS_AUTOPIPELINE`` is 0/false/off (the bench's A/B switch)."""
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+    return on_unless_off(ENV)
 
 
 class AutoPipelineRedis(aioredis.Redis):

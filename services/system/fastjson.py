@@ -41,12 +41,14 @@ import json
 import os
 from typing import Any
 
+from seckill.config import on_unless_off
+
 ENV = "SECKILL_FAST_JSON"  # 1/on (default): orjson; 0/off: the standard library (the bench's A/B switch)
 
 
 def enabled(environ=os.environ) -> bool:
     """orjson unless the environment says "0", "false", "off" or "no" (like SECKILL_BUY_FAST_LANE)."""
-    return environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+    return on_unless_off(ENV, environ)
 
 
 def _std_dumps(obj: Any) -> bytes:

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from seckill.config import Settings, settings as load_settings
+from seckill.config import Settings, on_unless_off, settings as load_settings
 from seckill.system import fastjson
 from seckill.system.gateway import MAX_BODY, product_id_problem, MAX_USER_ID, Reply, client_ip, error, unavailable
 from seckill.system.gateway_async import AsyncGateway, build
@@ -94,7 +94,7 @@ FAST_LANE_ENV = "SECKILL_BUY_FAST_LANE"  # 0/off: every buy goes through FastAPI
 
 
 def fast_lane_enabled() -> bool:
-    return os.environ.get(FAST_LANE_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+    return on_unless_off(FAST_LANE_ENV)
 
 
 class BuyFastLane:

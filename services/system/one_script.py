@@ -45,10 +45,11 @@ alone, in one process at 64 buyers: 155 → 77 µs of CPU per buy.
 
 from __future__ import annotations
 
-import os
 import re
 
 import redis as redis_lib
+
+from seckill.config import on_unless_off
 
 ENV = "SECKILL_ONE_SCRIPT"
 
@@ -77,7 +78,7 @@ return {0, reserve_once({unpack(KEYS, 3)}, {unpack(ARGV, 4)})}
 
 def enabled() -> bool:
     """On unless ``SECKILL_ONE_SCRIPT`` is 0/false/off/no (the bench's A/B switch)."""
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+    return on_unless_off(ENV)
 
 
 def combined_source(fixed_window_lua: str, reserve_once_lua: str | None = None) -> str:
